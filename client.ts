@@ -1,0 +1,83 @@
+#!/usr/bin/env node
+// taskwire-client: submits one task per input and prints the results in input order.
+
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { CLIENT_DEFAULTS, createClient, TaskwireError } from './lib/index.js';
+import { die } from './lib/cli.js';
+
+const program = 'taskwire-client';
+
+const argv = yargs(hideBin(process.argv))
+  .scriptName(program)
+  .usage('$0 [options] <input...>\n\nSubmits one task per input to a scheduler and prints each result on its own line.')
+  .env('TASKWIRE')
+  .option('type', { alias: 't', type: 'string', default: 'sha256', describe: 'Job type (built-ins: sha256, arith)' })
+  .option('host', { type: 'string', default: CLIENT_DEFAULTS.host, describe: 'Scheduler host' })
+  .option('port', { alias: 'p', type: 'number', default: CLIENT_DEFAULTS.port, describe: 'Scheduler port' })
+  .option('json', { type: 'boolean', default: false, describe: 'Print a JSON array of {input, ok, result | code, error}' })
+  .option('timeout', { type: 'number', default: 30_000, describe: 'Give up after this many ms (0: wait forever)' })
+  .example('$0 "Hello"', 'SHA-256 of "Hello"')
+  .example('$0 --type arith "1+(2*3)/4-5"', 'evaluate an expression: -2.5')
+  .example('$0 --type arith "2+3, 5*6, 10-4"', 'arith inputs may be comma-separated lists')
+  .epilogue('Exit status: 0 when every task succeeded, 1 when any failed, 2 when the scheduler was unreachable or the run timed out.')
+  .demandCommand(1, 'give at least one input')
+  .strict()
+  .help()
+  .alias('help', 'h')
+  .version()
+  .parseSync();
+
+type Outcome = { input: string; ok: true; result: string } | { input: string; ok: false; code: string; error: string };
+
+async function main(): Promise<number> {
+  const raw = argv._.map(String);
+  // Commas never occur in arithmetic, so an arith input may be a list; other types take inputs verbatim.
+  const inputs = argv.type === 'arith' ? raw.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean) : raw;
+  if (inputs.length === 0) throw new Error('no input to submit');
+
+  const client = createClient({ host: argv.host, port: argv.port });
+  await client.connect();
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    if (argv.timeout > 0) {
+      timer = setTimeout(
+        () => reject(new Error(`timed out after ${argv.timeout} ms with ${client.pendingCount} task(s) unanswered (is a worker for '${argv.type}' running?)`)),
+        argv.timeout,
+      );
+    }
+  });
+  const outcomes = await Promise.race([
+    Promise.all(
+      inputs.map((input) =>
+        client.submit(argv.type, input).then(
+          (result): Outcome => ({ input, ok: true, result }),
+          (err: TaskwireError): Outcome => ({ input, ok: false, code: err.code ?? 'E_UNKNOWN', error: err.message }),
+        ),
+      ),
+    ),
+    timeout,
+  ]).finally(() => {
+    clearTimeout(timer);
+    void client.close();
+  });
+
+  const failed = outcomes.some((o) => !o.ok);
+  if (argv.json) {
+    process.stdout.write(`${JSON.stringify(outcomes, null, 2)}\n`);
+  } else if (outcomes.length === 1) {
+    const [o] = outcomes as [Outcome];
+    if (o.ok) process.stdout.write(`${o.result}\n`);
+    else process.stderr.write(`${program}: ${o.error} (${o.code})\n`);
+  } else {
+    for (const o of outcomes) process.stdout.write(o.ok ? `${o.input} = ${o.result}\n` : `${o.input} = error: ${o.error} (${o.code})\n`);
+  }
+  return failed ? 1 : 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => die(program, err),
+);

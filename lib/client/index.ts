@@ -1,0 +1,187 @@
+// A client: submits tasks over one pipelined connection and settles each promise when its result comes back.
+
+import { EventEmitter } from 'node:events';
+import os from 'node:os';
+import { ErrorCode, TaskFailedError, TaskwireError } from '../errors.js';
+import { checkInteger, checkString, stripUndefined } from '../options.js';
+import { Cmd, Role, decodeCompleted, decodeFailed, encodeSubmit } from '../protocol/messages.js';
+import { DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT } from '../protocol/frame.js';
+import { Session } from '../transport/session.js';
+
+export interface ClientOptions {
+  /** Scheduler host. Default '127.0.0.1'. */
+  host?: string;
+  /** Scheduler port. Default 9001. */
+  port?: number;
+  /** Name shown by the scheduler. Default '<hostname>:<pid>'. */
+  name?: string;
+  /** Largest frame payload accepted, in bytes. Default 16 MiB. */
+  maxPayload?: number;
+}
+
+export const CLIENT_DEFAULTS = {
+  host: '127.0.0.1',
+  port: 9001,
+  maxPayload: DEFAULT_MAX_PAYLOAD,
+} as const;
+
+export interface ClientEvents {
+  connected: [info: { scheduler: string; remote: string }];
+  /** The connection ended; every pending task was rejected with `code`. */
+  disconnected: [info: { code: string; message: string }];
+}
+
+/** A submitted task's settle functions; `raw` says whether it resolves with bytes or text. */
+interface Pending {
+  resolve: (value: never) => void;
+  reject: (error: Error) => void;
+  raw: boolean;
+}
+
+export type Payload = string | Uint8Array;
+
+export class Client extends EventEmitter<ClientEvents> {
+  readonly host: string;
+  readonly port: number;
+  readonly name: string;
+  private readonly maxPayload: number;
+  private session: Session | null = null;
+  private readonly opening: Promise<Session>;
+  /** Frames submitted before the handshake finished; sent right after it. */
+  private outbox: Buffer[] | null = [];
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 0;
+  /** Why this client can no longer submit, once it cannot. */
+  private ended: TaskwireError | null = null;
+
+  constructor(options: ClientOptions = {}) {
+    super();
+    const o = { ...CLIENT_DEFAULTS, ...stripUndefined(options) };
+    this.host = checkString('host', o.host);
+    this.port = checkInteger('port', o.port, 1, 65535);
+    this.maxPayload = checkInteger('maxPayload', o.maxPayload, 64, MAX_PAYLOAD_LIMIT);
+    this.name = checkString('name', options.name ?? `${os.hostname()}:${process.pid}`);
+    this.opening = Session.open({ host: this.host, port: this.port, role: Role.CLIENT, name: this.name, maxPayload: this.maxPayload });
+    this.opening.then(
+      (session) => this.attach(session),
+      (err: TaskwireError) => this.end(err),
+    );
+    // connect() reports the failure to whoever asks; an unobserved failure must not crash the process.
+    this.opening.catch(() => {});
+  }
+
+  /** Resolves once connected; rejects with E_CONNECT (or the scheduler's refusal) when it cannot be. */
+  async connect(): Promise<void> {
+    await this.opening;
+    if (this.ended) throw this.ended;
+  }
+
+  /** Tasks submitted and not yet settled. */
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+
+  /** Runs a task and resolves with its result as UTF-8 text. Rejects with a TaskwireError carrying a `code`. */
+  submit(type: string, payload: Payload): Promise<string> {
+    return this.enqueue(type, payload, false);
+  }
+
+  /** Like submit(), but resolves with the result's raw bytes. */
+  submitBuffer(type: string, payload: Payload): Promise<Buffer> {
+    return this.enqueue(type, payload, true);
+  }
+
+  /** Closes the connection; tasks still pending are rejected with E_CLOSED. */
+  async close(): Promise<void> {
+    if (!this.ended) this.end(new TaskwireError(ErrorCode.CLOSED, 'the client was closed'));
+    await this.opening.catch(() => {});
+  }
+
+  private enqueue<T>(type: string, payload: Payload, raw: boolean): Promise<T> {
+    if (this.ended) return Promise.reject(this.ended);
+    if (typeof type !== 'string' || type.length === 0 || Buffer.byteLength(type) > 255) {
+      return Promise.reject(new TaskwireError(ErrorCode.INVALID, 'type must be a job type name of 1 to 255 bytes'));
+    }
+    if (typeof payload !== 'string' && !(payload instanceof Uint8Array)) {
+      return Promise.reject(new TaskwireError(ErrorCode.INVALID, 'payload must be a string or a Uint8Array'));
+    }
+    const id = this.allocateId();
+    const frame = encodeSubmit(id, type, payload);
+    if (frame.length - 5 > this.maxPayload) {
+      return Promise.reject(new TaskwireError(ErrorCode.INVALID, `payload of ${frame.length - 5} bytes exceeds maxPayload (${this.maxPayload})`));
+    }
+    const promise = new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (value: never) => void, reject, raw });
+    });
+    if (this.outbox) this.outbox.push(frame);
+    else this.session!.send(frame);
+    return promise;
+  }
+
+  /** Request ids are u32 and unique among pending tasks; they wrap after 2^32 submissions. */
+  private allocateId(): number {
+    do this.nextId = (this.nextId + 1) >>> 0;
+    while (this.pending.has(this.nextId));
+    return this.nextId;
+  }
+
+  private attach(session: Session): void {
+    if (this.ended) {
+      session.close();
+      return;
+    }
+    this.session = session;
+    session.onFrame = (cmd, payload) => this.frame(cmd, payload);
+    session.onClose = (error) => {
+      this.end(error ?? new TaskwireError(ErrorCode.DISCONNECTED, 'the connection to the scheduler closed'));
+    };
+    for (const frame of this.outbox!) session.send(frame);
+    this.outbox = null;
+    this.emit('connected', { scheduler: session.schedulerName, remote: session.remote });
+  }
+
+  private frame(cmd: number, payload: Buffer): void {
+    if (cmd === Cmd.COMPLETED) {
+      const { requestId, body } = decodeCompleted(payload);
+      const task = this.take(requestId);
+      // toString() copies; a raw result is copied too so it does not pin the socket's whole read buffer.
+      task.resolve((task.raw ? Buffer.from(body) : body.toString('utf8')) as never);
+      return;
+    }
+    if (cmd === Cmd.FAILED) {
+      const { requestId, code, message } = decodeFailed(payload);
+      this.take(requestId).reject(new TaskFailedError(code, message));
+      return;
+    }
+    throw new TaskwireError(ErrorCode.PROTOCOL, `a scheduler may not send command ${cmd} to a client`);
+  }
+
+  private take(requestId: number): Pending {
+    const task = this.pending.get(requestId);
+    if (!task) throw new TaskwireError(ErrorCode.PROTOCOL, `result for unknown request id ${requestId}`);
+    this.pending.delete(requestId);
+    return task;
+  }
+
+  /** Rejects every pending task with `reason` and refuses new ones. */
+  private end(reason: TaskwireError): void {
+    if (this.ended) return;
+    this.ended = reason;
+    this.outbox = null;
+    const session = this.session;
+    this.session = null;
+    // A silent scheduler is a lost connection to the caller: one code, E_DISCONNECTED, for both.
+    const error = reason.code === ErrorCode.TIMEOUT ? new TaskwireError(ErrorCode.DISCONNECTED, reason.message) : reason;
+    for (const task of this.pending.values()) task.reject(error);
+    this.pending.clear();
+    if (session) {
+      session.close();
+      this.emit('disconnected', { code: error.code, message: error.message });
+    }
+  }
+}
+
+/** Creates a client; it connects at once. Submissions made before the connection is up are sent when it is. */
+export function createClient(options?: ClientOptions): Client {
+  return new Client(options);
+}

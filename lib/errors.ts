@@ -1,0 +1,56 @@
+// Every failure taskwire reports carries a stable `code`; programs branch on the code, people read the message.
+
+/** Stable error codes. They are part of the public API: never renamed, only added to. */
+export const ErrorCode = {
+  /** A peer broke the wire protocol: malformed frame, unknown command, wrong command for its role. */
+  PROTOCOL: 'E_PROTOCOL',
+  /** A frame declared a payload longer than the receiver's maxPayload. */
+  FRAME_TOO_LARGE: 'E_FRAME_TOO_LARGE',
+  /** The peer speaks a protocol version this side does not. */
+  VERSION: 'E_VERSION',
+  /** The task's handler threw or rejected on the worker. */
+  HANDLER: 'E_HANDLER',
+  /** The worker that took the task has no handler for its type. */
+  NO_HANDLER: 'E_NO_HANDLER',
+  /** The connection to the scheduler was lost before the task settled. */
+  DISCONNECTED: 'E_DISCONNECTED',
+  /** The scheduler could not be reached. */
+  CONNECT: 'E_CONNECT',
+  /** The client or worker was closed by its owner. */
+  CLOSED: 'E_CLOSED',
+  /** A caller passed an invalid argument or option. */
+  INVALID: 'E_INVALID',
+  /** The scheduler is shutting down. */
+  SHUTDOWN: 'E_SHUTDOWN',
+  /** A peer stopped answering keepalives. */
+  TIMEOUT: 'E_TIMEOUT',
+} as const;
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** Base class of every error taskwire throws or rejects with. */
+export class TaskwireError extends Error {
+  readonly code: string;
+
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'TaskwireError';
+    this.code = code;
+  }
+}
+
+/** A task ended in failure; `code` says why (E_HANDLER, E_DISCONNECTED...). */
+export class TaskFailedError extends TaskwireError {
+  constructor(code: string, message: string) {
+    super(code, message);
+    this.name = 'TaskFailedError';
+  }
+}
+
+/** The bytes on the wire do not follow the protocol. The connection that produced them is closed. */
+export class ProtocolError extends TaskwireError {
+  constructor(message: string, code: string = ErrorCode.PROTOCOL) {
+    super(code, message);
+    this.name = 'ProtocolError';
+  }
+}

@@ -1,0 +1,146 @@
+// Frames on the wire are [cmd u8][payload length u32 BE][payload]; this module cuts a byte stream into them.
+
+import { ErrorCode, ProtocolError } from '../errors.js';
+
+export const HEADER_SIZE = 5;
+/** The largest payload a receiver accepts unless configured otherwise: 16 MiB. */
+export const DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024;
+/** The u32 length field's ceiling; also the largest maxPayload that can be configured. */
+export const MAX_PAYLOAD_LIMIT = 0xffff_ffff;
+
+const EMPTY = Buffer.alloc(0);
+
+export type FrameHandler = (cmd: number, payload: Buffer) => void;
+
+export interface DecoderOptions {
+  /** Declared payload lengths above this are refused before anything is allocated. */
+  maxPayload?: number;
+  /** Returns whether a command byte is known; an unknown one is a protocol error. */
+  isKnownCommand: (cmd: number) => boolean;
+}
+
+/**
+ * A streaming frame decoder: feed it chunks cut anywhere, it calls `onFrame` once per complete frame.
+ *
+ * It keeps the unread chunks in a list and an offset into the first one, so a payload that lies inside a
+ * single chunk is handed out as a zero-copy view; only a payload that straddles chunks is copied, once.
+ * Errors are thrown from push() as ProtocolError; after one, the decoder ignores all further input.
+ */
+export class FrameDecoder {
+  private readonly onFrame: FrameHandler;
+  private readonly maxPayload: number;
+  private readonly isKnownCommand: (cmd: number) => boolean;
+  private readonly chunks: Buffer[] = [];
+  private offset = 0; // read position inside chunks[0]
+  private buffered = 0; // unread bytes across all chunks
+  private cmd = 0;
+  private length = -1; // payload length of the frame being read; -1 while waiting for a header
+  private stopped = false;
+  private readonly header = Buffer.allocUnsafe(HEADER_SIZE);
+
+  constructor(onFrame: FrameHandler, options: DecoderOptions) {
+    this.onFrame = onFrame;
+    this.maxPayload = options.maxPayload ?? DEFAULT_MAX_PAYLOAD;
+    this.isKnownCommand = options.isKnownCommand;
+  }
+
+  /** Bytes received but not yet part of a delivered frame. */
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
+  /** True while a frame has been started but not finished (a peer that stops here is truncating). */
+  get midFrame(): boolean {
+    return this.buffered > 0 || this.length >= 0;
+  }
+
+  /** Stops decoding: frames still buffered are dropped. Used when the connection is closing. */
+  stop(): void {
+    this.stopped = true;
+    this.chunks.length = 0;
+    this.buffered = 0;
+  }
+
+  push(chunk: Buffer): void {
+    if (this.stopped || chunk.length === 0) return;
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    while (!this.stopped) {
+      if (this.length < 0) {
+        if (this.buffered < HEADER_SIZE) return;
+        this.readHeader();
+      }
+      if (this.buffered < this.length) return;
+      const payload = this.length === 0 ? EMPTY : this.take(this.length);
+      this.length = -1;
+      this.onFrame(this.cmd, payload);
+    }
+  }
+
+  private readHeader(): void {
+    const first = this.chunks[0]!;
+    let cmd: number;
+    let length: number;
+    if (first.length - this.offset >= HEADER_SIZE) {
+      cmd = first[this.offset]!;
+      length = first.readUInt32BE(this.offset + 1);
+      this.skip(HEADER_SIZE);
+    } else {
+      this.copyInto(this.header, HEADER_SIZE);
+      cmd = this.header[0]!;
+      length = this.header.readUInt32BE(1);
+    }
+    if (!this.isKnownCommand(cmd)) {
+      this.stop();
+      throw new ProtocolError(`unknown command ${cmd} (0x${cmd.toString(16).padStart(2, '0')})`);
+    }
+    if (length > this.maxPayload) {
+      this.stop();
+      throw new ProtocolError(
+        `frame payload of ${length} bytes exceeds maxPayload (${this.maxPayload})`,
+        ErrorCode.FRAME_TOO_LARGE,
+      );
+    }
+    this.cmd = cmd;
+    this.length = length;
+  }
+
+  /** Returns the next n bytes: a view when they lie in one chunk, a copy when they straddle chunks. */
+  private take(n: number): Buffer {
+    const first = this.chunks[0]!;
+    if (first.length - this.offset >= n) {
+      const view = first.subarray(this.offset, this.offset + n);
+      this.skip(n);
+      return view;
+    }
+    const out = Buffer.allocUnsafe(n);
+    this.copyInto(out, n);
+    return out;
+  }
+
+  private skip(n: number): void {
+    this.offset += n;
+    this.buffered -= n;
+    if (this.offset === this.chunks[0]!.length) {
+      this.chunks.shift(); // the list holds a handful of chunks at most, so shift() is cheap here
+      this.offset = 0;
+    }
+  }
+
+  private copyInto(target: Buffer, n: number): void {
+    let written = 0;
+    while (written < n) {
+      const first = this.chunks[0]!;
+      const count = Math.min(n - written, first.length - this.offset);
+      first.copy(target, written, this.offset, this.offset + count);
+      written += count;
+      this.skip(count);
+    }
+  }
+}
+
+/** Writes a frame header into `target` at `offset`. */
+export function writeHeader(target: Buffer, offset: number, cmd: number, payloadLength: number): void {
+  target[offset] = cmd;
+  target.writeUInt32BE(payloadLength, offset + 1);
+}

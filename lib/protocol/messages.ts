@@ -1,0 +1,350 @@
+// The command table and each message's binary layout: encode to a whole frame, decode from a payload.
+// docs/PROTOCOL.md describes every layout byte by byte; test/protocol.test.ts pins them with golden bytes.
+
+import { isUtf8 } from 'node:buffer';
+import { ProtocolError } from '../errors.js';
+import { HEADER_SIZE, writeHeader } from './frame.js';
+
+export const PROTOCOL_VERSION = 1;
+
+/** Command bytes. 1-3 keep their meaning from the original design; the rest were added around them. */
+export const Cmd = {
+  /** scheduler -> worker: run this task. */
+  TASK: 1,
+  /** worker -> scheduler: the outcome of a task. */
+  RESULT: 2,
+  /** any direction: handshake (with a payload) or keepalive (empty payload). */
+  HELLO: 3,
+  /** client -> scheduler: queue a task. */
+  SUBMIT: 4,
+  /** scheduler -> client: a task succeeded. */
+  COMPLETED: 5,
+  /** scheduler -> client: a task failed. */
+  FAILED: 6,
+  /** any direction: a connection-level error; the sender closes the connection after it. */
+  ERROR: 7,
+  /** worker -> scheduler: the job types it runs and how many tasks it takes at once (its credits). */
+  READY: 8,
+} as const;
+export type Cmd = (typeof Cmd)[keyof typeof Cmd];
+
+export const CMD_NAMES: Record<number, string> = Object.fromEntries(Object.entries(Cmd).map(([k, v]) => [v, k]));
+
+export function isKnownCommand(cmd: number): boolean {
+  return cmd >= Cmd.TASK && cmd <= Cmd.READY;
+}
+
+export const Role = { CLIENT: 1, WORKER: 2, SCHEDULER: 3 } as const;
+export type Role = (typeof Role)[keyof typeof Role];
+
+export const ResultStatus = { OK: 0, ERROR: 1 } as const;
+
+/** Longest UTF-8 string a u16 length prefix can carry. */
+export const MAX_STRING_BYTES = 0xffff;
+
+export interface Hello {
+  version: number;
+  role: Role;
+  /** The sender's keepalive interval in ms; a client or worker sends 0 and follows the scheduler's. */
+  heartbeatMs: number;
+  /** The sender's name: a worker or client label, or the scheduler's id. */
+  name: string;
+  /** Shared-secret token; empty when authentication is off. */
+  token: string;
+}
+
+export interface Submit {
+  requestId: number;
+  type: string;
+  body: Buffer;
+}
+
+export interface TaskMessage {
+  taskId: number;
+  attempt: number;
+  type: string;
+  body: Buffer;
+}
+
+export type ResultMessage =
+  | { taskId: number; attempt: number; ok: true; body: Buffer }
+  | { taskId: number; attempt: number; ok: false; code: string; message: string };
+
+export interface Completed {
+  requestId: number;
+  body: Buffer;
+}
+
+export interface Failure {
+  code: string;
+  message: string;
+}
+
+export interface Failed extends Failure {
+  requestId: number;
+}
+
+export interface Ready {
+  concurrency: number;
+  types: string[];
+}
+
+// ---- encoding ------------------------------------------------------------------------------------------------
+
+type Bytes = Buffer | Uint8Array | string;
+
+function byteLength(value: Bytes): number {
+  return typeof value === 'string' ? Buffer.byteLength(value) : value.length;
+}
+
+/** Writes bytes or a UTF-8 string at `offset`, returns the new offset. */
+function writeBytes(target: Buffer, offset: number, value: Bytes, length: number): number {
+  if (typeof value === 'string') target.write(value, offset, length, 'utf8');
+  else target.set(value, offset);
+  return offset + length;
+}
+
+function stringLength(value: string, field: string): number {
+  const n = Buffer.byteLength(value);
+  if (n > MAX_STRING_BYTES) throw new RangeError(`${field} is ${n} bytes long; the limit is ${MAX_STRING_BYTES}`);
+  return n;
+}
+
+function writeString(target: Buffer, offset: number, value: string, length: number): number {
+  target.writeUInt16BE(length, offset);
+  return writeBytes(target, offset + 2, value, length);
+}
+
+function frame(cmd: Cmd, payloadLength: number): Buffer {
+  const out = Buffer.allocUnsafe(HEADER_SIZE + payloadLength);
+  writeHeader(out, 0, cmd, payloadLength);
+  return out;
+}
+
+const KEEPALIVE = frame(Cmd.HELLO, 0);
+
+/** The empty HELLO frame used as a keepalive once the handshake is done. Shared; never mutate it. */
+export function encodeKeepalive(): Buffer {
+  return KEEPALIVE;
+}
+
+export function encodeHello(hello: Hello): Buffer {
+  const nameLen = stringLength(hello.name, 'hello name');
+  const tokenLen = stringLength(hello.token, 'hello token');
+  const out = frame(Cmd.HELLO, 10 + nameLen + tokenLen);
+  out[5] = hello.version;
+  out[6] = hello.role;
+  out.writeUInt32BE(hello.heartbeatMs, 7);
+  const offset = writeString(out, 11, hello.name, nameLen);
+  writeString(out, offset, hello.token, tokenLen);
+  return out;
+}
+
+export function encodeSubmit(requestId: number, type: string, body: Bytes): Buffer {
+  const typeLen = stringLength(type, 'job type');
+  const bodyLen = byteLength(body);
+  const out = frame(Cmd.SUBMIT, 6 + typeLen + bodyLen);
+  out.writeUInt32BE(requestId, 5);
+  writeBytes(out, writeString(out, 9, type, typeLen), body, bodyLen);
+  return out;
+}
+
+export function encodeTask(taskId: number, attempt: number, type: string, body: Bytes): Buffer {
+  const typeLen = stringLength(type, 'job type');
+  const bodyLen = byteLength(body);
+  const out = frame(Cmd.TASK, 10 + typeLen + bodyLen);
+  out.writeUInt32BE(taskId, 5);
+  out.writeUInt32BE(attempt, 9);
+  writeBytes(out, writeString(out, 13, type, typeLen), body, bodyLen);
+  return out;
+}
+
+export function encodeResultOk(taskId: number, attempt: number, body: Bytes): Buffer {
+  const bodyLen = byteLength(body);
+  const out = frame(Cmd.RESULT, 9 + bodyLen);
+  out.writeUInt32BE(taskId, 5);
+  out.writeUInt32BE(attempt, 9);
+  out[13] = ResultStatus.OK;
+  writeBytes(out, 14, body, bodyLen);
+  return out;
+}
+
+export function encodeResultError(taskId: number, attempt: number, code: string, message: string): Buffer {
+  const codeLen = stringLength(code, 'error code');
+  const messageLen = Buffer.byteLength(message);
+  const out = frame(Cmd.RESULT, 11 + codeLen + messageLen);
+  out.writeUInt32BE(taskId, 5);
+  out.writeUInt32BE(attempt, 9);
+  out[13] = ResultStatus.ERROR;
+  writeBytes(out, writeString(out, 14, code, codeLen), message, messageLen);
+  return out;
+}
+
+export function encodeCompleted(requestId: number, body: Bytes): Buffer {
+  const bodyLen = byteLength(body);
+  const out = frame(Cmd.COMPLETED, 4 + bodyLen);
+  out.writeUInt32BE(requestId, 5);
+  writeBytes(out, 9, body, bodyLen);
+  return out;
+}
+
+export function encodeFailed(requestId: number, code: string, message: string): Buffer {
+  const codeLen = stringLength(code, 'error code');
+  const messageLen = Buffer.byteLength(message);
+  const out = frame(Cmd.FAILED, 6 + codeLen + messageLen);
+  out.writeUInt32BE(requestId, 5);
+  writeBytes(out, writeString(out, 9, code, codeLen), message, messageLen);
+  return out;
+}
+
+export function encodeError(code: string, message: string): Buffer {
+  const codeLen = stringLength(code, 'error code');
+  const messageLen = Buffer.byteLength(message);
+  const out = frame(Cmd.ERROR, 2 + codeLen + messageLen);
+  writeBytes(out, writeString(out, 5, code, codeLen), message, messageLen);
+  return out;
+}
+
+export function encodeReady(concurrency: number, types: readonly string[]): Buffer {
+  if (types.length > 0xffff) throw new RangeError(`a worker can announce at most ${0xffff} job types`);
+  const lengths = types.map((type) => stringLength(type, 'job type'));
+  const out = frame(Cmd.READY, 6 + lengths.reduce((sum, n) => sum + 2 + n, 0));
+  out.writeUInt32BE(concurrency, 5);
+  out.writeUInt16BE(types.length, 9);
+  let offset = 11;
+  types.forEach((type, i) => (offset = writeString(out, offset, type, lengths[i]!)));
+  return out;
+}
+
+// ---- decoding ------------------------------------------------------------------------------------------------
+
+/**
+ * A bounds-checked cursor over one payload. A field that runs past the end is a protocol error naming the
+ * command and field, so a hostile length prefix can never read outside its frame.
+ */
+class Reader {
+  private offset = 0;
+  constructor(
+    private readonly buf: Buffer,
+    private readonly what: string,
+  ) {}
+
+  private need(n: number, field: string): void {
+    if (this.offset + n > this.buf.length) {
+      throw new ProtocolError(
+        `${this.what} payload too short for ${field}: needs ${this.offset + n} bytes, has ${this.buf.length}`,
+      );
+    }
+  }
+
+  u8(field: string): number {
+    this.need(1, field);
+    return this.buf[this.offset++]!;
+  }
+
+  u16(field: string): number {
+    this.need(2, field);
+    const v = this.buf.readUInt16BE(this.offset);
+    this.offset += 2;
+    return v;
+  }
+
+  u32(field: string): number {
+    this.need(4, field);
+    const v = this.buf.readUInt32BE(this.offset);
+    this.offset += 4;
+    return v;
+  }
+
+  string(field: string): string {
+    const n = this.u16(`${field} length`);
+    this.need(n, field);
+    const bytes = this.buf.subarray(this.offset, this.offset + n);
+    this.offset += n;
+    return utf8(bytes, `${this.what} ${field}`);
+  }
+
+  /** The rest of the payload as a view. */
+  rest(): Buffer {
+    const out = this.buf.subarray(this.offset);
+    this.offset = this.buf.length;
+    return out;
+  }
+
+  restString(field: string): string {
+    return utf8(this.rest(), `${this.what} ${field}`);
+  }
+
+  end(): void {
+    if (this.offset !== this.buf.length) {
+      throw new ProtocolError(`${this.what} payload has ${this.buf.length - this.offset} unexpected trailing bytes`);
+    }
+  }
+}
+
+function utf8(bytes: Buffer, field: string): string {
+  if (bytes.length === 0) return '';
+  if (!isUtf8(bytes)) throw new ProtocolError(`${field} is not valid UTF-8`);
+  return bytes.toString('utf8');
+}
+
+/** Returns null for the empty keepalive form. */
+export function decodeHello(payload: Buffer): Hello | null {
+  if (payload.length === 0) return null;
+  const r = new Reader(payload, 'HELLO');
+  const version = r.u8('version');
+  const role = r.u8('role');
+  if (role !== Role.CLIENT && role !== Role.WORKER && role !== Role.SCHEDULER) {
+    throw new ProtocolError(`HELLO has unknown role ${role}`);
+  }
+  const hello: Hello = { version, role, heartbeatMs: r.u32('heartbeat'), name: r.string('name'), token: r.string('token') };
+  r.end();
+  return hello;
+}
+
+export function decodeSubmit(payload: Buffer): Submit {
+  const r = new Reader(payload, 'SUBMIT');
+  return { requestId: r.u32('request id'), type: r.string('job type'), body: r.rest() };
+}
+
+export function decodeTask(payload: Buffer): TaskMessage {
+  const r = new Reader(payload, 'TASK');
+  return { taskId: r.u32('task id'), attempt: r.u32('attempt'), type: r.string('job type'), body: r.rest() };
+}
+
+export function decodeResult(payload: Buffer): ResultMessage {
+  const r = new Reader(payload, 'RESULT');
+  const taskId = r.u32('task id');
+  const attempt = r.u32('attempt');
+  const status = r.u8('status');
+  if (status === ResultStatus.OK) return { taskId, attempt, ok: true, body: r.rest() };
+  if (status === ResultStatus.ERROR) {
+    return { taskId, attempt, ok: false, code: r.string('error code'), message: r.restString('message') };
+  }
+  throw new ProtocolError(`RESULT has unknown status ${status}`);
+}
+
+export function decodeCompleted(payload: Buffer): Completed {
+  const r = new Reader(payload, 'COMPLETED');
+  return { requestId: r.u32('request id'), body: r.rest() };
+}
+
+export function decodeFailed(payload: Buffer): Failed {
+  const r = new Reader(payload, 'FAILED');
+  return { requestId: r.u32('request id'), code: r.string('error code'), message: r.restString('message') };
+}
+
+export function decodeError(payload: Buffer): Failure {
+  const r = new Reader(payload, 'ERROR');
+  return { code: r.string('error code'), message: r.restString('message') };
+}
+
+export function decodeReady(payload: Buffer): Ready {
+  const r = new Reader(payload, 'READY');
+  const concurrency = r.u32('concurrency');
+  const count = r.u16('type count');
+  const types: string[] = [];
+  for (let i = 0; i < count; i++) types.push(r.string('job type'));
+  r.end();
+  return { concurrency, types };
+}

@@ -1,0 +1,62 @@
+// Intrusive doubly linked lists: O(1) push and pop at both ends and O(1) removal of any member.
+//
+// Tasks and ready-worker slots carry their own prev/next links, so queuing allocates nothing, a requeued task
+// goes back to the head in O(1), and a task whose client left is unlinked from the middle without a scan.
+// (A ring buffer would cost less per entry but cannot remove from the middle.)
+
+export interface Linked<T> {
+  prev: T | null;
+  next: T | null;
+  /** The list the item is in, or null: makes removal safe to call twice. */
+  list: { remove(item: T): void } | null;
+}
+
+export class LinkedList<T extends Linked<T>> {
+  head: T | null = null;
+  tail: T | null = null;
+  length = 0;
+
+  pushBack(item: T): void {
+    item.list = this;
+    item.prev = this.tail;
+    item.next = null;
+    if (this.tail) this.tail.next = item;
+    else this.head = item;
+    this.tail = item;
+    this.length++;
+  }
+
+  pushFront(item: T): void {
+    item.list = this;
+    item.prev = null;
+    item.next = this.head;
+    if (this.head) this.head.prev = item;
+    else this.tail = item;
+    this.head = item;
+    this.length++;
+  }
+
+  popFront(): T | null {
+    const item = this.head;
+    if (item) this.remove(item);
+    return item;
+  }
+
+  remove(item: T): void {
+    if (item.list !== this) return;
+    if (item.prev) item.prev.next = item.next;
+    else this.head = item.next;
+    if (item.next) item.next.prev = item.prev;
+    else this.tail = item.prev;
+    item.prev = item.next = null;
+    item.list = null;
+    this.length--;
+  }
+
+  /** Moves a member to the back; used to rotate ready workers round-robin. */
+  moveToBack(item: T): void {
+    if (item.list !== this || this.tail === item) return;
+    this.remove(item);
+    this.pushBack(item);
+  }
+}

@@ -1,0 +1,26 @@
+// The one interface every transport implements: frames in, frames out, one close. TCP today, WebSocket later.
+
+/** Why a connection ended, as seen by its owner. */
+export interface CloseInfo {
+  /** Set when this side closed it because of an error (e.g. E_PROTOCOL), or when the socket failed. */
+  error?: Error;
+}
+
+export interface Connection {
+  /** "host:port" of the other side, for logs and events. */
+  readonly remote: string;
+  readonly closed: boolean;
+  /** Bytes accepted by send() but not yet handed to the operating system. */
+  readonly pendingBytes: number;
+  /** Called once per decoded frame. Exceptions thrown here close the connection with E_PROTOCOL. */
+  onFrame: (cmd: number, payload: Buffer) => void;
+  /** Called exactly once, when the connection is gone. */
+  onClose: (info: CloseInfo) => void;
+  /** Queues a whole frame. Frames sent in one event-loop turn leave in one write. */
+  send(frame: Buffer): void;
+  /**
+   * Ends the connection after queued frames are flushed. With an error, an ERROR frame carrying its code
+   * and message is sent first so the peer learns why.
+   */
+  close(error?: Error & { code?: string }): void;
+}

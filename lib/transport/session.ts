@@ -1,0 +1,154 @@
+// One connection from a client or worker to the scheduler: connect, exchange hellos, keep alive, report why
+// it ended. The client and the worker build on it so the handshake and liveness rules live in one place.
+
+import { ErrorCode, ProtocolError, TaskwireError } from '../errors.js';
+import {
+  CMD_NAMES,
+  Cmd,
+  PROTOCOL_VERSION,
+  Role,
+  decodeError,
+  decodeHello,
+  encodeHello,
+  encodeKeepalive,
+} from '../protocol/messages.js';
+import type { Connection } from './connection.js';
+import { connectTcp } from './tcp.js';
+
+export interface SessionOptions {
+  host: string;
+  port: number;
+  role: typeof Role.CLIENT | typeof Role.WORKER;
+  name: string;
+  maxPayload?: number;
+  /** How long to wait for the scheduler's hello. Default 10 s. */
+  handshakeTimeoutMs?: number;
+}
+
+/** Keepalive intervals the scheduler may stay silent before this side gives up on it. */
+const DEAD_AFTER_INTERVALS = 3;
+
+export class Session {
+  /** The scheduler's name, from its hello. */
+  readonly schedulerName: string;
+  readonly heartbeatMs: number;
+  /** Frames other than HELLO and ERROR, after the handshake. */
+  onFrame: (cmd: number, payload: Buffer) => void = () => {};
+  /** Called once when the session ends; `error` says why, absent after a clean close(). */
+  onClose: (error: TaskwireError | null) => void = () => {};
+  private readonly conn: Connection;
+  private readonly timer: NodeJS.Timeout;
+  private active = true;
+  private missed = 0;
+  private ended = false;
+  private closedByUs = false;
+
+  private constructor(conn: Connection, schedulerName: string, heartbeatMs: number) {
+    this.conn = conn;
+    this.schedulerName = schedulerName;
+    this.heartbeatMs = heartbeatMs;
+    conn.onFrame = (cmd, payload) => this.frame(cmd, payload);
+    conn.onClose = (info) => this.end(info.error);
+    // Unref'd: liveness checks alone must not keep a process alive; the socket itself does.
+    this.timer = setInterval(() => this.tick(), heartbeatMs);
+    this.timer.unref();
+  }
+
+  get remote(): string {
+    return this.conn.remote;
+  }
+
+  get closed(): boolean {
+    return this.ended || this.conn.closed;
+  }
+
+  /** Connects and completes the handshake. Rejects with E_CONNECT, E_VERSION, E_TIMEOUT or the scheduler's code. */
+  static async open(options: SessionOptions): Promise<Session> {
+    const conn = await connectTcp(options.host, options.port, { maxPayload: options.maxPayload });
+    const where = `${options.host}:${options.port}`;
+    return new Promise<Session>((resolve, reject) => {
+      const timeout = setTimeout(() => {
+        conn.close(new TaskwireError(ErrorCode.TIMEOUT, 'no HELLO from the scheduler in time'));
+      }, options.handshakeTimeoutMs ?? 10_000);
+      let failure: TaskwireError | null = null;
+      conn.onFrame = (cmd, payload) => {
+        try {
+          if (cmd === Cmd.ERROR) {
+            const { code, message } = decodeError(payload);
+            failure = new TaskwireError(code, `the scheduler at ${where} refused the connection: ${message}`);
+            return conn.close();
+          }
+          if (cmd !== Cmd.HELLO || payload.length === 0) {
+            throw new ProtocolError(`expected the scheduler's HELLO, got ${CMD_NAMES[cmd] ?? cmd}`);
+          }
+          const hello = decodeHello(payload)!;
+          if (hello.version !== PROTOCOL_VERSION) {
+            throw new ProtocolError(`the scheduler speaks protocol version ${hello.version}, not ${PROTOCOL_VERSION}`, ErrorCode.VERSION);
+          }
+          if (hello.role !== Role.SCHEDULER) throw new ProtocolError('the peer is not a scheduler');
+          clearTimeout(timeout);
+          resolve(new Session(conn, hello.name, hello.heartbeatMs || 5000));
+        } catch (err) {
+          failure = err as TaskwireError;
+          conn.close(failure);
+        }
+      };
+      conn.onClose = (info) => {
+        clearTimeout(timeout);
+        reject(
+          failure ??
+            (info.error instanceof TaskwireError
+              ? info.error
+              : new TaskwireError(ErrorCode.DISCONNECTED, `the scheduler at ${where} closed the connection during the handshake`)),
+        );
+      };
+      conn.send(encodeHello({ version: PROTOCOL_VERSION, role: options.role, heartbeatMs: 0, name: options.name, token: '' }));
+    });
+  }
+
+  send(frame: Buffer): void {
+    this.conn.send(frame);
+  }
+
+  /** Ends the session; with an error, the scheduler is told why. */
+  close(error?: TaskwireError): void {
+    this.closedByUs = true;
+    this.conn.close(error);
+  }
+
+  private frame(cmd: number, payload: Buffer): void {
+    this.active = true;
+    if (cmd === Cmd.HELLO) return; // keepalive
+    if (cmd === Cmd.ERROR) {
+      const { code, message } = decodeError(payload);
+      this.end(new TaskwireError(code, `the scheduler closed the connection: ${message}`));
+      this.conn.close();
+      return;
+    }
+    this.onFrame(cmd, payload);
+  }
+
+  private tick(): void {
+    if (this.active) {
+      this.active = false;
+      this.missed = 0;
+    } else if (++this.missed >= DEAD_AFTER_INTERVALS) {
+      const error = new TaskwireError(ErrorCode.TIMEOUT, `the scheduler sent nothing for ${this.missed} keepalive intervals`);
+      this.end(error);
+      this.conn.close(error);
+      return;
+    }
+    this.conn.send(encodeKeepalive());
+  }
+
+  private end(error: Error | undefined | null): void {
+    if (this.ended) return;
+    this.ended = true;
+    clearInterval(this.timer);
+    let reason: TaskwireError | null = null;
+    if (error instanceof TaskwireError) reason = error;
+    else if (error) reason = new TaskwireError(ErrorCode.DISCONNECTED, `connection to the scheduler lost: ${error.message}`, { cause: error });
+    else if (!this.closedByUs) reason = new TaskwireError(ErrorCode.DISCONNECTED, 'the scheduler closed the connection');
+    this.onClose(reason);
+  }
+}

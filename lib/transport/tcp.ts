@@ -1,0 +1,131 @@
+// Frames over a TCP socket: a FrameDecoder on the way in, corked batched writes on the way out.
+
+import net from 'node:net';
+import { ErrorCode, ProtocolError, TaskwireError } from '../errors.js';
+import { FrameDecoder } from '../protocol/frame.js';
+import { encodeError, isKnownCommand } from '../protocol/messages.js';
+import type { CloseInfo, Connection } from './connection.js';
+
+export interface TcpOptions {
+  maxPayload?: number;
+}
+
+/** How long close() waits for queued frames to flush before it destroys the socket. */
+const CLOSE_FLUSH_MS = 2000;
+
+const noop = (): void => {};
+
+export class TcpConnection implements Connection {
+  readonly remote: string;
+  onFrame: (cmd: number, payload: Buffer) => void = noop;
+  onClose: (info: CloseInfo) => void = noop;
+  private readonly socket: net.Socket;
+  private readonly decoder: FrameDecoder;
+  private corked = false;
+  private ending = false;
+  private done = false;
+  private closeError: Error | undefined;
+
+  constructor(socket: net.Socket, options: TcpOptions = {}) {
+    this.socket = socket;
+    this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    // Frames are small and latency matters more than packet count; batching is done by cork() instead.
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 30_000);
+    this.decoder = new FrameDecoder((cmd, payload) => this.onFrame(cmd, payload), {
+      maxPayload: options.maxPayload,
+      isKnownCommand,
+    });
+    socket.on('data', (chunk: Buffer) => this.receive(chunk));
+    socket.on('error', (err) => {
+      this.closeError ??= err;
+    });
+    socket.on('close', () => this.finish());
+  }
+
+  get closed(): boolean {
+    return this.ending || this.done;
+  }
+
+  get pendingBytes(): number {
+    return this.socket.writableLength;
+  }
+
+  send(frame: Buffer): void {
+    if (this.ending || this.done) return;
+    if (!this.corked) {
+      // One write per event-loop turn: everything sent until the next tick leaves in a single writev().
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(uncork, this);
+    }
+    this.socket.write(frame);
+  }
+
+  close(error?: Error & { code?: string }): void {
+    if (this.ending || this.done) return;
+    if (error) {
+      this.closeError = error;
+      this.send(encodeError(error.code ?? ErrorCode.PROTOCOL, error.message));
+    }
+    this.ending = true;
+    this.decoder.stop();
+    this.socket.end();
+    // A peer that never reads could keep the socket half-closed forever; don't wait on it.
+    setTimeout(() => this.socket.destroy(), CLOSE_FLUSH_MS).unref();
+  }
+
+  private receive(chunk: Buffer): void {
+    try {
+      this.decoder.push(chunk);
+    } catch (err) {
+      this.close(asProtocolError(err));
+    }
+  }
+
+  private finish(): void {
+    if (this.done) return;
+    this.done = true;
+    this.decoder.stop();
+    this.onClose(this.closeError ? { error: this.closeError } : {});
+  }
+
+  /** @internal */
+  uncork(): void {
+    this.corked = false;
+    this.socket.uncork();
+  }
+}
+
+function uncork(conn: TcpConnection): void {
+  conn.uncork();
+}
+
+function asProtocolError(err: unknown): Error & { code: string } {
+  if (err instanceof TaskwireError) return err;
+  // A bug on this side must not take the process down; the peer gets a reason and the others carry on.
+  const message = err instanceof Error ? err.message : String(err);
+  return new ProtocolError(`internal error while handling a frame: ${message}`);
+}
+
+/** Opens a TCP connection; rejects with E_CONNECT when the other side cannot be reached. */
+export function connectTcp(host: string, port: number, options: TcpOptions = {}): Promise<TcpConnection> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host, port });
+    const onError = (err: NodeJS.ErrnoException): void => {
+      socket.destroy();
+      reject(
+        new TaskwireError(
+          ErrorCode.CONNECT,
+          `cannot reach the scheduler at ${host}:${port}: ${err.code ?? err.message}`,
+          { cause: err },
+        ),
+      );
+    };
+    socket.once('error', onError);
+    socket.once('connect', () => {
+      socket.off('error', onError);
+      resolve(new TcpConnection(socket, options));
+    });
+  });
+}

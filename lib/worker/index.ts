@@ -1,0 +1,284 @@
+// A worker: connects to the scheduler, announces its job types and concurrency, runs tasks, returns results,
+// and reconnects with backoff whenever the scheduler goes away.
+
+import { EventEmitter } from 'node:events';
+import os from 'node:os';
+import { ErrorCode, TaskwireError } from '../errors.js';
+import { checkInteger, checkString, invalidOption, stripUndefined } from '../options.js';
+import { builtinHandlers } from '../jobs/index.js';
+import type { Handler, HandlerResult, Handlers, TaskContext } from '../jobs/handler.js';
+import { Cmd, Role, decodeTask, encodeReady, encodeResultError, encodeResultOk } from '../protocol/messages.js';
+import { DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT } from '../protocol/frame.js';
+import { Session } from '../transport/session.js';
+
+export interface WorkerOptions {
+  /** Scheduler host. Default '127.0.0.1'. */
+  host?: string;
+  /** Scheduler port. Default 9001. */
+  port?: number;
+  /** Tasks run at once (the credits granted to the scheduler). Default 16. */
+  concurrency?: number;
+  /** Job type -> handler. Default: the built-ins (sha256, arith). Spread `builtinHandlers` to extend them. */
+  handlers?: Handlers;
+  /** Name shown by the scheduler. Default '<hostname>:<pid>'. */
+  name?: string;
+  /** Largest frame payload accepted, in bytes. Default 16 MiB. */
+  maxPayload?: number;
+  /** First reconnect delay in ms; doubles per failed attempt, with jitter. Default 100. */
+  reconnectMinMs?: number;
+  /** Ceiling of the reconnect delay in ms. Default 5000. */
+  reconnectMaxMs?: number;
+  /** How long close() lets running tasks finish before it aborts them, in ms. Default 10000. */
+  closeGraceMs?: number;
+}
+
+export const WORKER_DEFAULTS = {
+  host: '127.0.0.1',
+  port: 9001,
+  concurrency: 16,
+  maxPayload: DEFAULT_MAX_PAYLOAD,
+  reconnectMinMs: 100,
+  reconnectMaxMs: 5000,
+  closeGraceMs: 10_000,
+} as const;
+
+export interface WorkerEvents {
+  /** Handshake done and job types announced. */
+  connected: [info: { scheduler: string; remote: string }];
+  /** The connection ended; the worker reconnects unless it is closing. */
+  disconnected: [info: { code: string; message: string }];
+  /** A connection attempt failed; the next one is in `delayMs`. */
+  reconnecting: [info: { attempt: number; delayMs: number; code: string; message: string }];
+  close: [];
+}
+
+/** A task being run; `session` is the connection it came on, the only one its result may go back on. */
+interface Running {
+  session: Session;
+  controller: AbortController | null;
+}
+
+export class Worker extends EventEmitter<WorkerEvents> {
+  readonly host: string;
+  readonly port: number;
+  readonly name: string;
+  readonly concurrency: number;
+  private readonly handlers: Map<string, Handler>;
+  private readonly maxPayload: number;
+  private readonly reconnectMinMs: number;
+  private readonly reconnectMaxMs: number;
+  private readonly closeGraceMs: number;
+  private session: Session | null = null;
+  private readonly running = new Map<number, Running>();
+  private failures = 0;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private closing: Promise<void> | null = null;
+  private idle: (() => void) | null = null;
+  private connectedOnce: Promise<void>;
+  private markConnected!: () => void;
+
+  constructor(options: WorkerOptions = {}) {
+    super();
+    const o = { ...WORKER_DEFAULTS, ...stripUndefined(options) };
+    this.host = checkString('host', o.host);
+    this.port = checkInteger('port', o.port, 1, 65535);
+    this.concurrency = checkInteger('concurrency', o.concurrency, 1, 1_000_000);
+    this.maxPayload = checkInteger('maxPayload', o.maxPayload, 64, MAX_PAYLOAD_LIMIT);
+    this.reconnectMinMs = checkInteger('reconnectMinMs', o.reconnectMinMs, 1, 3_600_000);
+    this.reconnectMaxMs = checkInteger('reconnectMaxMs', o.reconnectMaxMs, this.reconnectMinMs, 3_600_000);
+    this.closeGraceMs = checkInteger('closeGraceMs', o.closeGraceMs, 0, 86_400_000);
+    this.name = checkString('name', options.name ?? `${os.hostname()}:${process.pid}`);
+    const handlers = options.handlers ?? builtinHandlers;
+    if (typeof handlers !== 'object' || handlers === null) invalidOption('handlers', 'an object of job type -> function', handlers);
+    this.handlers = new Map(Object.entries(handlers));
+    if (this.handlers.size === 0) invalidOption('handlers', 'an object with at least one handler', handlers);
+    for (const [type, handler] of this.handlers) {
+      if (typeof handler !== 'function') invalidOption(`handlers.${type}`, 'a function', handler);
+      if (type.length === 0 || Buffer.byteLength(type) > 255) invalidOption('handlers', 'keyed by job type names of 1 to 255 bytes', type);
+    }
+    this.connectedOnce = new Promise((resolve) => (this.markConnected = resolve));
+    this.connect();
+  }
+
+  /** Job types this worker runs. */
+  get types(): string[] {
+    return [...this.handlers.keys()];
+  }
+
+  get connected(): boolean {
+    return this.session !== null && !this.session.closed;
+  }
+
+  /** Tasks being run now. */
+  get activeTasks(): number {
+    return this.running.size;
+  }
+
+  /** Resolves once the worker is connected and registered (the first time). */
+  ready(): Promise<void> {
+    return this.connectedOnce;
+  }
+
+  /**
+   * Stops taking work, lets running tasks finish (up to closeGraceMs, then aborts them), disconnects and stops
+   * reconnecting.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    const session = this.session;
+    if (session && !session.closed) {
+      session.send(encodeReady(0, this.types)); // no more tasks, please
+      await this.drained(this.closeGraceMs);
+      session.close();
+    }
+    for (const task of this.running.values()) task.controller?.abort(new TaskwireError(ErrorCode.CLOSED, 'the worker is closing'));
+    this.running.clear();
+    this.emit('close');
+  }
+
+  private drained(graceMs: number): Promise<void> {
+    if (this.running.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, graceMs);
+      const self = this;
+      function done(): void {
+        clearTimeout(timer);
+        self.idle = null;
+        resolve();
+      }
+      this.idle = done;
+    });
+  }
+
+  // ---- connection ------------------------------------------------------------------------------------------
+
+  private connect(): void {
+    this.retryTimer = null;
+    Session.open({ host: this.host, port: this.port, role: Role.WORKER, name: this.name, maxPayload: this.maxPayload }).then(
+      (session) => this.attach(session),
+      (err: TaskwireError) => this.retry(err),
+    );
+  }
+
+  private attach(session: Session): void {
+    if (this.closing) {
+      session.close();
+      return;
+    }
+    this.failures = 0;
+    this.session = session;
+    session.onFrame = (cmd, payload) => {
+      if (cmd !== Cmd.TASK) throw new TaskwireError(ErrorCode.PROTOCOL, `a scheduler may not send command ${cmd} to a worker`);
+      this.run(session, payload);
+    };
+    session.onClose = (error) => {
+      this.session = null;
+      // The scheduler requeues what this worker held; results for it could no longer be delivered.
+      for (const [id, task] of this.running) {
+        if (task.session !== session) continue;
+        task.controller?.abort(error ?? new TaskwireError(ErrorCode.DISCONNECTED, 'connection closed'));
+        this.running.delete(id);
+      }
+      this.idle?.();
+      if (error) this.emit('disconnected', { code: error.code, message: error.message });
+      if (!this.closing) this.retry(error);
+    };
+    session.send(encodeReady(this.concurrency, this.types));
+    this.emit('connected', { scheduler: session.schedulerName, remote: session.remote });
+    this.markConnected();
+  }
+
+  /** Exponential backoff with full jitter, so a restarted scheduler is not hit by every worker at once. */
+  private retry(err: TaskwireError | null): void {
+    if (this.closing) return;
+    this.failures++;
+    const ceiling = Math.min(this.reconnectMaxMs, this.reconnectMinMs * 2 ** Math.min(this.failures - 1, 30));
+    const delayMs = Math.round(this.reconnectMinMs / 2 + Math.random() * (ceiling - this.reconnectMinMs / 2));
+    this.emit('reconnecting', {
+      attempt: this.failures,
+      delayMs,
+      code: err?.code ?? ErrorCode.DISCONNECTED,
+      message: err?.message ?? 'connection closed',
+    });
+    this.retryTimer = setTimeout(() => this.connect(), delayMs);
+  }
+
+  // ---- tasks -----------------------------------------------------------------------------------------------
+
+  private run(session: Session, payload: Buffer): void {
+    const task = decodeTask(payload);
+    const handler = this.handlers.get(task.type);
+    if (!handler) {
+      session.send(encodeResultError(task.taskId, task.attempt, ErrorCode.NO_HANDLER, `this worker has no handler for job type '${task.type}'`));
+      return;
+    }
+    const running: Running = { session, controller: null };
+    this.running.set(task.taskId, running);
+    const context: TaskContext = {
+      taskId: task.taskId,
+      attempt: task.attempt,
+      type: task.type,
+      // Most handlers never look at the signal, so its controller is made on first use only.
+      get signal() {
+        running.controller ??= new AbortController();
+        return running.controller.signal;
+      },
+    };
+    let result: HandlerResult | Promise<HandlerResult>;
+    try {
+      result = handler(task.body, context);
+    } catch (err) {
+      return this.finish(task.taskId, task.attempt, running, null, err);
+    }
+    // Synchronous handlers (the built-ins) answer in the same turn: no promise, no extra microtask.
+    if (isPromiseLike(result)) {
+      result.then(
+        (value) => this.finish(task.taskId, task.attempt, running, value, null),
+        (err: unknown) => this.finish(task.taskId, task.attempt, running, null, err ?? new Error('handler rejected')),
+      );
+    } else {
+      this.finish(task.taskId, task.attempt, running, result, null);
+    }
+  }
+
+  private finish(taskId: number, attempt: number, running: Running, value: HandlerResult | null, error: unknown): void {
+    if (this.running.get(taskId) !== running) return; // its connection is gone; the task was requeued
+    this.running.delete(taskId);
+    const session = running.session;
+    if (error !== null) {
+      session.send(encodeResultError(taskId, attempt, errorCode(error), errorMessage(error)));
+    } else if (typeof value === 'string' || value instanceof Uint8Array) {
+      session.send(encodeResultOk(taskId, attempt, value));
+    } else {
+      session.send(
+        encodeResultError(taskId, attempt, ErrorCode.HANDLER, `handler returned ${value === null ? 'null' : typeof value}; return a string or bytes`),
+      );
+    }
+    if (this.running.size === 0) this.idle?.();
+  }
+}
+
+function isPromiseLike(value: unknown): value is PromiseLike<HandlerResult> {
+  return typeof (value as PromiseLike<unknown> | null)?.then === 'function';
+}
+
+/** A handler's own string `code` (up to 64 characters) reaches the client; anything else is E_HANDLER. */
+function errorCode(error: unknown): string {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.length > 0 && code.length <= 64 ? code : ErrorCode.HANDLER;
+}
+
+function errorMessage(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message || 'handler failed without a message';
+}
+
+/** Creates a worker; it connects at once and keeps reconnecting until close(). */
+export function createWorker(options?: WorkerOptions): Worker {
+  return new Worker(options);
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env node
+// taskwire-server: runs a scheduler, optionally with built-in workers in the same process.
+
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { createScheduler, createWorker, SCHEDULER_DEFAULTS, WORKER_DEFAULTS, type Worker } from './lib/index.js';
+import { die, onSignals } from './lib/cli.js';
+
+const program = 'taskwire-server';
+
+const argv = yargs(hideBin(process.argv))
+  .scriptName(program)
+  .usage('$0 [options]\n\nRuns the taskwire scheduler. Clients and workers connect to the same port.')
+  .env('TASKWIRE')
+  .option('host', { type: 'string', default: SCHEDULER_DEFAULTS.host, describe: 'Interface to listen on (0.0.0.0 for all)' })
+  .option('port', { alias: 'p', type: 'number', default: SCHEDULER_DEFAULTS.port, describe: 'TCP port (0 picks a free one)' })
+  .option('local-workers', { alias: 'w', type: 'number', default: 0, describe: 'Built-in workers to run in this process' })
+  .option('concurrency', { alias: 'c', type: 'number', default: WORKER_DEFAULTS.concurrency, describe: 'Tasks each local worker runs at once' })
+  .option('heartbeat', { type: 'number', default: SCHEDULER_DEFAULTS.heartbeatMs, describe: 'Keepalive interval in ms; silent peers are dropped after 3' })
+  .option('max-payload', { type: 'number', default: SCHEDULER_DEFAULTS.maxPayload, describe: 'Largest frame payload accepted, in bytes' })
+  .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Log only errors' })
+  .example('$0', 'listen on 127.0.0.1:9001')
+  .example('$0 --local-workers 2', 'also run two built-in workers (sha256, arith)')
+  .example('TASKWIRE_PORT=7000 $0', 'options can come from TASKWIRE_* variables')
+  .strict()
+  .help()
+  .alias('help', 'h')
+  .version()
+  .parseSync();
+
+async function main(): Promise<void> {
+  const scheduler = createScheduler({
+    host: argv.host,
+    port: argv.port,
+    heartbeatMs: argv.heartbeat,
+    maxPayload: argv['max-payload'],
+  });
+  const log = (line: string): void => {
+    if (!argv.quiet) process.stdout.write(`${line}\n`);
+  };
+  scheduler.on('workerReady', (w) => log(`worker ${w.name} (${w.remote}) ready: ${w.types.join(', ')} x${w.concurrency}`));
+  scheduler.on('clientJoined', (c) => log(`client ${c.name} (${c.remote}) connected`));
+  scheduler.on('peerLeft', (p) => log(`${p.role} ${p.name} left: ${p.reason}${p.requeued ? `, ${p.requeued} task(s) requeued` : ''}`));
+  scheduler.on('peerError', (p) => process.stderr.write(`${program}: peer ${p.remote}: ${p.message} (${p.code})\n`));
+
+  const { host, port } = await scheduler.listen();
+  const workers: Worker[] = [];
+  const localWorkers = argv['local-workers'];
+  if (!Number.isInteger(localWorkers) || localWorkers < 0) throw new Error('--local-workers must be a whole number >= 0');
+  const connectHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+  for (let i = 1; i <= localWorkers; i++) {
+    workers.push(createWorker({ host: connectHost, port, concurrency: argv.concurrency, name: `local-${i}` }));
+  }
+  await Promise.all(workers.map((w) => w.ready()));
+  process.stdout.write(`${program}: listening on ${host}:${port}` + (localWorkers ? ` with ${localWorkers} local worker(s)` : '') + '\n');
+
+  onSignals(program, async () => {
+    await Promise.all(workers.map((w) => w.close()));
+    await scheduler.close();
+  });
+}
+
+main().catch((err: unknown) => die(program, err));
