@@ -1,0 +1,86 @@
+// Shared test plumbing: schedulers on port 0, child processes that are always reaped, waits with deadlines.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createHash } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { createScheduler, type Scheduler, type SchedulerOptions } from '../lib/index.js';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+interface Teardown {
+  teardown(fn: () => unknown): void;
+}
+
+export function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** A listening scheduler on a free port, closed when the test ends. */
+export async function startScheduler(t: Teardown, options: SchedulerOptions = {}): Promise<Scheduler> {
+  const scheduler = createScheduler({ port: 0, ...options });
+  await scheduler.listen();
+  t.teardown(() => scheduler.close());
+  return scheduler;
+}
+
+/** Resolves when `check()` is true; rejects after `ms` with `what` in the message. */
+export async function waitFor(what: string, check: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** Rejects if `promise` does not settle within `ms`. */
+export function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+export interface Child {
+  proc: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  /** Resolves with the exit code (or the signal name) once the process is gone. */
+  exited: Promise<number | string>;
+}
+
+/** Spawns a process that is SIGKILLed at teardown if it is still running. */
+export function spawnChild(t: Teardown, command: string, args: string[], env: NodeJS.ProcessEnv = {}): Child {
+  const proc = spawn(command, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = once(proc, 'exit').then(([code, signal]) => (code ?? signal) as number | string);
+  t.teardown(async () => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill('SIGKILL');
+      await exited;
+    }
+  });
+  return { proc, stdout: () => out, stderr: () => err, exited };
+}
+
+/** Runs a TypeScript file under tsx in a child process. */
+export function spawnTs(t: Teardown, file: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Child {
+  return spawnChild(t, process.execPath, ['--import', 'tsx', path.join(root, file), ...args], env);
+}
+
+/** Runs one of the built CLIs (dist/<name>.js) to completion. */
+export async function runCli(
+  t: Teardown,
+  name: 'server' | 'worker' | 'client',
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number | string; stdout: string; stderr: string }> {
+  const child = spawnChild(t, process.execPath, [path.join(root, 'dist', `${name}.js`), ...args], env);
+  const code = await within(30_000, `${name} ${args.join(' ')}`, child.exited);
+  return { code, stdout: child.stdout(), stderr: child.stderr() };
+}
