@@ -206,22 +206,32 @@ export class SchedulerCore<H> {
     worker.running.clear();
     this.inFlight -= held.length;
     this.releaseTypes(worker);
-    // Back to the head of their queues in their original order: walking the sorted list backwards and
-    // pushing each to the front leaves the oldest first.
-    const touched = new Set<TypeQueue<H>>();
-    for (let i = held.length - 1; i >= 0; i--) {
-      const task = held[i]!;
+    const requeued = held.filter((task) => {
       task.worker = null;
-      this.counters.requeued++;
-      if (task.client === null) continue; // nobody waits for it any more
-      const queue = this.queueFor(task.type);
-      queue.tasks.pushFront(task);
-      this.queued++;
-      touched.add(queue);
-    }
-    for (const task of held) if (task.client) this.out.taskRequeued?.(task, worker);
-    this.out.peerLeft?.(worker, reason, held.length);
-    for (const queue of touched) this.drain(queue);
+      return task.client !== null; // a task whose client has gone is dropped, not run again
+    });
+    const touched = new Set<TypeQueue<H>>();
+    for (const task of requeued) touched.add(this.requeue(task));
+    this.counters.requeued += requeued.length;
+    for (const task of requeued) this.out.taskRequeued?.(task, worker);
+    this.out.peerLeft?.(worker, reason, requeued.length);
+    // Ready workers take the requeued tasks now; fill() picks the oldest across each worker's types.
+    const ready = new Set<WorkerRecord<H>>();
+    for (const queue of touched) for (let slot = queue.ready.head; slot; slot = slot.next) ready.add(slot.worker);
+    for (const other of ready) this.fill(other);
+  }
+
+  /**
+   * Puts a task back in its queue at the place its submission order gives it. Requeued tasks are older than
+   * nearly everything queued, so the walk from the head stops after the few other requeued tasks.
+   */
+  private requeue(task: Task<H>): TypeQueue<H> {
+    const queue = this.queueFor(task.type);
+    let after = queue.tasks.head;
+    while (after && after.seq < task.seq) after = after.next;
+    queue.tasks.insertBefore(task, after);
+    this.queued++;
+    return queue;
   }
 
   private clientLost(client: ClientRecord<H>, reason: string): void {
@@ -262,13 +272,12 @@ export class SchedulerCore<H> {
   /** Fails every client's tasks with E_SHUTDOWN and forgets all peers; used by the scheduler's close(). */
   shutdown(message: string): void {
     for (const client of [...this.clients]) {
-      const tasks = [...client.tasks.values()];
-      this.clientLost(client, message);
-      for (const task of tasks) {
+      for (const task of client.tasks.values()) {
         this.counters.failed++;
         this.out.sendFailed(client, task.requestId, ErrorCode.SHUTDOWN, message);
         this.out.taskFailed?.(task, ErrorCode.SHUTDOWN, message);
       }
+      this.clientLost(client, message);
     }
     for (const worker of [...this.workers]) this.workerLost(worker, message);
   }
@@ -382,17 +391,6 @@ export class SchedulerCore<H> {
       this.assign(worker, best.tasks.popFront()!);
     }
     this.unready(worker);
-  }
-
-  /** Hands a queue's tasks to its ready workers (after a requeue put work back while others had room). */
-  private drain(queue: TypeQueue<H>): void {
-    let slot = queue.ready.head;
-    while (slot && queue.tasks.head) {
-      this.queued--;
-      this.assign(slot.worker, queue.tasks.popFront()!);
-      queue.ready.moveToBack(slot);
-      slot = queue.ready.head;
-    }
   }
 
   private unready(worker: WorkerRecord<H>): void {

@@ -119,6 +119,10 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     this.name = checkString('name', options.name ?? `taskwire-${randomBytes(4).toString('hex')}`);
     this.core = new SchedulerCore<Handle>(this.output());
     this.server = net.createServer((socket) => this.accept(socket));
+    // Accept failures (EMFILE...) are transient; they must not become an unhandled 'error' event.
+    this.server.on('error', (err: NodeJS.ErrnoException) => {
+      if (this.boundPort) this.emit('peerError', { remote: '-', code: err.code ?? 'E_ACCEPT', message: err.message });
+    });
   }
 
   /** The bound port: the real one even when the scheduler was created with port 0. */
@@ -195,8 +199,10 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       return; // keepalive
     }
     if (cmd === Cmd.ERROR) {
+      // The peer is leaving and says why; answering with an ERROR of our own would be noise.
       const { code, message } = decodeError(payload);
-      return peer.conn.close(new TaskwireError(code, `peer reported: ${message}`));
+      this.emit('peerError', { remote: peer.conn.remote, code, message: `peer reported: ${message}` });
+      return peer.conn.close();
     }
     if (record.kind === 'client') {
       if (cmd !== Cmd.SUBMIT) throw wrongCommand(cmd, 'client');

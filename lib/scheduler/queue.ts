@@ -36,6 +36,18 @@ export class LinkedList<T extends Linked<T>> {
     this.length++;
   }
 
+  /** Inserts `item` before `before`, or at the back when `before` is null. */
+  insertBefore(item: T, before: T | null): void {
+    if (!before) return this.pushBack(item);
+    if (!before.prev) return this.pushFront(item);
+    item.list = this;
+    item.prev = before.prev;
+    item.next = before;
+    before.prev.next = item;
+    before.prev = item;
+    this.length++;
+  }
+
   popFront(): T | null {
     const item = this.head;
     if (item) this.remove(item);
