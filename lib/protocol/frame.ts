@@ -24,7 +24,8 @@ export interface DecoderOptions {
  *
  * It keeps the unread chunks in a list and an offset into the first one, so a payload that lies inside a
  * single chunk is handed out as a zero-copy view; only a payload that straddles chunks is copied, once.
- * Errors are thrown from push() as ProtocolError; after one, the decoder ignores all further input.
+ * Errors are thrown from push() as ProtocolError (or whatever onFrame threw); after one, the decoder ignores all
+ * further input.
  */
 export class FrameDecoder {
   private readonly onFrame: FrameHandler;
@@ -73,7 +74,12 @@ export class FrameDecoder {
       if (this.buffered < this.length) return;
       const payload = this.length === 0 ? EMPTY : this.take(this.length);
       this.length = -1;
-      this.onFrame(this.cmd, payload);
+      try {
+        this.onFrame(this.cmd, payload);
+      } catch (err) {
+        this.stop(); // the connection is going down; frames behind the bad one must not be delivered
+        throw err;
+      }
     }
   }
 

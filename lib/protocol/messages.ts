@@ -2,7 +2,7 @@
 // docs/PROTOCOL.md describes every layout byte by byte; test/protocol.test.ts pins them with golden bytes.
 
 import { isUtf8 } from 'node:buffer';
-import { ProtocolError } from '../errors.js';
+import { ErrorCode, ProtocolError } from '../errors.js';
 import { HEADER_SIZE, writeHeader } from './frame.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -132,8 +132,8 @@ export function encodeHello(hello: Hello): Buffer {
   const nameLen = stringLength(hello.name, 'hello name');
   const tokenLen = stringLength(hello.token, 'hello token');
   const out = frame(Cmd.HELLO, 10 + nameLen + tokenLen);
-  out[5] = hello.version;
-  out[6] = hello.role;
+  out.writeUInt8(hello.version, 5);
+  out.writeUInt8(hello.role, 6);
   out.writeUInt32BE(hello.heartbeatMs, 7);
   const offset = writeString(out, 11, hello.name, nameLen);
   writeString(out, offset, hello.token, tokenLen);
@@ -288,11 +288,17 @@ function utf8(bytes: Buffer, field: string): string {
   return bytes.toString('utf8');
 }
 
-/** Returns null for the empty keepalive form. */
+/**
+ * Returns null for the empty keepalive form. The version is checked before anything else so that a peer from a
+ * later version, whose HELLO may be laid out differently, is told E_VERSION rather than E_PROTOCOL.
+ */
 export function decodeHello(payload: Buffer): Hello | null {
   if (payload.length === 0) return null;
   const r = new Reader(payload, 'HELLO');
   const version = r.u8('version');
+  if (version !== PROTOCOL_VERSION) {
+    throw new ProtocolError(`protocol version ${version} is not supported; this side speaks version ${PROTOCOL_VERSION}`, ErrorCode.VERSION);
+  }
   const role = r.u8('role');
   if (role !== Role.CLIENT && role !== Role.WORKER && role !== Role.SCHEDULER) {
     throw new ProtocolError(`HELLO has unknown role ${role}`);

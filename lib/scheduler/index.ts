@@ -232,13 +232,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     if (cmd !== Cmd.HELLO || payload.length === 0) {
       throw new ProtocolError(`expected HELLO as the first frame, got ${CMD_NAMES[cmd] ?? cmd}`);
     }
-    const hello = decodeHello(payload)!;
-    if (hello.version !== PROTOCOL_VERSION) {
-      throw new ProtocolError(
-        `protocol version ${hello.version} is not supported; this scheduler speaks version ${PROTOCOL_VERSION}`,
-        ErrorCode.VERSION,
-      );
-    }
+    const hello = decodeHello(payload)!; // throws E_VERSION for another protocol version
     if (hello.role === Role.SCHEDULER) throw new ProtocolError('a scheduler cannot connect to a scheduler');
     const name = hello.name || peer.conn.remote;
     peer.record = hello.role === Role.CLIENT ? this.core.addClient(peer, name) : this.core.addWorker(peer, name);

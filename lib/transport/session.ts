@@ -81,10 +81,7 @@ export class Session {
           if (cmd !== Cmd.HELLO || payload.length === 0) {
             throw new ProtocolError(`expected the scheduler's HELLO, got ${CMD_NAMES[cmd] ?? cmd}`);
           }
-          const hello = decodeHello(payload)!;
-          if (hello.version !== PROTOCOL_VERSION) {
-            throw new ProtocolError(`the scheduler speaks protocol version ${hello.version}, not ${PROTOCOL_VERSION}`, ErrorCode.VERSION);
-          }
+          const hello = decodeHello(payload)!; // throws E_VERSION for another protocol version
           if (hello.role !== Role.SCHEDULER) throw new ProtocolError('the peer is not a scheduler');
           clearTimeout(timeout);
           resolve(new Session(conn, hello.name, hello.heartbeatMs || 5000));
@@ -118,7 +115,10 @@ export class Session {
 
   private frame(cmd: number, payload: Buffer): void {
     this.active = true;
-    if (cmd === Cmd.HELLO) return; // keepalive
+    if (cmd === Cmd.HELLO) {
+      if (payload.length !== 0) throw new ProtocolError('HELLO with a payload after the handshake');
+      return; // keepalive
+    }
     if (cmd === Cmd.ERROR) {
       const { code, message } = decodeError(payload);
       this.end(new TaskwireError(code, `the scheduler closed the connection: ${message}`));

@@ -1,0 +1,749 @@
+// The wire protocol pinned down: golden bytes per command (the same hex strings appear in docs/PROTOCOL.md),
+// stream cutting at every split point, property round trips, rejections, and a light fuzz of the decoders.
+
+import t, { type Test } from 'tap';
+import fc from 'fast-check';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { ErrorCode, ProtocolError } from '../lib/errors.js';
+import { DEFAULT_MAX_PAYLOAD, FrameDecoder, HEADER_SIZE, writeHeader } from '../lib/protocol/frame.js';
+import {
+  Cmd,
+  MAX_STRING_BYTES,
+  PROTOCOL_VERSION,
+  Role,
+  decodeCompleted,
+  decodeError,
+  decodeFailed,
+  decodeHello,
+  decodeReady,
+  decodeResult,
+  decodeSubmit,
+  decodeTask,
+  encodeCompleted,
+  encodeError,
+  encodeFailed,
+  encodeHello,
+  encodeKeepalive,
+  encodeReady,
+  encodeResultError,
+  encodeResultOk,
+  encodeSubmit,
+  encodeTask,
+  isKnownCommand,
+} from '../lib/protocol/messages.js';
+
+const docsPath = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'docs', 'PROTOCOL.md');
+
+// ---- helpers -------------------------------------------------------------------------------------------------
+
+const fromHex = (hex: string): Buffer => Buffer.from(hex, 'hex');
+
+interface Frame {
+  cmd: number;
+  hex: string;
+}
+
+/** A decoder that records every frame it delivers (payload copied out as hex at delivery time). */
+function recorder(maxPayload?: number): { decoder: FrameDecoder; frames: Frame[] } {
+  const frames: Frame[] = [];
+  const decoder = new FrameDecoder(
+    (cmd, payload) => frames.push({ cmd, hex: payload.toString('hex') }),
+    maxPayload === undefined ? { isKnownCommand } : { isKnownCommand, maxPayload },
+  );
+  return { decoder, frames };
+}
+
+/** Feeds `chunks` to a fresh decoder and returns the frames it delivered; the stream must end on a frame boundary. */
+function decodeChunks(chunks: readonly Buffer[]): Frame[] {
+  const { decoder, frames } = recorder();
+  for (const chunk of chunks) decoder.push(chunk);
+  if (decoder.midFrame || decoder.bufferedBytes !== 0) throw new Error('decoder left holding a partial frame');
+  return frames;
+}
+
+/** Cuts `buf` at the given offsets (any order, duplicates and 0/len allowed; empty chunks are kept). */
+function cut(buf: Buffer, points: readonly number[]): Buffer[] {
+  const sorted = [...points].sort((a, b) => a - b);
+  const chunks: Buffer[] = [];
+  let start = 0;
+  for (const p of sorted) {
+    chunks.push(buf.subarray(start, p));
+    start = p;
+  }
+  chunks.push(buf.subarray(start));
+  return chunks;
+}
+
+/** Turns Buffers and Uint8Arrays into comparable hex strings, recursively, so messages compare by value. */
+function plain(value: unknown): unknown {
+  if (value instanceof Uint8Array) return `hex:${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('hex')}`;
+  if (Array.isArray(value)) return value.map(plain);
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, plain(v)]));
+  }
+  return value;
+}
+
+/** Runs the decoder matching a command byte, as the scheduler, worker and client do. */
+function decodeFor(cmd: number, payload: Buffer): unknown {
+  switch (cmd) {
+    case Cmd.TASK:
+      return decodeTask(payload);
+    case Cmd.RESULT:
+      return decodeResult(payload);
+    case Cmd.HELLO:
+      return decodeHello(payload);
+    case Cmd.SUBMIT:
+      return decodeSubmit(payload);
+    case Cmd.COMPLETED:
+      return decodeCompleted(payload);
+    case Cmd.FAILED:
+      return decodeFailed(payload);
+    case Cmd.ERROR:
+      return decodeError(payload);
+    case Cmd.READY:
+      return decodeReady(payload);
+    default:
+      throw new Error(`no decoder for command ${cmd}`);
+  }
+}
+
+/** Asserts that fn throws a ProtocolError with the given code (codes are the contract, messages are not). */
+function throwsCode(t: Test, fn: () => unknown, code: string, what: string): void {
+  try {
+    fn();
+  } catch (err) {
+    t.ok(err instanceof ProtocolError, `${what}: throws a ProtocolError`);
+    t.equal((err as ProtocolError).code, code, `${what}: code ${code}`);
+    return;
+  }
+  t.fail(`${what}: did not throw`);
+}
+
+/** Runs a fast-check property as one tap assertion; a failure reports fast-check's counterexample and seed. */
+function property<Ts>(t: Test, name: string, prop: fc.IProperty<Ts>, numRuns: number): void {
+  try {
+    fc.assert(prop, { numRuns });
+    t.pass(`${name} (${numRuns} runs)`);
+  } catch (err) {
+    t.fail(`${name}: ${(err as Error).message}`);
+  }
+}
+
+// ---- golden bytes --------------------------------------------------------------------------------------------
+// Every fixture is [cmd u8][payload length u32 BE][payload]. docs/PROTOCOL.md shows the same strings.
+
+const GOLDEN = {
+  TASK:
+    '01' + //                       cmd TASK
+    '00000012' + //                 payload length 18
+    '00000007' + //                 task id 7
+    '00000001' + //                 attempt 1
+    '0005' + '6172697468' + //      job type: str16 "arith"
+    '322b33', //                    body: "2+3"
+
+  RESULT_OK:
+    '02' + //                       cmd RESULT
+    '0000000a' + //                 payload length 10
+    '00000007' + //                 task id 7
+    '00000001' + //                 attempt 1
+    '00' + //                       status 0 = ok
+    '35', //                        body: "5"
+
+  RESULT_ERROR:
+    '02' + //                       cmd RESULT
+    '00000030' + //                 payload length 48
+    '00000008' + //                 task id 8
+    '00000002' + //                 attempt 2
+    '01' + //                       status 1 = error
+    '0009' + '455f48414e444c4552' + // error code: str16 "E_HANDLER"
+    '6469766973696f6e206279207a65726f20617420636f6c756d6e2032', // message: "division by zero at column 2"
+
+  HELLO_WORKER:
+    '03' + //                       cmd HELLO
+    '0000000c' + //                 payload length 12
+    '01' + //                       protocol version 1
+    '02' + //                       role 2 = worker
+    '00000000' + //                 heartbeat 0 ms (clients and workers follow the scheduler's)
+    '0002' + '7731' + //            name: str16 "w1"
+    '0000', //                      token: str16 "" (empty)
+
+  HELLO_SCHEDULER:
+    '03' + //                       cmd HELLO
+    '0000001b' + //                 payload length 27
+    '01' + //                       protocol version 1
+    '03' + //                       role 3 = scheduler
+    '00001388' + //                 heartbeat 5000 ms
+    '0011' + '7461736b776972652d3061316232633364' + // name: str16 "taskwire-0a1b2c3d"
+    '0000', //                      token: str16 "" (empty)
+
+  KEEPALIVE:
+    '03' + //                       cmd HELLO
+    '00000000', //                  payload length 0: keepalive
+
+  SUBMIT:
+    '04' + //                       cmd SUBMIT
+    '00000011' + //                 payload length 17
+    '0000002a' + //                 request id 42
+    '0006' + '736861323536' + //    job type: str16 "sha256"
+    '48656c6c6f', //                body: "Hello"
+
+  COMPLETED:
+    '05' + //                       cmd COMPLETED
+    '00000005' + //                 payload length 5
+    '0000002b' + //                 request id 43
+    '35', //                        body: "5"
+
+  FAILED:
+    '06' + //                       cmd FAILED
+    '0000002b' + //                 payload length 43
+    '0000002c' + //                 request id 44
+    '0009' + '455f48414e444c4552' + // error code: str16 "E_HANDLER"
+    '6469766973696f6e206279207a65726f20617420636f6c756d6e2032', // message: "division by zero at column 2"
+
+  ERROR:
+    '07' + //                       cmd ERROR
+    '00000027' + //                 payload length 39
+    '000a' + '455f50524f544f434f4c' + // error code: str16 "E_PROTOCOL"
+    '6120636c69656e74206d6179206e6f742073656e64205245414459', // message: "a client may not send READY"
+
+  READY:
+    '08' + //                       cmd READY
+    '00000015' + //                 payload length 21
+    '00000010' + //                 concurrency 16
+    '0002' + //                     type count 2
+    '0006' + '736861323536' + //    type: str16 "sha256"
+    '0005' + '6172697468', //       type: str16 "arith"
+
+  READY_DRAIN:
+    '08' + //                       cmd READY
+    '00000015' + //                 payload length 21
+    '00000000' + //                 concurrency 0: send me no more tasks
+    '0002' + //                     type count 2
+    '0006' + '736861323536' + //    type: str16 "sha256"
+    '0005' + '6172697468', //       type: str16 "arith"
+} as const;
+
+interface GoldenCase {
+  name: keyof typeof GOLDEN;
+  cmd: number;
+  encode: () => Buffer;
+  /** What decodeX returns for the payload. */
+  message: unknown;
+}
+
+const divByZero = 'division by zero at column 2';
+
+const goldenCases: GoldenCase[] = [
+  {
+    name: 'TASK',
+    cmd: Cmd.TASK,
+    encode: () => encodeTask(7, 1, 'arith', '2+3'),
+    message: { taskId: 7, attempt: 1, type: 'arith', body: Buffer.from('2+3') },
+  },
+  {
+    name: 'RESULT_OK',
+    cmd: Cmd.RESULT,
+    encode: () => encodeResultOk(7, 1, '5'),
+    message: { taskId: 7, attempt: 1, ok: true, body: Buffer.from('5') },
+  },
+  {
+    name: 'RESULT_ERROR',
+    cmd: Cmd.RESULT,
+    encode: () => encodeResultError(8, 2, ErrorCode.HANDLER, divByZero),
+    message: { taskId: 8, attempt: 2, ok: false, code: 'E_HANDLER', message: divByZero },
+  },
+  {
+    name: 'HELLO_WORKER',
+    cmd: Cmd.HELLO,
+    encode: () => encodeHello({ version: PROTOCOL_VERSION, role: Role.WORKER, heartbeatMs: 0, name: 'w1', token: '' }),
+    message: { version: 1, role: 2, heartbeatMs: 0, name: 'w1', token: '' },
+  },
+  {
+    name: 'HELLO_SCHEDULER',
+    cmd: Cmd.HELLO,
+    encode: () =>
+      encodeHello({ version: PROTOCOL_VERSION, role: Role.SCHEDULER, heartbeatMs: 5000, name: 'taskwire-0a1b2c3d', token: '' }),
+    message: { version: 1, role: 3, heartbeatMs: 5000, name: 'taskwire-0a1b2c3d', token: '' },
+  },
+  { name: 'KEEPALIVE', cmd: Cmd.HELLO, encode: () => encodeKeepalive(), message: null },
+  {
+    name: 'SUBMIT',
+    cmd: Cmd.SUBMIT,
+    encode: () => encodeSubmit(42, 'sha256', 'Hello'),
+    message: { requestId: 42, type: 'sha256', body: Buffer.from('Hello') },
+  },
+  {
+    name: 'COMPLETED',
+    cmd: Cmd.COMPLETED,
+    encode: () => encodeCompleted(43, '5'),
+    message: { requestId: 43, body: Buffer.from('5') },
+  },
+  {
+    name: 'FAILED',
+    cmd: Cmd.FAILED,
+    encode: () => encodeFailed(44, ErrorCode.HANDLER, divByZero),
+    message: { requestId: 44, code: 'E_HANDLER', message: divByZero },
+  },
+  {
+    name: 'ERROR',
+    cmd: Cmd.ERROR,
+    encode: () => encodeError(ErrorCode.PROTOCOL, 'a client may not send READY'),
+    message: { code: 'E_PROTOCOL', message: 'a client may not send READY' },
+  },
+  {
+    name: 'READY',
+    cmd: Cmd.READY,
+    encode: () => encodeReady(16, ['sha256', 'arith']),
+    message: { concurrency: 16, types: ['sha256', 'arith'] },
+  },
+  {
+    name: 'READY_DRAIN',
+    cmd: Cmd.READY,
+    encode: () => encodeReady(0, ['sha256', 'arith']),
+    message: { concurrency: 0, types: ['sha256', 'arith'] },
+  },
+];
+
+t.test('constants: command table, roles, version, header size, default maxPayload', async (t) => {
+  t.same({ ...Cmd }, { TASK: 1, RESULT: 2, HELLO: 3, SUBMIT: 4, COMPLETED: 5, FAILED: 6, ERROR: 7, READY: 8 });
+  t.same({ ...Role }, { CLIENT: 1, WORKER: 2, SCHEDULER: 3 });
+  t.equal(PROTOCOL_VERSION, 1);
+  t.equal(HEADER_SIZE, 5);
+  t.equal(DEFAULT_MAX_PAYLOAD, 16 * 1024 * 1024);
+  t.equal(MAX_STRING_BYTES, 0xffff);
+  const known = [];
+  for (let cmd = 0; cmd <= 255; cmd++) if (isKnownCommand(cmd)) known.push(cmd);
+  t.same(known, [1, 2, 3, 4, 5, 6, 7, 8], 'exactly commands 1-8 are known');
+  const header = Buffer.alloc(7, 0xee);
+  writeHeader(header, 1, Cmd.SUBMIT, 0x01020304);
+  t.equal(header.toString('hex'), 'ee0401020304ee', 'writeHeader: cmd then big-endian length, nothing else touched');
+});
+
+t.test('golden bytes: every command encodes to its fixture and decodes back', async (t) => {
+  const covered = new Set<number>();
+  for (const c of goldenCases) {
+    const hex = GOLDEN[c.name];
+    t.equal(c.encode().toString('hex'), hex, `${c.name}: encoder output`);
+    const bytes = fromHex(hex);
+    t.equal(bytes.readUInt32BE(1), bytes.length - HEADER_SIZE, `${c.name}: length field counts the payload only`);
+    const payloads: Buffer[] = [];
+    const decoder = new FrameDecoder((cmd, payload) => {
+      t.equal(cmd, c.cmd, `${c.name}: command byte`);
+      payloads.push(payload);
+    }, { isKnownCommand });
+    decoder.push(bytes);
+    t.equal(payloads.length, 1, `${c.name}: exactly one frame`);
+    t.same(plain(decodeFor(c.cmd, payloads[0]!)), plain(c.message), `${c.name}: decoded message`);
+    t.notOk(decoder.midFrame, `${c.name}: nothing left over`);
+    covered.add(c.cmd);
+  }
+  t.same([...covered].sort(), [1, 2, 3, 4, 5, 6, 7, 8], 'every command has a fixture');
+});
+
+t.test('docs/PROTOCOL.md shows every golden fixture verbatim', async (t) => {
+  const docs = readFileSync(docsPath, 'utf8');
+  for (const [name, hex] of Object.entries(GOLDEN)) t.ok(docs.includes(hex), `${name}: ${hex}`);
+});
+
+// ---- streaming -----------------------------------------------------------------------------------------------
+
+t.test('streaming: the same frames whatever the chunking', async (t) => {
+  const parts = [
+    encodeHello({ version: 1, role: Role.CLIENT, heartbeatMs: 0, name: 'clïent-☃', token: '' }),
+    encodeKeepalive(),
+    encodeSubmit(1, 'ハッシュ', 'héllo wörld €𝄞'), // multi-byte UTF-8 in the type string and the body
+    encodeReady(4, ['sha256', 'arith', 'ünïcode']),
+    encodeTask(0xffffffff, 3, 'arith', Buffer.from([0, 1, 2, 255])),
+    encodeKeepalive(),
+    encodeResultOk(9, 1, Buffer.alloc(0)),
+    encodeResultError(10, 1, 'E_CUSTOM', 'ça a échoué 💥'),
+    encodeCompleted(2, Buffer.alloc(300, 0xab)),
+    encodeFailed(3, 'E_HANDLER', ''),
+    encodeError('E_SHUTDOWN', 'bye'),
+  ];
+  const stream = Buffer.concat(parts);
+  const expected: Frame[] = parts.map((p) => ({ cmd: p[0]!, hex: p.subarray(HEADER_SIZE).toString('hex') }));
+  t.ok(new Set(expected.map((f) => f.cmd)).size >= 5, 'at least 5 different commands');
+
+  t.same(decodeChunks([stream]), expected, 'one chunk');
+
+  let splitFailures = 0;
+  for (let i = 0; i <= stream.length; i++) {
+    const frames = decodeChunks(cut(stream, [i]));
+    if (JSON.stringify(frames) !== JSON.stringify(expected)) {
+      splitFailures++;
+      t.same(frames, expected, `split at byte ${i}`);
+    }
+  }
+  t.equal(splitFailures, 0, `every one of the ${stream.length + 1} two-chunk splits`);
+
+  const bytes: Buffer[] = [];
+  for (let i = 0; i < stream.length; i++) bytes.push(stream.subarray(i, i + 1));
+  t.same(decodeChunks(bytes), expected, 'one byte at a time');
+
+  // Each frame decodes to its message, too, after byte-at-a-time delivery (payloads were copied across chunks).
+  const messages: unknown[] = [];
+  const decoder = new FrameDecoder((cmd, payload) => messages.push(plain(decodeFor(cmd, payload))), { isKnownCommand });
+  for (const b of bytes) decoder.push(b);
+  t.same(messages[2], plain({ requestId: 1, type: 'ハッシュ', body: Buffer.from('héllo wörld €𝄞') }), 'multi-byte SUBMIT');
+  t.equal(messages[1], null, 'keepalive decodes as null');
+
+  property(
+    t,
+    'random chunkings',
+    fc.property(fc.array(fc.integer({ min: 0, max: stream.length }), { maxLength: 40 }), (points) => {
+      const frames = decodeChunks(cut(stream, points));
+      if (JSON.stringify(frames) !== JSON.stringify(expected)) throw new Error(`frames differ for cuts ${points.join(',')}`);
+    }),
+    300,
+  );
+});
+
+// ---- properties ----------------------------------------------------------------------------------------------
+
+const u32 = fc.integer({ min: 0, max: 0xffffffff });
+// Well-formed Unicode (any code point, no lone surrogates), kept short; byte length stays far below the u16 limit.
+const text = fc.string({ unit: 'binary', maxLength: 24 });
+const body = fc.uint8Array({ maxLength: 64 });
+
+interface Generated {
+  frame: Buffer;
+  cmd: number;
+  message: unknown;
+}
+
+const genHello = fc
+  .record({
+    version: fc.constant(PROTOCOL_VERSION),
+    role: fc.constantFrom(Role.CLIENT, Role.WORKER, Role.SCHEDULER),
+    heartbeatMs: u32,
+    name: text,
+    token: text,
+  })
+  .map((m): Generated => ({ frame: encodeHello(m), cmd: Cmd.HELLO, message: m }));
+const genKeepalive = fc.constant<Generated>({ frame: encodeKeepalive(), cmd: Cmd.HELLO, message: null });
+const genSubmit = fc
+  .record({ requestId: u32, type: text, body })
+  .map((m): Generated => ({ frame: encodeSubmit(m.requestId, m.type, m.body), cmd: Cmd.SUBMIT, message: m }));
+const genTask = fc
+  .record({ taskId: u32, attempt: u32, type: text, body })
+  .map((m): Generated => ({ frame: encodeTask(m.taskId, m.attempt, m.type, m.body), cmd: Cmd.TASK, message: m }));
+const genResultOk = fc
+  .record({ taskId: u32, attempt: u32, body })
+  .map((m): Generated => ({
+    frame: encodeResultOk(m.taskId, m.attempt, m.body),
+    cmd: Cmd.RESULT,
+    message: { taskId: m.taskId, attempt: m.attempt, ok: true, body: m.body },
+  }));
+const genResultError = fc
+  .record({ taskId: u32, attempt: u32, code: text, message: text })
+  .map((m): Generated => ({
+    frame: encodeResultError(m.taskId, m.attempt, m.code, m.message),
+    cmd: Cmd.RESULT,
+    message: { taskId: m.taskId, attempt: m.attempt, ok: false, code: m.code, message: m.message },
+  }));
+const genCompleted = fc
+  .record({ requestId: u32, body })
+  .map((m): Generated => ({ frame: encodeCompleted(m.requestId, m.body), cmd: Cmd.COMPLETED, message: m }));
+const genFailed = fc
+  .record({ requestId: u32, code: text, message: text })
+  .map((m): Generated => ({ frame: encodeFailed(m.requestId, m.code, m.message), cmd: Cmd.FAILED, message: m }));
+const genError = fc
+  .record({ code: text, message: text })
+  .map((m): Generated => ({ frame: encodeError(m.code, m.message), cmd: Cmd.ERROR, message: m }));
+const genReady = fc
+  .record({ concurrency: u32, types: fc.array(text, { maxLength: 6 }) })
+  .map((m): Generated => ({ frame: encodeReady(m.concurrency, m.types), cmd: Cmd.READY, message: m }));
+
+const generators = {
+  HELLO: genHello,
+  keepalive: genKeepalive,
+  SUBMIT: genSubmit,
+  TASK: genTask,
+  'RESULT ok': genResultOk,
+  'RESULT error': genResultError,
+  COMPLETED: genCompleted,
+  FAILED: genFailed,
+  ERROR: genError,
+  READY: genReady,
+};
+const anyFrame = fc.oneof(...Object.values(generators));
+
+/** Decodes a single encoded frame through a FrameDecoder and the matching decodeX. */
+function roundTrip(g: Generated): void {
+  if (g.frame[0] !== g.cmd) throw new Error(`command byte ${g.frame[0]}, expected ${g.cmd}`);
+  if (g.frame.readUInt32BE(1) !== g.frame.length - HEADER_SIZE) throw new Error('length field does not match the payload');
+  const payloads: Buffer[] = [];
+  new FrameDecoder((_cmd, payload) => payloads.push(payload), { isKnownCommand }).push(g.frame);
+  if (payloads.length !== 1) throw new Error(`${payloads.length} frames`);
+  const got = JSON.stringify(plain(decodeFor(g.cmd, payloads[0]!)));
+  const want = JSON.stringify(plain(g.message));
+  if (got !== want) throw new Error(`decoded ${got}, expected ${want}`);
+}
+
+t.test('properties: every encoder -> decoder round trip returns its input', async (t) => {
+  for (const [name, gen] of Object.entries(generators)) {
+    property(t, name, fc.property(gen, roundTrip), name === 'keepalive' ? 1 : 300);
+  }
+});
+
+t.test('properties: a stream of arbitrary frames, re-chunked arbitrarily, decodes to the same sequence', async (t) => {
+  property(
+    t,
+    'arbitrary frame streams',
+    fc.property(
+      fc.array(anyFrame, { maxLength: 25 }),
+      fc.array(fc.integer({ min: 0, max: 1 << 16 }), { maxLength: 30 }),
+      (generated, rawPoints) => {
+        const stream = Buffer.concat(generated.map((g) => g.frame));
+        const points = rawPoints.map((p) => p % (stream.length + 1));
+        const frames = decodeChunks(cut(stream, points));
+        if (frames.length !== generated.length) throw new Error(`${frames.length} frames, expected ${generated.length}`);
+        frames.forEach((f, i) => {
+          const g = generated[i]!;
+          if (f.cmd !== g.cmd) throw new Error(`frame ${i}: command ${f.cmd}, expected ${g.cmd}`);
+          const got = JSON.stringify(plain(decodeFor(f.cmd, fromHex(f.hex))));
+          const want = JSON.stringify(plain(g.message));
+          if (got !== want) throw new Error(`frame ${i}: decoded ${got}, expected ${want}`);
+        });
+      },
+    ),
+    300,
+  );
+});
+
+t.test('strings: up to 65535 UTF-8 bytes fit a str16; more is refused by the encoder', async (t) => {
+  const longest = 'é'.repeat(32767) + 'x'; // 65535 bytes
+  const frame = encodeSubmit(1, longest, 'b');
+  const payloads: Buffer[] = [];
+  new FrameDecoder((_cmd, p) => payloads.push(p), { isKnownCommand }).push(frame);
+  t.equal(decodeSubmit(payloads[0]!).type, longest, '65535-byte type round trips');
+  t.throws(() => encodeSubmit(1, longest + 'x', 'b'), RangeError, '65536 bytes: RangeError before anything is sent');
+  t.throws(() => encodeReady(1, [longest + 'x']), RangeError, 'READY type over the limit: RangeError');
+});
+
+// ---- rejections ----------------------------------------------------------------------------------------------
+
+function header(cmd: number, length: number): Buffer {
+  const out = Buffer.alloc(HEADER_SIZE);
+  writeHeader(out, 0, cmd, length);
+  return out;
+}
+
+t.test('frame rejections', async (t) => {
+  t.test('a length above maxPayload is refused as soon as the header is complete', async (t) => {
+    const { decoder, frames } = recorder(1024);
+    throwsCode(t, () => decoder.push(header(Cmd.SUBMIT, 1025)), ErrorCode.FRAME_TOO_LARGE, 'header alone (1025 > 1024)');
+    t.equal(frames.length, 0);
+    t.equal(decoder.bufferedBytes, 0, 'nothing kept');
+
+    const split = recorder(1024);
+    const h = header(Cmd.SUBMIT, 0x7fffffff);
+    split.decoder.push(h.subarray(0, 4));
+    t.equal(split.decoder.bufferedBytes, 4, 'four header bytes: still waiting, no verdict');
+    throwsCode(t, () => split.decoder.push(h.subarray(4)), ErrorCode.FRAME_TOO_LARGE, 'fifth header byte');
+
+    const edge = recorder(1024);
+    edge.decoder.push(header(Cmd.COMPLETED, 1024));
+    t.ok(edge.decoder.midFrame, 'a length equal to maxPayload is accepted');
+  });
+
+  t.test('default maxPayload: 16 MiB accepted, 16 MiB + 1 refused', async (t) => {
+    const mib16 = 16 * 1024 * 1024;
+    const ok = recorder();
+    ok.decoder.push(header(Cmd.SUBMIT, mib16));
+    t.ok(ok.decoder.midFrame, '16 MiB header accepted; waiting for the payload');
+    t.equal(ok.frames.length, 0);
+    ok.decoder.push(Buffer.alloc(mib16));
+    t.equal(ok.frames.length, 1, 'the 16 MiB payload is delivered');
+    t.equal(ok.frames[0]!.hex.length, mib16 * 2);
+
+    const big = recorder();
+    throwsCode(t, () => big.decoder.push(header(Cmd.SUBMIT, mib16 + 1)), ErrorCode.FRAME_TOO_LARGE, '16 MiB + 1');
+    const max = recorder();
+    throwsCode(t, () => max.decoder.push(header(Cmd.SUBMIT, 0xffffffff)), ErrorCode.FRAME_TOO_LARGE, '0xffffffff');
+  });
+
+  t.test('unknown command bytes are protocol errors', async (t) => {
+    for (const cmd of [0, 9, 255]) {
+      const { decoder, frames } = recorder();
+      throwsCode(t, () => decoder.push(header(cmd, 0)), ErrorCode.PROTOCOL, `command ${cmd}`);
+      t.equal(frames.length, 0);
+    }
+    // The command is checked before the length: an unknown command with a huge length is E_PROTOCOL.
+    throwsCode(t, () => recorder().decoder.push(header(9, 0xffffffff)), ErrorCode.PROTOCOL, 'unknown command, huge length');
+  });
+
+  t.test('after an error the decoder ignores all further input', async (t) => {
+    const { decoder, frames } = recorder();
+    const good = encodeSubmit(1, 'sha256', 'x');
+    // One good frame, then a bad header, then another good frame, all in one chunk.
+    throwsCode(t, () => decoder.push(Buffer.concat([good, header(0, 0), good])), ErrorCode.PROTOCOL, 'bad frame mid-chunk');
+    t.equal(frames.length, 1, 'the frame before the error was delivered');
+    t.doesNotThrow(() => decoder.push(Buffer.concat([good, good, header(255, 0)])), 'later input neither throws');
+    t.equal(frames.length, 1, '... nor delivers anything');
+    t.equal(decoder.bufferedBytes, 0);
+
+    const tooLarge = recorder(16);
+    throwsCode(t, () => tooLarge.decoder.push(header(Cmd.TASK, 17)), ErrorCode.FRAME_TOO_LARGE, 'oversized');
+    tooLarge.decoder.push(Buffer.concat([Buffer.alloc(17), good]));
+    t.equal(tooLarge.frames.length, 0, 'nothing delivered after E_FRAME_TOO_LARGE');
+  });
+
+  t.test('stop() drops buffered frames and ignores later input', async (t) => {
+    const { decoder, frames } = recorder();
+    const good = encodeCompleted(1, 'x');
+    decoder.push(good.subarray(0, 7));
+    decoder.stop();
+    decoder.push(good.subarray(7));
+    decoder.push(good);
+    t.equal(frames.length, 0);
+    t.equal(decoder.bufferedBytes, 0);
+  });
+});
+
+t.test('message rejections: inner lengths and values that do not fit are E_PROTOCOL', async (t) => {
+  const P = ErrorCode.PROTOCOL;
+  const cases: Array<[string, () => unknown]> = [
+    // SUBMIT: request id 1, type length 300 (0x012c) but only "abc" follows
+    ['SUBMIT type length 300, 3 bytes follow', () => decodeSubmit(fromHex('00000001' + '012c' + '616263'))],
+    ['SUBMIT shorter than its request id', () => decodeSubmit(fromHex('000000'))],
+    ['SUBMIT without a type length', () => decodeSubmit(fromHex('00000001' + '00'))],
+    ['SUBMIT type not valid UTF-8', () => decodeSubmit(fromHex('00000001' + '0002' + 'fffe' + '78'))],
+    ['SUBMIT type overlong UTF-8', () => decodeSubmit(fromHex('00000001' + '0002' + 'c0af'))],
+    ['SUBMIT type UTF-8-encoded surrogate', () => decodeSubmit(fromHex('00000001' + '0003' + 'eda080'))],
+    ['SUBMIT type truncated multi-byte sequence', () => decodeSubmit(fromHex('00000001' + '0002' + 'e282'))],
+    ['TASK empty payload', () => decodeTask(Buffer.alloc(0))],
+    ['TASK type length past the end', () => decodeTask(fromHex('00000001' + '00000001' + '0005' + '6172'))],
+    ['TASK type not valid UTF-8', () => decodeTask(fromHex('00000001' + '00000001' + '0001' + '80'))],
+    // READY: concurrency 1, count 5, one type "a"
+    ['READY count 5, 1 type present', () => decodeReady(fromHex('00000001' + '0005' + '0001' + '61'))],
+    ['READY trailing byte', () => decodeReady(fromHex('00000001' + '0001' + '0001' + '61' + '00'))],
+    ['READY type not valid UTF-8', () => decodeReady(fromHex('00000001' + '0001' + '0001' + 'ff'))],
+    ['READY without a count', () => decodeReady(fromHex('00000001'))],
+    ['HELLO role 0', () => decodeHello(fromHex('01' + '00' + '00000000' + '0000' + '0000'))],
+    ['HELLO role 4', () => decodeHello(fromHex('01' + '04' + '00000000' + '0000' + '0000'))],
+    ['HELLO trailing byte', () => decodeHello(fromHex(GOLDEN.HELLO_WORKER.slice(10) + '00'))],
+    ['HELLO missing token', () => decodeHello(fromHex('01' + '02' + '00000000' + '0002' + '7731'))],
+    ['HELLO one byte', () => decodeHello(fromHex('01'))],
+    ['HELLO name not valid UTF-8', () => decodeHello(fromHex('01' + '02' + '00000000' + '0001' + 'c3' + '0000'))],
+    ['RESULT status 7', () => decodeResult(fromHex('00000007' + '00000001' + '07' + '35'))],
+    ['RESULT without a status', () => decodeResult(fromHex('00000007' + '00000001'))],
+    ['RESULT error, code length past the end', () => decodeResult(fromHex('00000007' + '00000001' + '01' + '0009' + '455f'))],
+    ['RESULT error, message not valid UTF-8', () => decodeResult(fromHex('00000007' + '00000001' + '01' + '0001' + '45' + 'ff'))],
+    ['COMPLETED shorter than its request id', () => decodeCompleted(fromHex('0000'))],
+    ['FAILED code length past the end', () => decodeFailed(fromHex('0000002c' + '0010' + '45'))],
+    ['FAILED message not valid UTF-8', () => decodeFailed(fromHex('0000002c' + '0001' + '45' + 'c328'))],
+    ['ERROR empty payload', () => decodeError(Buffer.alloc(0))],
+    ['ERROR code not valid UTF-8', () => decodeError(fromHex('0001' + 'fe'))],
+    ['ERROR message not valid UTF-8', () => decodeError(fromHex('0001' + '45' + 'f0288c28'))],
+  ];
+  for (const [what, fn] of cases) throwsCode(t, fn, P, what);
+
+  // The goldens' payloads minus their last byte are all too short, except where the last field is opaque or free text.
+  for (const name of ['HELLO_WORKER', 'HELLO_SCHEDULER', 'READY'] as const) {
+    const payload = fromHex(GOLDEN[name]).subarray(HEADER_SIZE);
+    const decode = name === 'READY' ? decodeReady : decodeHello;
+    throwsCode(t, () => decode(payload.subarray(0, payload.length - 1)), P, `${name} missing its last byte`);
+  }
+});
+
+// ---- fuzz-lite -----------------------------------------------------------------------------------------------
+
+/** Byte soup that often looks like frames: noise, well-framed random payloads, and valid frames with one byte changed. */
+const soup = fc
+  .array(
+    fc.oneof(
+      fc.uint8Array({ maxLength: 12 }),
+      fc
+        .record({ cmd: fc.integer({ min: 0, max: 10 }), payload: fc.uint8Array({ maxLength: 40 }) })
+        .map(({ cmd, payload }) => Buffer.concat([header(cmd, payload.length), payload])),
+      fc.tuple(anyFrame, fc.nat(), fc.integer({ min: 0, max: 255 })).map(([g, at, value]) => {
+        const copy = Buffer.from(g.frame);
+        copy[at % copy.length] = value;
+        return copy;
+      }),
+      anyFrame.map((g) => g.frame),
+    ),
+    { maxLength: 10 },
+  )
+  .map((parts) => Buffer.concat(parts));
+
+t.test('fuzz-lite: random bytes only ever raise ProtocolError, and nothing is delivered after one', async (t) => {
+  const seen = { frames: 0, decoderErrors: 0, handlerErrors: 0, clean: 0 };
+  property(
+    t,
+    'random byte streams',
+    fc.property(
+      soup,
+      fc.array(fc.integer({ min: 0, max: 1 << 12 }), { maxLength: 12 }),
+      fc.constantFrom<number | undefined>(undefined, 64),
+      (bytes, rawPoints, maxPayload) => {
+        let delivered = 0;
+        let failed = false;
+        let fromHandler = false;
+        const decoder = new FrameDecoder(
+          (cmd, payload) => {
+            if (failed) throw new Error('a frame was delivered after an error');
+            delivered++;
+            try {
+              decodeFor(cmd, payload);
+            } catch (err) {
+              fromHandler = true;
+              throw err;
+            }
+          },
+          maxPayload === undefined ? { isKnownCommand } : { isKnownCommand, maxPayload },
+        );
+        for (const chunk of cut(bytes, rawPoints.map((p) => p % (bytes.length + 1)))) {
+          const before = delivered;
+          try {
+            decoder.push(chunk);
+          } catch (err) {
+            if (!(err instanceof ProtocolError)) throw new Error(`non-ProtocolError thrown: ${String(err)}`);
+            if (![ErrorCode.PROTOCOL, ErrorCode.FRAME_TOO_LARGE, ErrorCode.VERSION].includes(err.code as 'E_PROTOCOL')) {
+              throw new Error(`unexpected code ${err.code}`);
+            }
+            if (failed) throw new Error('a second error after the first');
+            failed = true;
+            // The decoder stops itself on any error, its own or one thrown by the frame handler.
+            if (fromHandler) {
+              seen.handlerErrors++;
+            } else {
+              seen.decoderErrors++;
+            }
+            continue;
+          }
+          if (failed && delivered !== before) throw new Error('frames delivered after an error');
+        }
+        if (!failed) seen.clean++;
+        seen.frames += delivered;
+      },
+    ),
+    2000,
+  );
+  t.ok(seen.decoderErrors > 0 && seen.handlerErrors > 0 && seen.clean > 0 && seen.frames > 0, `coverage: ${JSON.stringify(seen)}`);
+});
+
+t.test('a HELLO of another version is E_VERSION whatever its layout', async (t) => {
+  const future = Buffer.concat([fromHex('02' + '02' + '00000000' + '0000' + '0000'), Buffer.from('extra fields')]);
+  t.throws(() => decodeHello(future), { code: ErrorCode.VERSION });
+  t.throws(() => decodeHello(fromHex('00')), { code: ErrorCode.VERSION }, 'version 0');
+  t.throws(() => encodeHello({ version: 256, role: Role.CLIENT, heartbeatMs: 0, name: '', token: '' }), RangeError);
+});
+
+t.test('an error thrown by the frame handler stops the decoder (regression: later frames were delivered)', async (t) => {
+  const frames = Buffer.concat([encodeKeepalive(), encodeKeepalive(), encodeKeepalive()]);
+  let delivered = 0;
+  const decoder = new FrameDecoder(() => {
+    delivered++;
+    throw new Error('handler failed');
+  }, { isKnownCommand });
+  t.throws(() => decoder.push(frames), { message: 'handler failed' });
+  decoder.push(encodeKeepalive());
+  t.equal(delivered, 1, 'nothing delivered after the handler threw');
+  t.equal(decoder.bufferedBytes, 0, 'the rest of the chunk was dropped');
+});
