@@ -17,6 +17,9 @@ const argv = yargs(hideBin(process.argv))
   .option('port', { alias: 'p', type: 'number', default: CLIENT_DEFAULTS.port, describe: 'Scheduler port' })
   .option('json', { type: 'boolean', default: false, describe: 'Print a JSON array of {input, ok, result | code, error}' })
   .option('timeout', { type: 'number', default: 30_000, describe: 'Give up after this many ms (0: wait forever)' })
+  .option('task-timeout', { type: 'number', describe: "Ms each task may run on a worker before it is requeued (default: the scheduler's)" })
+  .option('retries', { type: 'number', describe: 'Times a failing task is retried, with exponential backoff' })
+  .option('token', { type: 'string', describe: 'Shared secret, if the scheduler requires one (or TASKWIRE_TOKEN)' })
   .example('$0 "Hello"', 'SHA-256 of "Hello"')
   .example('$0 --type arith "1+(2*3)/4-5"', 'evaluate an expression: -2.5')
   .example('$0 --type arith "2+3, 5*6, 10-4"', 'arith inputs may be comma-separated lists')
@@ -36,7 +39,8 @@ async function main(): Promise<number> {
   const inputs = argv.type === 'arith' ? raw.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean) : raw;
   if (inputs.length === 0) throw new Error('no input to submit');
 
-  const client = createClient({ host: argv.host, port: argv.port });
+  const client = createClient({ host: argv.host, port: argv.port, token: argv.token });
+  const options = { timeoutMs: argv['task-timeout'], retries: argv.retries };
   await client.connect();
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
@@ -50,7 +54,7 @@ async function main(): Promise<number> {
   const outcomes = await Promise.race([
     Promise.all(
       inputs.map((input) =>
-        client.submit(argv.type, input).then(
+        client.submit(argv.type, input, options).then(
           (result): Outcome => ({ input, ok: true, result }),
           (err: TaskwireError): Outcome => ({ input, ok: false, code: err.code ?? 'E_UNKNOWN', error: err.message }),
         ),

@@ -3,7 +3,7 @@
 
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { createScheduler, createWorker, SCHEDULER_DEFAULTS, WORKER_DEFAULTS, type Worker } from './lib/index.js';
+import { createScheduler, createWorker, SCHEDULER_DEFAULTS, WORKER_DEFAULTS, type Scheduler, type Worker } from './lib/index.js';
 import { die, onSignals } from './lib/cli.js';
 
 const program = 'taskwire-server';
@@ -18,6 +18,12 @@ const argv = yargs(hideBin(process.argv))
   .option('concurrency', { alias: 'c', type: 'number', default: WORKER_DEFAULTS.concurrency, describe: 'Tasks each local worker runs at once' })
   .option('heartbeat', { type: 'number', default: SCHEDULER_DEFAULTS.heartbeatMs, describe: 'Keepalive interval in ms; silent peers are dropped after 3' })
   .option('max-payload', { type: 'number', default: SCHEDULER_DEFAULTS.maxPayload, describe: 'Largest frame payload accepted, in bytes' })
+  .option('token', { type: 'string', describe: 'Shared secret clients and workers must present (or TASKWIRE_TOKEN)' })
+  .option('task-timeout', { type: 'number', default: SCHEDULER_DEFAULTS.timeoutMs, describe: 'Default ms a task may run before it is requeued (0: none)' })
+  .option('max-attempts', { type: 'number', default: SCHEDULER_DEFAULTS.maxAttempts, describe: 'Worker losses/timeouts a task survives before it fails (E_ATTEMPTS)' })
+  .option('max-queued', { type: 'number', default: SCHEDULER_DEFAULTS.maxQueued, describe: 'Queued tasks at most; more fail with E_QUEUE_FULL' })
+  .option('max-connections', { type: 'number', default: SCHEDULER_DEFAULTS.maxConnections, describe: 'Open connections at most' })
+  .option('grace', { type: 'number', default: 10_000, describe: 'On SIGINT/SIGTERM, ms to let running and queued tasks finish' })
   .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Log only errors' })
   .example('$0', 'listen on 127.0.0.1:9001')
   .example('$0 --local-workers 2', 'also run two built-in workers (sha256, arith)')
@@ -34,6 +40,11 @@ async function main(): Promise<void> {
     port: argv.port,
     heartbeatMs: argv.heartbeat,
     maxPayload: argv['max-payload'],
+    token: argv.token,
+    timeoutMs: argv['task-timeout'],
+    maxAttempts: argv['max-attempts'],
+    maxQueued: argv['max-queued'],
+    maxConnections: argv['max-connections'],
   });
   const log = (line: string): void => {
     if (!argv.quiet) process.stdout.write(`${line}\n`);
@@ -49,15 +60,27 @@ async function main(): Promise<void> {
   if (!Number.isInteger(localWorkers) || localWorkers < 0) throw new Error('--local-workers must be a whole number >= 0');
   const connectHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
   for (let i = 1; i <= localWorkers; i++) {
-    workers.push(createWorker({ host: connectHost, port, concurrency: argv.concurrency, name: `local-${i}` }));
+    workers.push(createWorker({ host: connectHost, port, concurrency: argv.concurrency, name: `local-${i}`, token: argv.token }));
   }
   await Promise.all(workers.map((w) => w.ready()));
   process.stdout.write(`${program}: listening on ${host}:${port}` + (localWorkers ? ` with ${localWorkers} local worker(s)` : '') + '\n');
 
   onSignals(program, async () => {
+    // Drain first, while the local workers are still there to run what is queued; then stop them.
+    const closed = scheduler.close({ graceMs: argv.grace });
+    await waitUntilSettled(scheduler, argv.grace);
     await Promise.all(workers.map((w) => w.close()));
-    await scheduler.close();
+    await closed;
   });
+}
+
+async function waitUntilSettled(scheduler: Scheduler, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  const busy = (): boolean => {
+    const s = scheduler.stats();
+    return s.queued + s.inFlight + s.delayed > 0;
+  };
+  while (busy() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
 }
 
 main().catch((err: unknown) => die(program, err));

@@ -17,6 +17,7 @@ const argv = yargs(hideBin(process.argv))
   .option('concurrency', { alias: 'c', type: 'number', default: WORKER_DEFAULTS.concurrency, describe: 'Tasks run at once' })
   .option('name', { type: 'string', describe: 'Name shown by the scheduler (default: hostname:pid)' })
   .option('grace', { type: 'number', default: WORKER_DEFAULTS.closeGraceMs, describe: 'On SIGINT/SIGTERM, ms to finish running tasks' })
+  .option('token', { type: 'string', describe: 'Shared secret, if the scheduler requires one (or TASKWIRE_TOKEN)' })
   .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Log only errors' })
   .example('$0 --port 9001 --concurrency 32', 'run up to 32 tasks at once')
   .strict()
@@ -32,6 +33,7 @@ try {
     concurrency: argv.concurrency,
     name: argv.name,
     closeGraceMs: argv.grace,
+    token: argv.token,
   });
   const log = (line: string): void => {
     if (!argv.quiet) process.stderr.write(`${program}: ${line}\n`);

@@ -22,8 +22,22 @@ export const ErrorCode = {
   INVALID: 'E_INVALID',
   /** The scheduler is shutting down. */
   SHUTDOWN: 'E_SHUTDOWN',
-  /** A peer stopped answering keepalives. */
+  /** A peer stopped answering keepalives, or a task was not answered within its timeout. */
   TIMEOUT: 'E_TIMEOUT',
+  /** A task failed on maxAttempts dispatches in a row (worker lost, timed out); the message gives the last reason. */
+  ATTEMPTS: 'E_ATTEMPTS',
+  /** The task was withdrawn from its worker (its client left, or it timed out); sent to the worker's handler. */
+  CANCELLED: 'E_CANCELLED',
+  /** The scheduler's queue is at maxQueued; the submission was refused. */
+  QUEUE_FULL: 'E_QUEUE_FULL',
+  /** The client already has maxPendingPerClient tasks pending; the submission was refused. */
+  TOO_MANY_PENDING: 'E_TOO_MANY_PENDING',
+  /** The scheduler already has maxConnections connections. */
+  TOO_MANY_CONNECTIONS: 'E_TOO_MANY_CONNECTIONS',
+  /** The peer did not present the scheduler's shared-secret token. */
+  AUTH: 'E_AUTH',
+  /** The peer does not read what is sent to it, and its backlog passed the limit. */
+  SLOW_CONSUMER: 'E_SLOW_CONSUMER',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

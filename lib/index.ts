@@ -1,11 +1,12 @@
 // taskwire's public API: the only module users import.
 
 export { createScheduler, Scheduler, SCHEDULER_DEFAULTS } from './scheduler/index.js';
-export type { SchedulerOptions, SchedulerEvents, SchedulerStats, PeerInfo, WorkerInfo, TaskEvent } from './scheduler/index.js';
+export type { SchedulerOptions, SchedulerEvents, SchedulerStats, CloseOptions, PeerInfo, WorkerInfo, TaskEvent } from './scheduler/index.js';
+export type { DeadLetter } from './scheduler/core.js';
 export { createWorker, Worker, WORKER_DEFAULTS } from './worker/index.js';
 export type { WorkerOptions, WorkerEvents } from './worker/index.js';
 export { createClient, Client, CLIENT_DEFAULTS } from './client/index.js';
-export type { ClientOptions, ClientEvents, Payload } from './client/index.js';
+export type { ClientOptions, ClientEvents, Payload, SubmitOptions } from './client/index.js';
 export { builtinHandlers, ArithError, evaluate, evaluateToString } from './jobs/index.js';
 export type { Handler, HandlerResult, Handlers, TaskContext } from './jobs/index.js';
 export { ErrorCode, TaskwireError, TaskFailedError, ProtocolError } from './errors.js';

@@ -17,6 +17,18 @@ export interface ClientOptions {
   name?: string;
   /** Largest frame payload accepted, in bytes. Default 16 MiB. */
   maxPayload?: number;
+  /** Shared secret, for a scheduler started with a token. */
+  token?: string;
+}
+
+/** Per-task options; absent ones take the scheduler's defaults. */
+export interface SubmitOptions {
+  /** ms the task may run on a worker before it is taken back and requeued (u32). Default: the scheduler's. */
+  timeoutMs?: number;
+  /** Times a handler failure is retried, with exponential backoff (0-255). Default 0: fail at once. */
+  retries?: number;
+  /** First retry delay in ms, doubled per retry (u32). Default: the scheduler's (1000). */
+  backoffMs?: number;
 }
 
 export const CLIENT_DEFAULTS = {
@@ -61,7 +73,9 @@ export class Client extends EventEmitter<ClientEvents> {
     this.port = checkInteger('port', o.port, 1, 65535);
     this.maxPayload = checkInteger('maxPayload', o.maxPayload, 64, MAX_PAYLOAD_LIMIT);
     this.name = checkString('name', options.name ?? `${os.hostname()}:${process.pid}`);
-    this.opening = Session.open({ host: this.host, port: this.port, role: Role.CLIENT, name: this.name, maxPayload: this.maxPayload });
+    const token = options.token === undefined ? undefined : checkString('token', options.token);
+    const { host, port, name, maxPayload } = this;
+    this.opening = Session.open({ host, port, role: Role.CLIENT, name, maxPayload, token });
     this.opening.then(
       (session) => this.attach(session),
       (err: TaskwireError) => this.end(err),
@@ -82,13 +96,13 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   /** Runs a task and resolves with its result as UTF-8 text. Rejects with a TaskwireError carrying a `code`. */
-  submit(type: string, payload: Payload): Promise<string> {
-    return this.enqueue(type, payload, false);
+  submit(type: string, payload: Payload, options?: SubmitOptions): Promise<string> {
+    return this.enqueue(type, payload, false, options);
   }
 
   /** Like submit(), but resolves with the result's raw bytes. */
-  submitBuffer(type: string, payload: Payload): Promise<Buffer> {
-    return this.enqueue(type, payload, true);
+  submitBuffer(type: string, payload: Payload, options?: SubmitOptions): Promise<Buffer> {
+    return this.enqueue(type, payload, true, options);
   }
 
   /** Closes the connection; tasks still pending are rejected with E_CLOSED. */
@@ -97,8 +111,10 @@ export class Client extends EventEmitter<ClientEvents> {
     await this.opening.catch(() => {});
   }
 
-  private enqueue<T>(type: string, payload: Payload, raw: boolean): Promise<T> {
+  private enqueue<T>(type: string, payload: Payload, raw: boolean, options: SubmitOptions | undefined): Promise<T> {
     if (this.ended) return Promise.reject(this.ended);
+    const invalid = options && checkSubmitOptions(options);
+    if (invalid) return Promise.reject(new TaskwireError(ErrorCode.INVALID, invalid));
     if (typeof type !== 'string' || type.length === 0 || Buffer.byteLength(type) > 255) {
       return Promise.reject(new TaskwireError(ErrorCode.INVALID, 'type must be a job type name of 1 to 255 bytes'));
     }
@@ -106,7 +122,7 @@ export class Client extends EventEmitter<ClientEvents> {
       return Promise.reject(new TaskwireError(ErrorCode.INVALID, 'payload must be a string or a Uint8Array'));
     }
     const id = this.allocateId();
-    const frame = encodeSubmit(id, type, payload);
+    const frame = encodeSubmit(id, type, payload, options);
     if (frame.length - 5 > this.maxPayload) {
       return Promise.reject(new TaskwireError(ErrorCode.INVALID, `payload of ${frame.length - 5} bytes exceeds maxPayload (${this.maxPayload})`));
     }
@@ -166,12 +182,16 @@ export class Client extends EventEmitter<ClientEvents> {
   /** Rejects every pending task with `reason` and refuses new ones. */
   private end(reason: TaskwireError): void {
     if (this.ended) return;
-    this.ended = reason;
     this.outbox = null;
     const session = this.session;
     this.session = null;
-    // A silent scheduler is a lost connection to the caller: one code, E_DISCONNECTED, for both.
-    const error = reason.code === ErrorCode.TIMEOUT ? new TaskwireError(ErrorCode.DISCONNECTED, reason.message) : reason;
+    // Once connected, every way of losing the connection (reset, silent scheduler, scheduler shutting down or
+    // refusing a frame) is one code to the caller, E_DISCONNECTED; the message keeps the scheduler's reason.
+    const error =
+      session && reason.code !== ErrorCode.CLOSED && reason.code !== ErrorCode.DISCONNECTED
+        ? new TaskwireError(ErrorCode.DISCONNECTED, `${reason.message} (${reason.code})`, { cause: reason })
+        : reason;
+    this.ended = error;
     for (const task of this.pending.values()) task.reject(error);
     this.pending.clear();
     if (session) {
@@ -179,6 +199,21 @@ export class Client extends EventEmitter<ClientEvents> {
       this.emit('disconnected', { code: error.code, message: error.message });
     }
   }
+}
+
+const SUBMIT_LIMITS = { timeoutMs: 0xffff_ffff, retries: 255, backoffMs: 0xffff_ffff } as const;
+
+/** Returns what is wrong with per-task options, or null. */
+function checkSubmitOptions(options: SubmitOptions): string | null {
+  for (const [key, value] of Object.entries(options)) {
+    const max = SUBMIT_LIMITS[key as keyof SubmitOptions];
+    if (max === undefined) return `unknown submit option '${key}'`;
+    if (value === undefined) continue;
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > max) {
+      return `options.${key} must be an integer from 0 to ${max}, got ${String(value)}`;
+    }
+  }
+  return null;
 }
 
 /** Creates a client; it connects at once. Submissions made before the connection is up are sent when it is. */

@@ -25,13 +25,15 @@ export const Cmd = {
   ERROR: 7,
   /** worker -> scheduler: the job types it runs and how many tasks it takes at once (its credits). */
   READY: 8,
+  /** scheduler -> worker: abort a task (timed out, or its client left); the worker still answers for it. */
+  CANCEL: 9,
 } as const;
 export type Cmd = (typeof Cmd)[keyof typeof Cmd];
 
 export const CMD_NAMES: Record<number, string> = Object.fromEntries(Object.entries(Cmd).map(([k, v]) => [v, k]));
 
 export function isKnownCommand(cmd: number): boolean {
-  return cmd >= Cmd.TASK && cmd <= Cmd.READY;
+  return cmd >= Cmd.TASK && cmd <= Cmd.CANCEL;
 }
 
 export const Role = { CLIENT: 1, WORKER: 2, SCHEDULER: 3 } as const;
@@ -53,10 +55,32 @@ export interface Hello {
   token: string;
 }
 
+/** Option tags of SUBMIT; each value is a u32. Unknown tags are a protocol error. */
+export const SubmitOption = {
+  /** ms the task may run on a worker before it is taken back; 0 = the scheduler's default. */
+  TIMEOUT_MS: 1,
+  /** times a handler failure is retried. */
+  RETRIES: 2,
+  /** first retry delay in ms, doubled per retry; 0 = the scheduler's default. */
+  BACKOFF_MS: 3,
+} as const;
+
+export interface SubmitOptions {
+  timeoutMs?: number;
+  retries?: number;
+  backoffMs?: number;
+}
+
 export interface Submit {
   requestId: number;
   type: string;
   body: Buffer;
+  options: SubmitOptions | undefined;
+}
+
+export interface Cancel extends Failure {
+  taskId: number;
+  attempt: number;
 }
 
 export interface TaskMessage {
@@ -140,12 +164,41 @@ export function encodeHello(hello: Hello): Buffer {
   return out;
 }
 
-export function encodeSubmit(requestId: number, type: string, body: Bytes): Buffer {
+const OPTION_FIELDS = [
+  ['timeoutMs', SubmitOption.TIMEOUT_MS],
+  ['retries', SubmitOption.RETRIES],
+  ['backoffMs', SubmitOption.BACKOFF_MS],
+] as const;
+
+export function encodeSubmit(requestId: number, type: string, body: Bytes, options?: SubmitOptions): Buffer {
   const typeLen = stringLength(type, 'job type');
   const bodyLen = byteLength(body);
-  const out = frame(Cmd.SUBMIT, 6 + typeLen + bodyLen);
+  let count = 0;
+  if (options) for (const [key] of OPTION_FIELDS) if (options[key] !== undefined) count++;
+  const out = frame(Cmd.SUBMIT, 7 + count * 5 + typeLen + bodyLen);
   out.writeUInt32BE(requestId, 5);
-  writeBytes(out, writeString(out, 9, type, typeLen), body, bodyLen);
+  out[9] = count;
+  let offset = 10;
+  if (count > 0) {
+    for (const [key, tag] of OPTION_FIELDS) {
+      const value = options![key];
+      if (value === undefined) continue;
+      out[offset] = tag;
+      out.writeUInt32BE(value, offset + 1);
+      offset += 5;
+    }
+  }
+  writeBytes(out, writeString(out, offset, type, typeLen), body, bodyLen);
+  return out;
+}
+
+export function encodeCancel(taskId: number, attempt: number, code: string, message: string): Buffer {
+  const codeLen = stringLength(code, 'error code');
+  const messageLen = Buffer.byteLength(message);
+  const out = frame(Cmd.CANCEL, 10 + codeLen + messageLen);
+  out.writeUInt32BE(taskId, 5);
+  out.writeUInt32BE(attempt, 9);
+  writeBytes(out, writeString(out, 13, code, codeLen), message, messageLen);
   return out;
 }
 
@@ -310,7 +363,29 @@ export function decodeHello(payload: Buffer): Hello | null {
 
 export function decodeSubmit(payload: Buffer): Submit {
   const r = new Reader(payload, 'SUBMIT');
-  return { requestId: r.u32('request id'), type: r.string('job type'), body: r.rest() };
+  const requestId = r.u32('request id');
+  const count = r.u8('option count');
+  let options: SubmitOptions | undefined;
+  for (let i = 0; i < count; i++) {
+    const tag = r.u8('option tag');
+    const value = r.u32('option value');
+    options ??= {};
+    if (tag === SubmitOption.TIMEOUT_MS) options.timeoutMs = value;
+    else if (tag === SubmitOption.RETRIES) options.retries = value;
+    else if (tag === SubmitOption.BACKOFF_MS) options.backoffMs = value;
+    else throw new ProtocolError(`SUBMIT has unknown option tag ${tag}`);
+  }
+  return { requestId, type: r.string('job type'), body: r.rest(), options };
+}
+
+export function decodeCancel(payload: Buffer): Cancel {
+  const r = new Reader(payload, 'CANCEL');
+  return {
+    taskId: r.u32('task id'),
+    attempt: r.u32('attempt'),
+    code: r.string('error code'),
+    message: r.restString('message'),
+  };
 }
 
 export function decodeTask(payload: Buffer): TaskMessage {

@@ -1,44 +1,65 @@
-// The scheduling brain: queues, credits, dispatch, result routing, requeue and liveness, with no I/O at all.
+// The scheduling brain: queues, credits, dispatch, leases, timeouts, retries, requeue and liveness, with no I/O.
 //
 // The core owns every decision and no socket, timer or clock. The I/O shell feeds it events (a peer joined, a
-// task was submitted, a result arrived, a peer was lost, tick(now)) and the core answers through the
-// CoreOutput it was given. Calls into an output object rather than returned action arrays keep the hot path
-// free of per-task allocations, and a test can record the calls just as easily as it could read actions.
+// task was submitted, a result arrived, a peer was lost, a heartbeat interval passed, tick(now)) and the core
+// answers through the CoreOutput it was given. Calls into an output object rather than returned action arrays
+// keep the hot path free of per-task allocations, and a test records the calls just as easily.
 //
 // Peer "handles" (H) are opaque to the core: the shell passes its connection objects, tests pass anything.
 
 import { ErrorCode, TaskwireError } from '../errors.js';
-import { LinkedList, type Linked } from './queue.js';
+import { LinkedList, Timeline, type Linked, type Timed } from './queue.js';
 
-export interface Task<H> extends Linked<Task<H>> {
-  /** Monotonic submission number; orders tasks across job types. */
+/** Where a task is. Exactly one holds at any time. */
+export const TaskState = {
+  /** In its type's queue, waiting for a worker. */
+  QUEUED: 0,
+  /** Dispatched; held by `worker` under lease `attempt`. */
+  RUNNING: 1,
+  /** Waiting out a retry backoff before it is queued again. */
+  DELAYED: 2,
+  /** Settled, or dropped because its client left. */
+  DONE: 3,
+} as const;
+export type TaskState = (typeof TaskState)[keyof typeof TaskState];
+
+export interface Task<H> extends Timed<Task<H>> {
+  /** Monotonic submission number; orders tasks across job types and requeues. */
   readonly seq: number;
   /** The id on the wire to workers (u32; wraps after 2^32 tasks, far beyond any task's lifetime). */
   readonly id: number;
   readonly type: string;
   readonly body: Buffer;
   readonly requestId: number;
-  /** The submitting client; null once that client has gone, so the result is discarded. */
+  /** The submitting client; null once that client has gone, so the task is never run or answered again. */
   client: ClientRecord<H> | null;
-  /** The worker running the task, or null while it is queued. */
+  /** The worker running the task, or null. */
   worker: WorkerRecord<H> | null;
-  /** Dispatch count: 1 for the first run, +1 per requeue. A result must name the current attempt. */
+  state: TaskState;
+  /** Dispatch count, the lease number: a result must name the current one. */
   attempt: number;
+  /** Dispatches that ended in an infrastructure fault (worker lost, timeout); at maxAttempts the task fails. */
+  faults: number;
+  /** Handler failures still to be retried, and how many were retried so far (for the backoff). */
+  retriesLeft: number;
+  retried: number;
+  readonly timeoutMs: number;
+  readonly backoffMs: number;
 }
 
 interface PeerBase<H> {
   readonly id: number;
   readonly name: string;
   readonly handle: H;
-  /** Set by seen(); cleared by each tick. */
+  /** Set by seen(); cleared by each heartbeat. */
   active: boolean;
-  /** Consecutive ticks without any frame from the peer. */
+  /** Consecutive heartbeats without any frame from the peer. */
   missedTicks: number;
 }
 
 export interface ClientRecord<H> extends PeerBase<H> {
   readonly kind: 'client';
-  /** The client's tasks by its request id, queued or running. */
+  /** The client's unsettled tasks by its request id. */
   readonly tasks: Map<number, Task<H>>;
 }
 
@@ -55,6 +76,12 @@ export interface WorkerRecord<H> extends PeerBase<H> {
   types: string[];
   /** The tasks it runs, by wire id. */
   readonly running: Map<number, Task<H>>;
+  /**
+   * Leases taken back whose handler may still be running, "id:attempt" -> whether the client had left (else it
+   * timed out). Each keeps its slot busy until the worker answers for it, so a worker is never sent more tasks
+   * than its concurrency even while it finishes work nobody waits for.
+   */
+  readonly revoked: Map<string, boolean>;
   slots: ReadySlot<H>[];
 }
 
@@ -71,6 +98,8 @@ interface TypeQueue<H> {
 
 export interface CoreOutput<H> {
   sendTask(worker: WorkerRecord<H>, task: Task<H>): void;
+  /** Tell a worker to abort a task it runs; it still answers for it, which returns the slot. */
+  sendCancel?(worker: WorkerRecord<H>, taskId: number, attempt: number, code: string, message: string): void;
   sendCompleted(client: ClientRecord<H>, requestId: number, body: Buffer): void;
   sendFailed(client: ClientRecord<H>, requestId: number, code: string, message: string): void;
   sendKeepalive(peer: PeerRecord<H>): void;
@@ -81,13 +110,55 @@ export interface CoreOutput<H> {
   taskDispatched?(task: Task<H>, worker: WorkerRecord<H>): void;
   taskCompleted?(task: Task<H>, worker: WorkerRecord<H>): void;
   taskFailed?(task: Task<H>, code: string, message: string): void;
-  taskRequeued?(task: Task<H>, worker: WorkerRecord<H>): void;
+  taskRequeued?(task: Task<H>, worker: WorkerRecord<H>, reason: string): void;
   peerLeft?(peer: PeerRecord<H>, reason: string, requeued: number): void;
 }
 
+/** Per-task options a client may send with SUBMIT; 0 or absent means the scheduler's default. */
+export interface SubmitOptions {
+  timeoutMs?: number;
+  retries?: number;
+  backoffMs?: number;
+}
+
 export interface CoreOptions {
-  /** Ticks a peer may stay silent before it is dropped. Default 3. */
+  /** Heartbeats a peer may stay silent before it is dropped. Default 3. */
   deadAfterTicks?: number;
+  /** Default task timeout in ms; 0 for none. Default 300000 (5 minutes). */
+  timeoutMs?: number;
+  /** Infrastructure faults (worker lost, timeout) a task survives before it fails with E_ATTEMPTS. Default 3. */
+  maxAttempts?: number;
+  /** First retry delay after a handler failure, doubled per retry. Default 1000. */
+  backoffMs?: number;
+  /** Tasks queued (waiting for a worker) at most; more are refused with E_QUEUE_FULL. Default 10,000,000. */
+  maxQueued?: number;
+  /** Unsettled tasks per client at most; more are refused with E_TOO_MANY_PENDING. Default 1,048,576. */
+  maxPendingPerClient?: number;
+  /** Failed tasks remembered for inspection. Default 1000. */
+  deadLetterLimit?: number;
+}
+
+export const CORE_DEFAULTS = {
+  deadAfterTicks: 3,
+  timeoutMs: 300_000,
+  maxAttempts: 3,
+  backoffMs: 1000,
+  maxQueued: 10_000_000,
+  maxPendingPerClient: 1_048_576,
+  deadLetterLimit: 1000,
+} as const;
+
+/** A task that failed for good, kept for inspection in a bounded list. */
+export interface DeadLetter {
+  taskId: number;
+  type: string;
+  code: string;
+  message: string;
+  /** Dispatches made. */
+  attempts: number;
+  payloadBytes: number;
+  /** The core's clock (ms) when it failed. */
+  failedAt: number;
 }
 
 export interface CoreStats {
@@ -95,46 +166,92 @@ export interface CoreStats {
   queued: number;
   /** Tasks running on a worker. */
   inFlight: number;
+  /** Tasks waiting out a retry backoff. */
+  delayed: number;
   workers: number;
   clients: number;
   submitted: number;
   dispatched: number;
   completed: number;
   failed: number;
+  /** Tasks put back in the queue after a worker was lost or a task timed out. */
   requeued: number;
+  /** Handler failures retried. */
+  retried: number;
+  timedOut: number;
+  /** Submissions refused (queue full, too many pending, shutting down). */
+  rejected: number;
+  /** Results that arrived for a lease already taken back (timed out, client gone): dropped. */
+  late: number;
   /** Results dropped because their client had left. */
   discarded: number;
+  /** Failed tasks remembered in deadLetters() (bounded by deadLetterLimit). */
+  deadLetters: number;
 }
 
 export type OutcomeInput = { ok: true; body: Buffer } | { ok: false; code: string; message: string };
 
 export class SchedulerCore<H> {
   private readonly out: CoreOutput<H>;
-  private readonly deadAfterTicks: number;
+  private readonly config: Required<CoreOptions>;
   private readonly queues = new Map<string, TypeQueue<H>>();
   private readonly clients = new Set<ClientRecord<H>>();
   private readonly workers = new Set<WorkerRecord<H>>();
+  /** Running tasks by timeout, so those overdue are found without scanning. */
+  private readonly deadlines = new Timeline<Task<H>>();
+  /** Tasks waiting out a retry backoff. */
+  private readonly backoffs = new Timeline<Task<H>>();
+  private readonly dead: DeadLetter[] = [];
   private nextPeerId = 1;
   private nextSeq = 1;
   private queued = 0;
   private inFlight = 0;
-  private readonly counters = { submitted: 0, dispatched: 0, completed: 0, failed: 0, requeued: 0, discarded: 0 };
-  /** The time of the latest tick, for decisions that need one (timeouts, later). */
+  private draining = false;
+  private readonly counters = {
+    submitted: 0,
+    dispatched: 0,
+    completed: 0,
+    failed: 0,
+    requeued: 0,
+    retried: 0,
+    timedOut: 0,
+    rejected: 0,
+    late: 0,
+    discarded: 0,
+  };
+  /** The time of the latest tick (ms). Deadlines are set from it, so they are as precise as the tick rate. */
   now = 0;
 
   constructor(output: CoreOutput<H>, options: CoreOptions = {}) {
     this.out = output;
-    this.deadAfterTicks = options.deadAfterTicks ?? 3;
+    this.config = { ...CORE_DEFAULTS, ...options };
   }
 
   stats(): CoreStats {
     return {
       queued: this.queued,
       inFlight: this.inFlight,
+      delayed: this.backoffs.size,
       workers: this.workers.size,
       clients: this.clients.size,
       ...this.counters,
+      deadLetters: this.dead.length,
     };
+  }
+
+  /** The most recent failures, oldest first. */
+  deadLetters(): DeadLetter[] {
+    return this.dead.map((entry) => ({ ...entry }));
+  }
+
+  /** Tasks not yet settled: queued, running or waiting for a retry. */
+  get unsettled(): number {
+    return this.queued + this.inFlight + this.backoffs.size;
+  }
+
+  /** Number of per-type queues alive; exposed for leak checks in tests. */
+  get queueCount(): number {
+    return this.queues.size;
   }
 
   // ---- peers -------------------------------------------------------------------------------------------------
@@ -164,6 +281,7 @@ export class SchedulerCore<H> {
       concurrency: 0,
       types: [],
       running: new Map(),
+      revoked: new Map(),
       slots: [],
     };
     this.workers.add(worker);
@@ -204,61 +322,50 @@ export class SchedulerCore<H> {
     if (!this.workers.delete(worker)) return;
     const held = [...worker.running.values()].sort((a, b) => a.seq - b.seq);
     worker.running.clear();
-    this.inFlight -= held.length;
+    worker.revoked.clear();
     this.releaseTypes(worker);
-    const requeued = held.filter((task) => {
-      task.worker = null;
-      return task.client !== null; // a task whose client has gone is dropped, not run again
-    });
+    let requeued = 0;
     const touched = new Set<TypeQueue<H>>();
-    for (const task of requeued) touched.add(this.requeue(task));
-    this.counters.requeued += requeued.length;
-    for (const task of requeued) this.out.taskRequeued?.(task, worker);
-    this.out.peerLeft?.(worker, reason, requeued.length);
-    // Ready workers take the requeued tasks now; fill() picks the oldest across each worker's types.
-    const ready = new Set<WorkerRecord<H>>();
-    for (const queue of touched) for (let slot = queue.ready.head; slot; slot = slot.next) ready.add(slot.worker);
-    for (const other of ready) this.fill(other);
-  }
-
-  /**
-   * Puts a task back in its queue at the place its submission order gives it. Requeued tasks are older than
-   * nearly everything queued, so the walk from the head stops after the few other requeued tasks.
-   */
-  private requeue(task: Task<H>): TypeQueue<H> {
-    const queue = this.queueFor(task.type);
-    let after = queue.tasks.head;
-    while (after && after.seq < task.seq) after = after.next;
-    queue.tasks.insertBefore(task, after);
-    this.queued++;
-    return queue;
+    for (const task of held) {
+      this.release(task);
+      const queue = this.fault(task, worker, `worker ${worker.name} was lost: ${reason}`);
+      if (queue) {
+        touched.add(queue);
+        requeued++;
+      }
+    }
+    this.out.peerLeft?.(worker, reason, requeued);
+    this.refill(touched);
   }
 
   private clientLost(client: ClientRecord<H>, reason: string): void {
     if (!this.clients.delete(client)) return;
     for (const task of client.tasks.values()) {
       task.client = null;
-      if (task.list) {
-        // Still queued: it will never run, so it goes now rather than when it reaches the head.
-        task.list.remove(task);
+      // Nothing runs for nobody: queued and delayed tasks go now; running ones are withdrawn from their worker.
+      if (task.state === TaskState.QUEUED) {
+        task.list!.remove(task);
         this.queued--;
         this.dropQueueIfIdle(task.type);
+      } else if (task.state === TaskState.DELAYED) {
+        this.backoffs.remove(task);
+      } else if (task.state === TaskState.RUNNING) {
+        this.revoke(task, ErrorCode.CANCELLED, 'the task was cancelled: its client disconnected');
       }
-      // Running tasks finish on their worker; their results are discarded when they arrive.
+      task.state = TaskState.DONE;
     }
     client.tasks.clear();
     this.out.peerLeft?.(client, reason, 0);
   }
 
-  /** Drops peers that stayed silent for deadAfterTicks ticks and sends every peer a keepalive. */
-  tick(now: number): void {
-    this.now = now;
+  /** A keepalive interval passed: drop peers silent for deadAfterTicks intervals, send the others a keepalive. */
+  heartbeat(): void {
     for (const peers of [this.clients, this.workers] as Set<PeerRecord<H>>[]) {
       for (const peer of peers) {
         if (peer.active) {
           peer.active = false;
           peer.missedTicks = 0;
-        } else if (++peer.missedTicks >= this.deadAfterTicks) {
+        } else if (++peer.missedTicks >= this.config.deadAfterTicks) {
           const reason = `no frame for ${peer.missedTicks} keepalive intervals`;
           this.lost(peer, reason);
           this.out.closePeer(peer, new TaskwireError(ErrorCode.TIMEOUT, reason));
@@ -269,8 +376,37 @@ export class SchedulerCore<H> {
     }
   }
 
-  /** Fails every client's tasks with E_SHUTDOWN and forgets all peers; used by the scheduler's close(). */
+  /** Advances the clock: running tasks past their timeout are taken back, retries whose backoff ended are queued. */
+  tick(now: number): void {
+    this.now = now;
+    if (this.deadlines.size > 0) {
+      const touched = new Set<TypeQueue<H>>();
+      for (const task of this.deadlines.popDue(now)) {
+        const worker = task.worker!;
+        this.counters.timedOut++;
+        const message = `timed out after ${task.timeoutMs} ms on worker ${worker.name}`;
+        this.revoke(task, ErrorCode.TIMEOUT, message);
+        const queue = this.fault(task, worker, message);
+        if (queue) touched.add(queue);
+        this.fill(worker); // a revoked lease keeps its slot, so this only matters once the worker answers
+      }
+      this.refill(touched);
+    }
+    if (this.backoffs.size > 0) {
+      const touched = new Set<TypeQueue<H>>();
+      for (const task of this.backoffs.popDue(now)) touched.add(this.requeue(task));
+      this.refill(touched);
+    }
+  }
+
+  /** From now on new submissions are refused with E_SHUTDOWN; queued and running tasks carry on. */
+  drain(): void {
+    this.draining = true;
+  }
+
+  /** Fails every client's unsettled tasks with E_SHUTDOWN and forgets all peers; the end of a scheduler's close(). */
   shutdown(message: string): void {
+    this.draining = true;
     for (const client of [...this.clients]) {
       for (const task of client.tasks.values()) {
         this.counters.failed++;
@@ -284,13 +420,32 @@ export class SchedulerCore<H> {
 
   // ---- tasks -------------------------------------------------------------------------------------------------
 
-  /** Returns an error for a request the client must not make; the shell then closes the client. */
-  submit(client: ClientRecord<H>, requestId: number, type: string, body: Buffer): TaskwireError | null {
+  /**
+   * Queues or dispatches a task. Returns an error only for a protocol violation (the shell then closes the
+   * client); a refusal under a limit is answered to the client as a failed task instead.
+   */
+  submit(
+    client: ClientRecord<H>,
+    requestId: number,
+    type: string,
+    body: Buffer,
+    options?: SubmitOptions,
+  ): TaskwireError | null {
     if (!this.clients.has(client)) return null;
     if (client.tasks.has(requestId)) {
       return new TaskwireError(ErrorCode.PROTOCOL, `request id ${requestId} is already in use on this connection`);
     }
+    const queue = this.queueFor(type);
+    const slot = queue.ready.head;
+    const refusal = this.refusal(client, slot === null);
+    if (refusal) {
+      this.dropQueueIfIdle(type);
+      this.counters.rejected++;
+      this.out.sendFailed(client, requestId, refusal.code, refusal.message);
+      return null;
+    }
     const seq = this.nextSeq++;
+    const retries = options?.retries ?? 0;
     const task: Task<H> = {
       seq,
       id: seq >>> 0,
@@ -299,15 +454,20 @@ export class SchedulerCore<H> {
       requestId,
       client,
       worker: null,
+      state: TaskState.QUEUED,
       attempt: 0,
+      faults: 0,
+      retriesLeft: retries,
+      retried: 0,
+      timeoutMs: options?.timeoutMs || this.config.timeoutMs,
+      backoffMs: options?.backoffMs || this.config.backoffMs,
+      deadline: 0,
       prev: null,
       next: null,
       list: null,
     };
     client.tasks.set(requestId, task);
     this.counters.submitted++;
-    const queue = this.queueFor(type);
-    const slot = queue.ready.head;
     if (slot) {
       this.assign(slot.worker, task);
       queue.ready.moveToBack(slot); // round-robin among workers with room
@@ -319,57 +479,148 @@ export class SchedulerCore<H> {
     return null;
   }
 
-  /** Returns an error when the worker reports on a task it does not hold; the shell then closes the worker. */
+  private refusal(client: ClientRecord<H>, mustQueue: boolean): { code: string; message: string } | null {
+    if (this.draining) return { code: ErrorCode.SHUTDOWN, message: 'the scheduler is shutting down' };
+    if (client.tasks.size >= this.config.maxPendingPerClient) {
+      return {
+        code: ErrorCode.TOO_MANY_PENDING,
+        message: `this client already has ${client.tasks.size} unsettled tasks (maxPendingPerClient)`,
+      };
+    }
+    if (mustQueue && this.queued >= this.config.maxQueued) {
+      return { code: ErrorCode.QUEUE_FULL, message: `the queue is full: ${this.queued} tasks waiting (maxQueued)` };
+    }
+    return null;
+  }
+
+  /**
+   * A worker reports on a lease. Returns an error when it reports on one it never held (the shell then
+   * closes the worker); a report on a lease already taken back is dropped and frees its slot.
+   */
   result(worker: WorkerRecord<H>, taskId: number, attempt: number, outcome: OutcomeInput): TaskwireError | null {
     if (!this.workers.has(worker)) return null;
     const task = worker.running.get(taskId);
     if (!task || task.attempt !== attempt) {
-      return new TaskwireError(ErrorCode.PROTOCOL, `result for task ${taskId} attempt ${attempt}, which this worker does not hold`);
+      const key = `${taskId}:${attempt}`;
+      const clientGone = worker.revoked.get(key);
+      if (clientGone === undefined) {
+        return new TaskwireError(ErrorCode.PROTOCOL, `result for task ${taskId} attempt ${attempt}, which this worker does not hold`);
+      }
+      worker.revoked.delete(key);
+      if (clientGone) this.counters.discarded++;
+      else this.counters.late++;
+      this.fill(worker);
+      return null;
     }
     worker.running.delete(taskId);
-    this.inFlight--;
-    task.worker = null;
+    this.release(task);
     if (outcome.ok) this.complete(task, worker, outcome.body);
+    else if (task.retriesLeft > 0) this.retry(task, worker, outcome.message);
     else this.fail(task, outcome.code, outcome.message);
     this.fill(worker);
     return null;
   }
 
   private complete(task: Task<H>, worker: WorkerRecord<H>, body: Buffer): void {
-    const client = task.client;
+    const client = task.client!; // a task whose client left was revoked, so it never gets here
+    task.state = TaskState.DONE;
     this.counters.completed++;
-    if (!client) {
-      this.counters.discarded++;
-      return;
-    }
     client.tasks.delete(task.requestId);
     this.out.sendCompleted(client, task.requestId, body);
     this.out.taskCompleted?.(task, worker);
   }
 
   private fail(task: Task<H>, code: string, message: string): void {
-    const client = task.client;
+    const client = task.client!;
+    task.state = TaskState.DONE;
     this.counters.failed++;
-    if (!client) {
-      this.counters.discarded++;
-      return;
-    }
     client.tasks.delete(task.requestId);
+    this.remember(task, code, message);
     this.out.sendFailed(client, task.requestId, code, message);
     this.out.taskFailed?.(task, code, message);
+  }
+
+  /** A handler failure with retries left: back in the queue after an exponential backoff. */
+  private retry(task: Task<H>, worker: WorkerRecord<H>, message: string): void {
+    task.retriesLeft--;
+    task.retried++;
+    this.counters.retried++;
+    task.state = TaskState.DELAYED;
+    const delay = Math.min(task.backoffMs * 2 ** (task.retried - 1), 86_400_000);
+    this.backoffs.add(task, this.now, delay);
+    this.out.taskRequeued?.(task, worker, `handler failed (${message}); retry ${task.retried} in ${delay} ms`);
+  }
+
+  /**
+   * An infrastructure fault ended the task's current attempt. Requeues it (returning its queue) or, on its
+   * maxAttempts-th fault, fails it with E_ATTEMPTS so a task that kills every worker cannot loop forever.
+   */
+  private fault(task: Task<H>, worker: WorkerRecord<H>, reason: string): TypeQueue<H> | null {
+    if (!task.client) {
+      task.state = TaskState.DONE; // its client left; nobody waits for it
+      return null;
+    }
+    task.faults++;
+    if (task.faults >= this.config.maxAttempts) {
+      this.fail(task, ErrorCode.ATTEMPTS, `gave up after ${task.faults} attempts; last: ${reason}`);
+      return null;
+    }
+    this.counters.requeued++;
+    const queue = this.requeue(task);
+    this.out.taskRequeued?.(task, worker, reason);
+    return queue;
+  }
+
+  /** Takes a running task back from its worker, telling the worker; its slot stays busy until it answers. */
+  private revoke(task: Task<H>, code: string, message: string): void {
+    const worker = task.worker!;
+    worker.running.delete(task.id);
+    worker.revoked.set(`${task.id}:${task.attempt}`, task.client === null);
+    this.release(task);
+    this.out.sendCancel?.(worker, task.id, task.attempt, code, message);
+  }
+
+  /** Clears a running task's lease bookkeeping. */
+  private release(task: Task<H>): void {
+    if (task.state === TaskState.RUNNING) {
+      this.inFlight--;
+      this.deadlines.remove(task);
+    }
+    task.worker = null;
+  }
+
+  /** Keeps the latest failures, dropping the oldest past deadLetterLimit. */
+  private remember(task: Task<H>, code: string, message: string): void {
+    if (this.config.deadLetterLimit === 0) return;
+    if (this.dead.length >= this.config.deadLetterLimit) this.dead.shift(); // bounded and small: shift is fine
+    this.dead.push({
+      taskId: task.id,
+      type: task.type,
+      code,
+      message,
+      attempts: task.attempt,
+      payloadBytes: task.body.length,
+      failedAt: this.now,
+    });
   }
 
   // ---- dispatch ----------------------------------------------------------------------------------------------
 
   private assign(worker: WorkerRecord<H>, task: Task<H>): void {
     task.worker = worker;
+    task.state = TaskState.RUNNING;
     task.attempt++;
     worker.running.set(task.id, task);
+    if (task.timeoutMs > 0) this.deadlines.add(task, this.now, task.timeoutMs);
     this.inFlight++;
     this.counters.dispatched++;
     this.out.sendTask(worker, task);
     this.out.taskDispatched?.(task, worker);
-    if (worker.running.size >= worker.concurrency) this.unready(worker);
+    if (this.busy(worker) >= worker.concurrency) this.unready(worker);
+  }
+
+  private busy(worker: WorkerRecord<H>): number {
+    return worker.running.size + worker.revoked.size;
   }
 
   /**
@@ -377,7 +628,7 @@ export class SchedulerCore<H> {
    * each of its types. Picking the oldest head among its types costs O(types it runs), never O(workers).
    */
   private fill(worker: WorkerRecord<H>): void {
-    while (worker.running.size < worker.concurrency) {
+    while (this.busy(worker) < worker.concurrency) {
       let best: TypeQueue<H> | null = null;
       for (const slot of worker.slots) {
         const head = slot.queue.tasks.head;
@@ -391,6 +642,28 @@ export class SchedulerCore<H> {
       this.assign(worker, best.tasks.popFront()!);
     }
     this.unready(worker);
+  }
+
+  /** After tasks went back into queues, the workers waiting on those queues take them. */
+  private refill(touched: Set<TypeQueue<H>>): void {
+    if (touched.size === 0) return;
+    const ready = new Set<WorkerRecord<H>>();
+    for (const queue of touched) for (let slot = queue.ready.head; slot; slot = slot.next) ready.add(slot.worker);
+    for (const worker of ready) this.fill(worker);
+  }
+
+  /**
+   * Puts a task back in its queue at the place its submission order gives it. Requeued tasks are older than
+   * nearly everything queued, so the walk from the head stops after the few other requeued tasks.
+   */
+  private requeue(task: Task<H>): TypeQueue<H> {
+    const queue = this.queueFor(task.type);
+    let after = queue.tasks.head;
+    while (after && after.seq < task.seq) after = after.next;
+    task.state = TaskState.QUEUED;
+    queue.tasks.insertBefore(task, after);
+    this.queued++;
+    return queue;
   }
 
   private unready(worker: WorkerRecord<H>): void {
@@ -419,11 +692,6 @@ export class SchedulerCore<H> {
   private dropQueueIfIdle(type: string): void {
     const queue = this.queues.get(type);
     if (queue && queue.workers === 0 && queue.tasks.length === 0) this.queues.delete(type);
-  }
-
-  /** Number of per-type queues alive; exposed for leak checks in tests. */
-  get queueCount(): number {
-    return this.queues.size;
   }
 }
 

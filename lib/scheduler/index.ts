@@ -3,7 +3,7 @@
 
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { ErrorCode, ProtocolError, TaskwireError } from '../errors.js';
 import { checkInteger, checkString, stripUndefined } from '../options.js';
 import { DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT } from '../protocol/frame.js';
@@ -17,6 +17,7 @@ import {
   decodeReady,
   decodeResult,
   decodeSubmit,
+  encodeCancel,
   encodeCompleted,
   encodeFailed,
   encodeHello,
@@ -25,7 +26,7 @@ import {
 } from '../protocol/messages.js';
 import type { Connection } from '../transport/connection.js';
 import { TcpConnection } from '../transport/tcp.js';
-import { SchedulerCore, type CoreOutput, type CoreStats, type PeerRecord, type Task } from './core.js';
+import { CORE_DEFAULTS, SchedulerCore, type CoreOutput, type CoreStats, type DeadLetter, type PeerRecord, type Task } from './core.js';
 
 export interface SchedulerOptions {
   /** Interface to listen on. Default '127.0.0.1' (loopback only; use '0.0.0.0' to accept other machines). */
@@ -38,6 +39,26 @@ export interface SchedulerOptions {
   maxPayload?: number;
   /** This scheduler's name, sent in its hello. Default 'taskwire-' and 8 random hex digits. */
   name?: string;
+  /** Shared secret every client and worker must present in its hello; unset: no authentication. */
+  token?: string;
+  /** Default task timeout in ms (a task may set its own); 0 for none. Default 300000. */
+  timeoutMs?: number;
+  /** Worker losses or timeouts a task survives before it fails with E_ATTEMPTS. Default 3. */
+  maxAttempts?: number;
+  /** Default first retry delay in ms for tasks submitted with retries; doubles per retry. Default 1000. */
+  backoffMs?: number;
+  /** Tasks waiting for a worker at most; further submissions fail with E_QUEUE_FULL. Default 10,000,000. */
+  maxQueued?: number;
+  /** Unsettled tasks per client at most; further submissions fail with E_TOO_MANY_PENDING. Default 1,048,576. */
+  maxPendingPerClient?: number;
+  /** Open connections at most; more are refused with E_TOO_MANY_CONNECTIONS. Default 10000. */
+  maxConnections?: number;
+  /** A connection that has not completed its hello in this many ms is closed. Default 10000. */
+  handshakeTimeoutMs?: number;
+  /** Bytes queued for a peer that is not reading before it is dropped with E_SLOW_CONSUMER. Default 64 MiB. */
+  maxBufferedBytes?: number;
+  /** Failed tasks kept for deadLetters(). Default 1000. */
+  deadLetterLimit?: number;
 }
 
 export const SCHEDULER_DEFAULTS = {
@@ -45,7 +66,19 @@ export const SCHEDULER_DEFAULTS = {
   port: 9001,
   heartbeatMs: 5000,
   maxPayload: DEFAULT_MAX_PAYLOAD,
+  timeoutMs: CORE_DEFAULTS.timeoutMs,
+  maxAttempts: CORE_DEFAULTS.maxAttempts,
+  backoffMs: CORE_DEFAULTS.backoffMs,
+  maxQueued: CORE_DEFAULTS.maxQueued,
+  maxPendingPerClient: CORE_DEFAULTS.maxPendingPerClient,
+  maxConnections: 10_000,
+  handshakeTimeoutMs: 10_000,
+  maxBufferedBytes: 64 * 1024 * 1024,
+  deadLetterLimit: CORE_DEFAULTS.deadLetterLimit,
 } as const;
+
+/** How often the core's clock advances: the precision of task timeouts and retry delays. */
+const TICK_MS = 100;
 
 export interface PeerInfo {
   id: number;
@@ -80,7 +113,7 @@ export interface SchedulerEvents {
   taskDispatched: [task: TaskEvent];
   taskCompleted: [task: TaskEvent];
   taskFailed: [task: TaskEvent & { code: string; message: string }];
-  taskRequeued: [task: TaskEvent & { fromWorkerId: number }];
+  taskRequeued: [task: TaskEvent & { fromWorkerId: number; reason: string }];
   close: [];
 }
 
@@ -92,9 +125,16 @@ export interface SchedulerStats extends CoreStats {
 interface Peer {
   readonly conn: Connection;
   record: PeerRecord<Peer> | null;
+  /** Closes the connection if the hello does not come in time; cleared by the handshake. */
+  handshakeTimer: NodeJS.Timeout | null;
 }
 
 type Handle = Peer;
+
+export interface CloseOptions {
+  /** How long running and queued tasks may take to finish before they are failed with E_SHUTDOWN. Default 0. */
+  graceMs?: number;
+}
 
 export class Scheduler extends EventEmitter<SchedulerEvents> {
   readonly host: string;
@@ -102,10 +142,15 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   readonly heartbeatMs: number;
   private readonly requestedPort: number;
   private readonly maxPayload: number;
+  private readonly maxConnections: number;
+  private readonly handshakeTimeoutMs: number;
+  private readonly maxBufferedBytes: number;
+  /** SHA-256 of the token: equal-length digests let timingSafeEqual compare tokens of any length. */
+  private readonly tokenDigest: Buffer | null;
   private readonly core: SchedulerCore<Handle>;
   private readonly peers = new Set<Peer>();
   private readonly server: net.Server;
-  private timer: NodeJS.Timeout | null = null;
+  private readonly timers: NodeJS.Timeout[] = [];
   private boundPort = 0;
   private closing: Promise<void> | null = null;
 
@@ -116,8 +161,19 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     this.requestedPort = checkInteger('port', o.port, 0, 65535);
     this.heartbeatMs = checkInteger('heartbeatMs', o.heartbeatMs, 10, 3_600_000);
     this.maxPayload = checkInteger('maxPayload', o.maxPayload, 64, MAX_PAYLOAD_LIMIT);
+    this.maxConnections = checkInteger('maxConnections', o.maxConnections, 1, 10_000_000);
+    this.handshakeTimeoutMs = checkInteger('handshakeTimeoutMs', o.handshakeTimeoutMs, 1, 3_600_000);
+    this.maxBufferedBytes = checkInteger('maxBufferedBytes', o.maxBufferedBytes, 1024, Number.MAX_SAFE_INTEGER);
     this.name = checkString('name', options.name ?? `taskwire-${randomBytes(4).toString('hex')}`);
-    this.core = new SchedulerCore<Handle>(this.output());
+    this.tokenDigest = options.token === undefined ? null : digest(checkString('token', options.token));
+    this.core = new SchedulerCore<Handle>(this.output(), {
+      timeoutMs: checkInteger('timeoutMs', o.timeoutMs, 0, 0xffff_ffff),
+      maxAttempts: checkInteger('maxAttempts', o.maxAttempts, 1, 1000),
+      backoffMs: checkInteger('backoffMs', o.backoffMs, 1, 0xffff_ffff),
+      maxQueued: checkInteger('maxQueued', o.maxQueued, 0, Number.MAX_SAFE_INTEGER),
+      maxPendingPerClient: checkInteger('maxPendingPerClient', o.maxPendingPerClient, 1, Number.MAX_SAFE_INTEGER),
+      deadLetterLimit: checkInteger('deadLetterLimit', o.deadLetterLimit, 0, 1_000_000),
+    });
     this.server = net.createServer((socket) => this.accept(socket));
     // Accept failures (EMFILE...) are transient; they must not become an unhandled 'error' event.
     this.server.on('error', (err: NodeJS.ErrnoException) => {
@@ -140,8 +196,12 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       this.server.listen(this.requestedPort, this.host, () => {
         this.server.off('error', onError);
         this.boundPort = (this.server.address() as net.AddressInfo).port;
-        this.timer = setInterval(() => this.core.tick(Date.now()), this.heartbeatMs);
-        this.timer.unref();
+        this.core.tick(Date.now()); // deadlines are computed from the core's clock: it must be set before work arrives
+        this.timers.push(
+          setInterval(() => this.core.tick(Date.now()), TICK_MS),
+          setInterval(() => this.core.heartbeat(), this.heartbeatMs),
+        );
+        for (const timer of this.timers) timer.unref();
         const address = { host: this.host, port: this.boundPort };
         this.emit('listening', address);
         resolve(address);
@@ -153,21 +213,35 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     return { ...this.core.stats(), connections: this.peers.size };
   }
 
+  /** The most recent failed tasks (bounded by deadLetterLimit), oldest first. */
+  deadLetters(): DeadLetter[] {
+    return this.core.deadLetters();
+  }
+
   /**
-   * Stops accepting, fails the tasks still owed to clients with E_SHUTDOWN, closes every connection and
-   * resolves when the server is fully closed.
+   * Shuts down: stops accepting connections and submissions (refused with E_SHUTDOWN), lets queued and running
+   * tasks finish for up to `graceMs`, then fails whatever is left with E_SHUTDOWN, closes every connection with
+   * an ERROR E_SHUTDOWN frame and resolves when the server is fully closed.
    */
-  close(): Promise<void> {
-    this.closing ??= new Promise<void>((resolve) => {
-      if (this.timer) clearInterval(this.timer);
-      this.server.close(() => {
-        this.emit('close');
-        resolve();
-      });
-      this.core.shutdown('the scheduler is shutting down');
-      for (const peer of this.peers) peer.conn.close();
-    });
+  close(options: CloseOptions = {}): Promise<void> {
+    this.closing ??= this.shutdown(options.graceMs ?? 0);
     return this.closing;
+  }
+
+  private async shutdown(graceMs: number): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.core.drain();
+    const deadline = Date.now() + graceMs;
+    while (this.core.unsettled > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    for (const timer of this.timers) clearInterval(timer);
+    const reason = 'the scheduler is shutting down';
+    this.core.shutdown(reason);
+    for (const peer of this.peers) {
+      if (peer.handshakeTimer) clearTimeout(peer.handshakeTimer);
+      peer.conn.close(new TaskwireError(ErrorCode.SHUTDOWN, reason));
+    }
+    await closed;
+    this.emit('close');
   }
 
   // ---- connections ---------------------------------------------------------------------------------------------
@@ -177,14 +251,25 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       socket.destroy();
       return;
     }
-    const conn = new TcpConnection(socket, { maxPayload: this.maxPayload });
-    const peer: Peer = { conn, record: null };
+    const conn = new TcpConnection(socket, { maxPayload: this.maxPayload, maxBufferedBytes: this.maxBufferedBytes });
+    if (this.peers.size >= this.maxConnections) {
+      conn.close(new TaskwireError(ErrorCode.TOO_MANY_CONNECTIONS, `the scheduler is at its limit of ${this.maxConnections} connections`));
+      return;
+    }
+    const peer: Peer = { conn, record: null, handshakeTimer: null };
+    // A peer that connects and never says hello (or stalls mid-frame) must not hold a connection forever.
+    peer.handshakeTimer = setTimeout(() => {
+      conn.close(new TaskwireError(ErrorCode.TIMEOUT, `no HELLO within ${this.handshakeTimeoutMs} ms`));
+    }, this.handshakeTimeoutMs);
+    peer.handshakeTimer.unref();
     this.peers.add(peer);
     conn.onFrame = (cmd, payload) => this.frame(peer, cmd, payload);
     conn.onClose = (info) => {
       this.peers.delete(peer);
-      if (info.error && 'code' in info.error && typeof info.error.code === 'string' && info.error.code.startsWith('E_')) {
-        this.emit('peerError', { remote: conn.remote, code: info.error.code, message: info.error.message });
+      if (peer.handshakeTimer) clearTimeout(peer.handshakeTimer);
+      const code = (info.error as { code?: unknown } | undefined)?.code;
+      if (info.error && typeof code === 'string' && code.startsWith('E_') && code !== ErrorCode.SHUTDOWN) {
+        this.emit('peerError', { remote: conn.remote, code, message: info.error.message });
       }
       if (peer.record) this.core.lost(peer.record, info.error ? info.error.message : 'connection closed');
     };
@@ -207,7 +292,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     if (record.kind === 'client') {
       if (cmd !== Cmd.SUBMIT) throw wrongCommand(cmd, 'client');
       const submit = decodeSubmit(payload);
-      const error = this.core.submit(record, submit.requestId, submit.type, submit.body);
+      const error = this.core.submit(record, submit.requestId, submit.type, submit.body, submit.options);
       if (error) this.reject(peer, error);
       return;
     }
@@ -234,6 +319,11 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     }
     const hello = decodeHello(payload)!; // throws E_VERSION for another protocol version
     if (hello.role === Role.SCHEDULER) throw new ProtocolError('a scheduler cannot connect to a scheduler');
+    if (this.tokenDigest && !timingSafeEqual(digest(hello.token), this.tokenDigest)) {
+      throw new TaskwireError(ErrorCode.AUTH, hello.token ? 'wrong token' : 'this scheduler requires a token');
+    }
+    clearTimeout(peer.handshakeTimer!);
+    peer.handshakeTimer = null;
     const name = hello.name || peer.conn.remote;
     peer.record = hello.role === Role.CLIENT ? this.core.addClient(peer, name) : this.core.addWorker(peer, name);
     peer.conn.send(
@@ -252,6 +342,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const has = (event: keyof SchedulerEvents): boolean => this.listenerCount(event) > 0;
     return {
       sendTask: (worker, task) => worker.handle.conn.send(encodeTask(task.id, task.attempt, task.type, task.body)),
+      sendCancel: (worker, taskId, attempt, code, message) =>
+        worker.handle.conn.send(encodeCancel(taskId, attempt, code, message)),
       sendCompleted: (client, requestId, body) => client.handle.conn.send(encodeCompleted(requestId, body)),
       sendFailed: (client, requestId, code, message) =>
         client.handle.conn.send(encodeFailed(requestId, code, message)),
@@ -263,12 +355,16 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         has('taskCompleted') && this.emit('taskCompleted', { ...taskEvent(task), workerId: worker.id }),
       taskFailed: (task, code, message) =>
         has('taskFailed') && this.emit('taskFailed', { ...taskEvent(task), code, message }),
-      taskRequeued: (task, worker) =>
-        has('taskRequeued') && this.emit('taskRequeued', { ...taskEvent(task), fromWorkerId: worker.id }),
+      taskRequeued: (task, worker, reason) =>
+        has('taskRequeued') && this.emit('taskRequeued', { ...taskEvent(task), fromWorkerId: worker.id, reason }),
       peerLeft: (peer, reason, requeued) =>
         has('peerLeft') && this.emit('peerLeft', { ...info(peer.handle), reason, requeued }),
     };
   }
+}
+
+function digest(token: string): Buffer {
+  return createHash('sha256').update(token).digest();
 }
 
 function info(peer: Peer): PeerInfo {

@@ -72,3 +72,49 @@ export class LinkedList<T extends Linked<T>> {
     this.pushBack(item);
   }
 }
+
+export interface Timed<T> extends Linked<T> {
+  /** When the item is due, in the clock of the caller (ms). */
+  deadline: number;
+}
+
+/**
+ * Items waiting for a deadline, kept in one FIFO list per duration. Items added with the same duration fall
+ * due in the order they were added, so each list is sorted by deadline without any sorting, and finding
+ * what is due costs O(distinct durations + due items): no heap, and O(1) removal when an item settles first.
+ */
+export class Timeline<T extends Timed<T>> {
+  private readonly lists = new Map<number, LinkedList<T>>();
+  size = 0;
+
+  add(item: T, now: number, duration: number): void {
+    let list = this.lists.get(duration);
+    if (!list) {
+      list = new LinkedList<T>();
+      this.lists.set(duration, list);
+    }
+    item.deadline = now + duration;
+    list.pushBack(item);
+    this.size++;
+  }
+
+  remove(item: T): void {
+    const list = item.list as LinkedList<T> | null;
+    if (!list) return;
+    list.remove(item);
+    this.size--;
+  }
+
+  /** Removes and returns the items due at `now`, earliest first within each duration. */
+  popDue(now: number): T[] {
+    const due: T[] = [];
+    for (const [duration, list] of this.lists) {
+      while (list.head && list.head.deadline <= now) {
+        due.push(list.popFront()!);
+        this.size--;
+      }
+      if (list.length === 0) this.lists.delete(duration);
+    }
+    return due;
+  }
+}

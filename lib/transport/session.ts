@@ -21,6 +21,8 @@ export interface SessionOptions {
   role: typeof Role.CLIENT | typeof Role.WORKER;
   name: string;
   maxPayload?: number;
+  /** Shared secret for a scheduler that requires one. */
+  token?: string;
   /** How long to wait for the scheduler's hello. Default 10 s. */
   handshakeTimeoutMs?: number;
 }
@@ -99,7 +101,9 @@ export class Session {
               : new TaskwireError(ErrorCode.DISCONNECTED, `the scheduler at ${where} closed the connection during the handshake`)),
         );
       };
-      conn.send(encodeHello({ version: PROTOCOL_VERSION, role: options.role, heartbeatMs: 0, name: options.name, token: '' }));
+      conn.send(
+        encodeHello({ version: PROTOCOL_VERSION, role: options.role, heartbeatMs: 0, name: options.name, token: options.token ?? '' }),
+      );
     });
   }
 

@@ -8,6 +8,8 @@ import type { CloseInfo, Connection } from './connection.js';
 
 export interface TcpOptions {
   maxPayload?: number;
+  /** Unsent bytes allowed to pile up for a peer that does not read; past it the peer is dropped. Default: no limit. */
+  maxBufferedBytes?: number;
 }
 
 /** How long close() waits for queued frames to flush before it destroys the socket. */
@@ -21,6 +23,7 @@ export class TcpConnection implements Connection {
   onClose: (info: CloseInfo) => void = noop;
   private readonly socket: net.Socket;
   private readonly decoder: FrameDecoder;
+  private readonly maxBufferedBytes: number;
   private corked = false;
   private ending = false;
   private done = false;
@@ -32,6 +35,7 @@ export class TcpConnection implements Connection {
     // Frames are small and latency matters more than packet count; batching is done by cork() instead.
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
+    this.maxBufferedBytes = options.maxBufferedBytes ?? Infinity;
     this.decoder = new FrameDecoder((cmd, payload) => this.onFrame(cmd, payload), {
       maxPayload: options.maxPayload,
       isKnownCommand,
@@ -60,15 +64,19 @@ export class TcpConnection implements Connection {
       process.nextTick(uncork, this);
     }
     this.socket.write(frame);
+    if (this.socket.writableLength > this.maxBufferedBytes) {
+      // Backpressure: a peer that stopped reading gets no unbounded backlog; the ERROR frame is best effort.
+      this.close(new TaskwireError(ErrorCode.SLOW_CONSUMER, `more than ${this.maxBufferedBytes} bytes unread by the peer`));
+    }
   }
 
   close(error?: Error & { code?: string }): void {
     if (this.ending || this.done) return;
+    this.ending = true;
     if (error) {
       this.closeError = error;
-      this.send(encodeError(error.code ?? ErrorCode.PROTOCOL, error.message));
+      this.socket.write(encodeError(error.code ?? ErrorCode.PROTOCOL, error.message));
     }
-    this.ending = true;
     this.decoder.stop();
     this.socket.end();
     // A peer that never reads could keep the socket half-closed forever; don't wait on it.

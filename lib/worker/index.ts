@@ -7,7 +7,7 @@ import { ErrorCode, TaskwireError } from '../errors.js';
 import { checkInteger, checkString, invalidOption, stripUndefined } from '../options.js';
 import { builtinHandlers } from '../jobs/index.js';
 import type { Handler, HandlerResult, Handlers, TaskContext } from '../jobs/handler.js';
-import { Cmd, Role, decodeTask, encodeReady, encodeResultError, encodeResultOk } from '../protocol/messages.js';
+import { Cmd, Role, decodeCancel, decodeTask, encodeReady, encodeResultError, encodeResultOk } from '../protocol/messages.js';
 import { DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT } from '../protocol/frame.js';
 import { Session } from '../transport/session.js';
 
@@ -30,6 +30,8 @@ export interface WorkerOptions {
   reconnectMaxMs?: number;
   /** How long close() lets running tasks finish before it aborts them, in ms. Default 10000. */
   closeGraceMs?: number;
+  /** Shared secret, for a scheduler started with a token. */
+  token?: string;
 }
 
 export const WORKER_DEFAULTS = {
@@ -58,6 +60,14 @@ interface Running {
   controller: AbortController | null;
 }
 
+/**
+ * Running tasks are keyed by task id and attempt: after a timeout the scheduler may send the same task here
+ * again while the first attempt is still winding down. Both fit in a safe integer (attempt < 2^21).
+ */
+function leaseKey(taskId: number, attempt: number): number {
+  return attempt * 0x1_0000_0000 + taskId;
+}
+
 export class Worker extends EventEmitter<WorkerEvents> {
   readonly host: string;
   readonly port: number;
@@ -68,6 +78,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private readonly reconnectMinMs: number;
   private readonly reconnectMaxMs: number;
   private readonly closeGraceMs: number;
+  private readonly token: string | undefined;
   private session: Session | null = null;
   private readonly running = new Map<number, Running>();
   private failures = 0;
@@ -88,6 +99,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     this.reconnectMaxMs = checkInteger('reconnectMaxMs', o.reconnectMaxMs, this.reconnectMinMs, 3_600_000);
     this.closeGraceMs = checkInteger('closeGraceMs', o.closeGraceMs, 0, 86_400_000);
     this.name = checkString('name', options.name ?? `${os.hostname()}:${process.pid}`);
+    this.token = options.token === undefined ? undefined : checkString('token', options.token);
     const handlers = options.handlers ?? builtinHandlers;
     if (typeof handlers !== 'object' || handlers === null) invalidOption('handlers', 'an object of job type -> function', handlers);
     this.handlers = new Map(Object.entries(handlers));
@@ -159,7 +171,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
 
   private connect(): void {
     this.retryTimer = null;
-    Session.open({ host: this.host, port: this.port, role: Role.WORKER, name: this.name, maxPayload: this.maxPayload }).then(
+    const { host, port, name, maxPayload, token } = this;
+    Session.open({ host, port, role: Role.WORKER, name, maxPayload, token }).then(
       (session) => this.attach(session),
       (err: TaskwireError) => this.retry(err),
     );
@@ -173,8 +186,9 @@ export class Worker extends EventEmitter<WorkerEvents> {
     this.failures = 0;
     this.session = session;
     session.onFrame = (cmd, payload) => {
-      if (cmd !== Cmd.TASK) throw new TaskwireError(ErrorCode.PROTOCOL, `a scheduler may not send command ${cmd} to a worker`);
-      this.run(session, payload);
+      if (cmd === Cmd.TASK) return this.run(session, payload);
+      if (cmd === Cmd.CANCEL) return this.cancel(payload);
+      throw new TaskwireError(ErrorCode.PROTOCOL, `a scheduler may not send command ${cmd} to a worker`);
     };
     session.onClose = (error) => {
       this.session = null;
@@ -218,7 +232,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       return;
     }
     const running: Running = { session, controller: null };
-    this.running.set(task.taskId, running);
+    this.running.set(leaseKey(task.taskId, task.attempt), running);
     const context: TaskContext = {
       taskId: task.taskId,
       attempt: task.attempt,
@@ -246,9 +260,22 @@ export class Worker extends EventEmitter<WorkerEvents> {
     }
   }
 
+  /**
+   * The scheduler took a task back (timeout, or its client left): abort the handler. Its answer is still sent
+   * when it settles, because the scheduler keeps the slot busy until then.
+   */
+  private cancel(payload: Buffer): void {
+    const { taskId, attempt, code, message } = decodeCancel(payload);
+    const running = this.running.get(leaseKey(taskId, attempt));
+    if (!running) return; // already answered; the answer and the cancel crossed on the wire
+    running.controller ??= new AbortController();
+    running.controller.abort(new TaskwireError(code, message));
+  }
+
   private finish(taskId: number, attempt: number, running: Running, value: HandlerResult | null, error: unknown): void {
-    if (this.running.get(taskId) !== running) return; // its connection is gone; the task was requeued
-    this.running.delete(taskId);
+    const key = leaseKey(taskId, attempt);
+    if (this.running.get(key) !== running) return; // its connection is gone; the task was requeued
+    this.running.delete(key);
     const session = running.session;
     if (error !== null) {
       session.send(encodeResultError(taskId, attempt, errorCode(error), errorMessage(error)));
