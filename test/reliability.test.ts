@@ -270,3 +270,17 @@ t.test('a client that does not read its results is dropped with E_SLOW_CONSUMER'
   const c = client(t, scheduler.port);
   t.equal((await c.submitBuffer('big', '')).length, 64 * 1024, 'others are still served');
 });
+
+t.test('a CPU-bound handler that blocks its worker past the dead-peer timeout is not taken for dead', async (t) => {
+  const scheduler = await startScheduler(t, { heartbeatMs: 50 });
+  // 600 ms of busy loop in another process: 12 heartbeat intervals without a keepalive from that worker.
+  spawnTs(t, 'test/fixtures/slow-worker.ts', [String(scheduler.port), 'spinner', '1', '600']);
+  await waitFor('the worker to register', () => scheduler.stats().workers === 1);
+  const c = client(t, scheduler.port);
+  const left: string[] = [];
+  scheduler.on('peerLeft', (p) => left.push(p.reason));
+  t.equal(await within(5000, 'the result', c.submit('spin', 'once')), 'done:once');
+  t.same(left, [], 'the worker was never dropped');
+  t.equal(scheduler.stats().requeued, 0, 'the task ran once');
+  t.equal(scheduler.stats().workers, 1);
+});

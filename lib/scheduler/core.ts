@@ -358,11 +358,17 @@ export class SchedulerCore<H> {
     this.out.peerLeft?.(client, reason, 0);
   }
 
-  /** A keepalive interval passed: drop peers silent for deadAfterTicks intervals, send the others a keepalive. */
+  /**
+   * A keepalive interval passed: drop peers silent for deadAfterTicks intervals, send the others a keepalive.
+   *
+   * A worker running tasks is not dropped for silence: a CPU-bound handler blocks its event loop and with it
+   * the keepalives, and a healthy worker must not look dead and have its work requeued again and again. Its
+   * tasks' timeouts bound the wait instead; once they are taken back, silence counts again.
+   */
   heartbeat(): void {
     for (const peers of [this.clients, this.workers] as Set<PeerRecord<H>>[]) {
       for (const peer of peers) {
-        if (peer.active) {
+        if (peer.active || (peer.kind === 'worker' && peer.running.size > 0)) {
           peer.active = false;
           peer.missedTicks = 0;
         } else if (++peer.missedTicks >= this.config.deadAfterTicks) {
