@@ -13,6 +13,8 @@ import {
   MAX_STRING_BYTES,
   PROTOCOL_VERSION,
   Role,
+  SubmitOption,
+  decodeCancel,
   decodeCompleted,
   decodeError,
   decodeFailed,
@@ -21,6 +23,7 @@ import {
   decodeResult,
   decodeSubmit,
   decodeTask,
+  encodeCancel,
   encodeCompleted,
   encodeError,
   encodeFailed,
@@ -32,6 +35,7 @@ import {
   encodeSubmit,
   encodeTask,
   isKnownCommand,
+  type SubmitOptions,
 } from '../lib/protocol/messages.js';
 
 const docsPath = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'docs', 'PROTOCOL.md');
@@ -105,6 +109,8 @@ function decodeFor(cmd: number, payload: Buffer): unknown {
       return decodeError(payload);
     case Cmd.READY:
       return decodeReady(payload);
+    case Cmd.CANCEL:
+      return decodeCancel(payload);
     default:
       throw new Error(`no decoder for command ${cmd}`);
   }
@@ -185,8 +191,19 @@ const GOLDEN = {
 
   SUBMIT:
     '04' + //                       cmd SUBMIT
-    '00000011' + //                 payload length 17
+    '00000012' + //                 payload length 18
     '0000002a' + //                 request id 42
+    '00' + //                       option count 0
+    '0006' + '736861323536' + //    job type: str16 "sha256"
+    '48656c6c6f', //                body: "Hello"
+
+  SUBMIT_OPTIONS:
+    '04' + //                       cmd SUBMIT
+    '0000001c' + //                 payload length 28
+    '0000002a' + //                 request id 42
+    '02' + //                       option count 2
+    '01' + '00007530' + //          option tag 1 = timeoutMs, value 30000
+    '02' + '00000002' + //          option tag 2 = retries, value 2
     '0006' + '736861323536' + //    job type: str16 "sha256"
     '48656c6c6f', //                body: "Hello"
 
@@ -224,6 +241,14 @@ const GOLDEN = {
     '0002' + //                     type count 2
     '0006' + '736861323536' + //    type: str16 "sha256"
     '0005' + '6172697468', //       type: str16 "arith"
+
+  CANCEL:
+    '09' + //                       cmd CANCEL
+    '0000002b' + //                 payload length 43
+    '00000007' + //                 task id 7
+    '00000002' + //                 attempt 2
+    '0009' + '455f54494d454f5554' + // code: str16 "E_TIMEOUT"
+    '74696d6564206f7574206166746572203330303030206d73', // message: "timed out after 30000 ms"
 } as const;
 
 interface GoldenCase {
@@ -273,7 +298,14 @@ const goldenCases: GoldenCase[] = [
     name: 'SUBMIT',
     cmd: Cmd.SUBMIT,
     encode: () => encodeSubmit(42, 'sha256', 'Hello'),
-    message: { requestId: 42, type: 'sha256', body: Buffer.from('Hello') },
+    message: { requestId: 42, type: 'sha256', body: Buffer.from('Hello'), options: undefined },
+  },
+  {
+    name: 'SUBMIT_OPTIONS',
+    cmd: Cmd.SUBMIT,
+    // Keys deliberately out of tag order: the encoder writes tags in ascending order whatever the object's.
+    encode: () => encodeSubmit(42, 'sha256', 'Hello', { retries: 2, timeoutMs: 30000 }),
+    message: { requestId: 42, type: 'sha256', body: Buffer.from('Hello'), options: { timeoutMs: 30000, retries: 2 } },
   },
   {
     name: 'COMPLETED',
@@ -305,18 +337,25 @@ const goldenCases: GoldenCase[] = [
     encode: () => encodeReady(0, ['sha256', 'arith']),
     message: { concurrency: 0, types: ['sha256', 'arith'] },
   },
+  {
+    name: 'CANCEL',
+    cmd: Cmd.CANCEL,
+    encode: () => encodeCancel(7, 2, ErrorCode.TIMEOUT, 'timed out after 30000 ms'),
+    message: { taskId: 7, attempt: 2, code: 'E_TIMEOUT', message: 'timed out after 30000 ms' },
+  },
 ];
 
 t.test('constants: command table, roles, version, header size, default maxPayload', async (t) => {
-  t.same({ ...Cmd }, { TASK: 1, RESULT: 2, HELLO: 3, SUBMIT: 4, COMPLETED: 5, FAILED: 6, ERROR: 7, READY: 8 });
+  t.same({ ...Cmd }, { TASK: 1, RESULT: 2, HELLO: 3, SUBMIT: 4, COMPLETED: 5, FAILED: 6, ERROR: 7, READY: 8, CANCEL: 9 });
   t.same({ ...Role }, { CLIENT: 1, WORKER: 2, SCHEDULER: 3 });
+  t.same({ ...SubmitOption }, { TIMEOUT_MS: 1, RETRIES: 2, BACKOFF_MS: 3 });
   t.equal(PROTOCOL_VERSION, 1);
   t.equal(HEADER_SIZE, 5);
   t.equal(DEFAULT_MAX_PAYLOAD, 16 * 1024 * 1024);
   t.equal(MAX_STRING_BYTES, 0xffff);
   const known = [];
   for (let cmd = 0; cmd <= 255; cmd++) if (isKnownCommand(cmd)) known.push(cmd);
-  t.same(known, [1, 2, 3, 4, 5, 6, 7, 8], 'exactly commands 1-8 are known');
+  t.same(known, [1, 2, 3, 4, 5, 6, 7, 8, 9], 'exactly commands 1-9 are known');
   const header = Buffer.alloc(7, 0xee);
   writeHeader(header, 1, Cmd.SUBMIT, 0x01020304);
   t.equal(header.toString('hex'), 'ee0401020304ee', 'writeHeader: cmd then big-endian length, nothing else touched');
@@ -340,12 +379,20 @@ t.test('golden bytes: every command encodes to its fixture and decodes back', as
     t.notOk(decoder.midFrame, `${c.name}: nothing left over`);
     covered.add(c.cmd);
   }
-  t.same([...covered].sort(), [1, 2, 3, 4, 5, 6, 7, 8], 'every command has a fixture');
+  t.same([...covered].sort((a, b) => a - b), Object.values(Cmd).sort((a, b) => a - b), 'every command has a fixture');
 });
 
 t.test('docs/PROTOCOL.md shows every golden fixture verbatim', async (t) => {
   const docs = readFileSync(docsPath, 'utf8');
   for (const [name, hex] of Object.entries(GOLDEN)) t.ok(docs.includes(hex), `${name}: ${hex}`);
+  for (const [name, cmd] of Object.entries(Cmd)) {
+    t.ok(docs.includes(`| ${cmd} | \`${name}\``), `command table has ${cmd} ${name}`);
+  }
+  for (const [name, tag] of Object.entries(SubmitOption)) {
+    t.ok(docs.includes(`| ${tag} | \`${name}\``), `SUBMIT option table has tag ${tag} ${name}`);
+  }
+  // Every code of the library is described: wire codes in the codes table, local ones in the note under it.
+  for (const code of Object.values(ErrorCode)) t.ok(docs.includes(`\`${code}\``), `error code ${code} is documented`);
 });
 
 // ---- streaming -----------------------------------------------------------------------------------------------
@@ -363,6 +410,8 @@ t.test('streaming: the same frames whatever the chunking', async (t) => {
     encodeCompleted(2, Buffer.alloc(300, 0xab)),
     encodeFailed(3, 'E_HANDLER', ''),
     encodeError('E_SHUTDOWN', 'bye'),
+    encodeSubmit(4, 'arith', '1+1', { timeoutMs: 0xffffffff, retries: 0, backoffMs: 250 }),
+    encodeCancel(0xfffffffe, 0xffffffff, 'E_CANCELLED', 'the client left ☃'),
   ];
   const stream = Buffer.concat(parts);
   const expected: Frame[] = parts.map((p) => ({ cmd: p[0]!, hex: p.subarray(HEADER_SIZE).toString('hex') }));
@@ -390,6 +439,12 @@ t.test('streaming: the same frames whatever the chunking', async (t) => {
   for (const b of bytes) decoder.push(b);
   t.same(messages[2], plain({ requestId: 1, type: 'ハッシュ', body: Buffer.from('héllo wörld €𝄞') }), 'multi-byte SUBMIT');
   t.equal(messages[1], null, 'keepalive decodes as null');
+  t.same(
+    messages[11],
+    plain({ requestId: 4, type: 'arith', body: Buffer.from('1+1'), options: { timeoutMs: 0xffffffff, retries: 0, backoffMs: 250 } }),
+    'SUBMIT with all three options',
+  );
+  t.same(messages[12], { taskId: 0xfffffffe, attempt: 0xffffffff, code: 'E_CANCELLED', message: 'the client left ☃' }, 'CANCEL');
 
   property(
     t,
@@ -425,9 +480,36 @@ const genHello = fc
   })
   .map((m): Generated => ({ frame: encodeHello(m), cmd: Cmd.HELLO, message: m }));
 const genKeepalive = fc.constant<Generated>({ frame: encodeKeepalive(), cmd: Cmd.HELLO, message: null });
-const genSubmit = fc
-  .record({ requestId: u32, type: text, body })
-  .map((m): Generated => ({ frame: encodeSubmit(m.requestId, m.type, m.body), cmd: Cmd.SUBMIT, message: m }));
+/** Any subset of the SUBMIT options (keys in random order, absent keys sometimes present as undefined), or none. */
+const submitOptions = fc.option(
+  fc
+    .tuple(
+      fc.record({ timeoutMs: u32, retries: u32, backoffMs: u32 }, { requiredKeys: [] }),
+      fc.shuffledSubarray(['timeoutMs', 'retries', 'backoffMs'] as const),
+      fc.boolean(),
+    )
+    .map(([values, order, explicitUndefined]) => {
+      const options: SubmitOptions = {};
+      for (const key of order) if (key in values || explicitUndefined) options[key] = values[key];
+      return options;
+    }),
+  { nil: undefined },
+);
+
+/** What decodeSubmit returns for the options given to encodeSubmit: keys in tag order, undefined when none. */
+function decodedOptions(options: SubmitOptions | undefined): SubmitOptions | undefined {
+  const out: SubmitOptions = {};
+  for (const key of ['timeoutMs', 'retries', 'backoffMs'] as const) if (options?.[key] !== undefined) out[key] = options[key];
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
+const genSubmit = fc.record({ requestId: u32, type: text, body, options: submitOptions }).map(
+  (m): Generated => ({
+    frame: encodeSubmit(m.requestId, m.type, m.body, m.options),
+    cmd: Cmd.SUBMIT,
+    message: { requestId: m.requestId, type: m.type, body: m.body, options: decodedOptions(m.options) },
+  }),
+);
 const genTask = fc
   .record({ taskId: u32, attempt: u32, type: text, body })
   .map((m): Generated => ({ frame: encodeTask(m.taskId, m.attempt, m.type, m.body), cmd: Cmd.TASK, message: m }));
@@ -457,6 +539,9 @@ const genError = fc
 const genReady = fc
   .record({ concurrency: u32, types: fc.array(text, { maxLength: 6 }) })
   .map((m): Generated => ({ frame: encodeReady(m.concurrency, m.types), cmd: Cmd.READY, message: m }));
+const genCancel = fc
+  .record({ taskId: u32, attempt: u32, code: text, message: text })
+  .map((m): Generated => ({ frame: encodeCancel(m.taskId, m.attempt, m.code, m.message), cmd: Cmd.CANCEL, message: m }));
 
 const generators = {
   HELLO: genHello,
@@ -469,6 +554,7 @@ const generators = {
   FAILED: genFailed,
   ERROR: genError,
   READY: genReady,
+  CANCEL: genCancel,
 };
 const anyFrame = fc.oneof(...Object.values(generators));
 
@@ -515,6 +601,111 @@ t.test('properties: a stream of arbitrary frames, re-chunked arbitrarily, decode
   );
 });
 
+t.test('SUBMIT options: tag order, count, type offset, value range', async (t) => {
+  const keys = ['timeoutMs', 'retries', 'backoffMs'] as const;
+  const tagOf = { timeoutMs: SubmitOption.TIMEOUT_MS, retries: SubmitOption.RETRIES, backoffMs: SubmitOption.BACKOFF_MS };
+  const plainSubmit = encodeSubmit(5, 'sha256', 'x').toString('hex');
+  t.equal(encodeSubmit(5, 'sha256', 'x', {}).toString('hex'), plainSubmit, '{} encodes as no options (count 0)');
+  t.equal(
+    encodeSubmit(5, 'sha256', 'x', { timeoutMs: undefined, retries: undefined }).toString('hex'),
+    plainSubmit,
+    'options that are all undefined encode as no options',
+  );
+  t.equal(decodeSubmit(fromHex(plainSubmit).subarray(HEADER_SIZE)).options, undefined, 'count 0 decodes as options undefined');
+  t.equal(
+    encodeSubmit(42, 'sha256', 'Hello', { timeoutMs: 30000, retries: 2, backoffMs: undefined }).toString('hex'),
+    GOLDEN.SUBMIT_OPTIONS,
+    'an undefined option is left out',
+  );
+  t.same(
+    decodeSubmit(fromHex('00000001' + '03' + '0100000000' + '02ffffffff' + '0300000000' + '0000')).options,
+    { timeoutMs: 0, retries: 0xffffffff, backoffMs: 0 },
+    'values 0 and 0xffffffff are carried as they are (0 means "the scheduler\'s default" to the scheduler, not to the codec)',
+  );
+  for (const bad of [-1, 2 ** 32]) {
+    t.throws(() => encodeSubmit(1, 't', '', { retries: bad }), RangeError, `option value ${bad}: RangeError`);
+  }
+
+  property(
+    t,
+    'the encoder writes count = present options, tags ascending, and the type right after them',
+    fc.property(fc.record({ requestId: u32, type: text, body, options: submitOptions }), (m) => {
+      const payload = encodeSubmit(m.requestId, m.type, m.body, m.options).subarray(HEADER_SIZE);
+      const present = keys.filter((k) => m.options?.[k] !== undefined);
+      if (payload[4] !== present.length) throw new Error(`count ${payload[4]}, expected ${present.length}`);
+      present.forEach((key, i) => {
+        const at = 5 + 5 * i;
+        if (payload[at] !== tagOf[key]) throw new Error(`option ${i}: tag ${payload[at]}, expected ${tagOf[key]}`);
+        if (payload.readUInt32BE(at + 1) !== m.options![key]) throw new Error(`option ${i}: wrong value`);
+      });
+      const typeAt = 5 + 5 * present.length;
+      const typeLen = Buffer.byteLength(m.type);
+      if (payload.readUInt16BE(typeAt) !== typeLen) throw new Error(`type length not at offset ${typeAt}`);
+      if (payload.subarray(typeAt + 2, typeAt + 2 + typeLen).toString('utf8') !== m.type) throw new Error('type bytes');
+      if (payload.length !== 7 + 5 * present.length + typeLen + m.body.length) throw new Error('payload length');
+    }),
+    300,
+  );
+
+  property(
+    t,
+    'the decoder accepts the options in any order',
+    fc.property(
+      fc.shuffledSubarray([...keys], { minLength: 1 }),
+      fc.tuple(u32, u32, u32),
+      (order, [a, b, c]) => {
+        const values = { timeoutMs: a, retries: b, backoffMs: c };
+        const options = order.map((key) => {
+          const o = Buffer.alloc(5);
+          o[0] = tagOf[key];
+          o.writeUInt32BE(values[key], 1);
+          return o;
+        });
+        const payload = Buffer.concat([fromHex('00000009'), Buffer.from([order.length]), ...options, fromHex('0001' + '74' + 'beef')]);
+        const got = decodeSubmit(payload);
+        const want = decodedOptions(Object.fromEntries(order.map((k) => [k, values[k]])));
+        // decodedOptions() puts the keys in tag order, so the comparison ignores the order they were decoded in.
+        const gotOptions = JSON.stringify(decodedOptions(got.options));
+        if (got.options === undefined || gotOptions !== JSON.stringify(want)) throw new Error(`${gotOptions} != ${JSON.stringify(want)}`);
+        if (got.type !== 't' || got.body.toString('hex') !== 'beef' || got.requestId !== 9) throw new Error('other fields');
+      },
+    ),
+    200,
+  );
+});
+
+t.test('truncation at every byte: fixed fields and str16 are E_PROTOCOL, a shorter rest field still decodes', async (t) => {
+  const cases = [
+    // [golden, decoder, offset where the last (rest) field starts]
+    ['SUBMIT', decodeSubmit, 4 + 1 + 2 + 6],
+    ['SUBMIT_OPTIONS', decodeSubmit, 4 + 1 + 10 + 2 + 6],
+    ['CANCEL', decodeCancel, 4 + 4 + 2 + 9],
+    ['TASK', decodeTask, 4 + 4 + 2 + 5],
+  ] as const;
+  for (const [name, decode, restAt] of cases) {
+    const payload = fromHex(GOLDEN[name]).subarray(HEADER_SIZE);
+    let rejected = 0;
+    let decoded = 0;
+    for (let n = 0; n < payload.length; n++) {
+      const short = payload.subarray(0, n);
+      if (n < restAt) {
+        try {
+          (decode as (p: Buffer) => unknown)(short);
+          t.fail(`${name} cut to ${n} bytes decoded`);
+        } catch (err) {
+          if ((err as ProtocolError).code === ErrorCode.PROTOCOL) rejected++;
+          else t.fail(`${name} cut to ${n} bytes: ${String(err)}`);
+        }
+      } else {
+        (decode as (p: Buffer) => unknown)(short);
+        decoded++;
+      }
+    }
+    t.equal(rejected, restAt, `${name}: all ${restAt} cuts before the last field are E_PROTOCOL`);
+    t.equal(decoded, payload.length - restAt, `${name}: the ${payload.length - restAt} cuts inside the last field decode`);
+  }
+});
+
 t.test('strings: up to 65535 UTF-8 bytes fit a str16; more is refused by the encoder', async (t) => {
   const longest = 'é'.repeat(32767) + 'x'; // 65535 bytes
   const frame = encodeSubmit(1, longest, 'b');
@@ -523,6 +714,9 @@ t.test('strings: up to 65535 UTF-8 bytes fit a str16; more is refused by the enc
   t.equal(decodeSubmit(payloads[0]!).type, longest, '65535-byte type round trips');
   t.throws(() => encodeSubmit(1, longest + 'x', 'b'), RangeError, '65536 bytes: RangeError before anything is sent');
   t.throws(() => encodeReady(1, [longest + 'x']), RangeError, 'READY type over the limit: RangeError');
+  t.throws(() => encodeCancel(1, 1, longest + 'x', ''), RangeError, 'CANCEL code over the limit: RangeError');
+  const withOptions = encodeSubmit(1, longest, 'b', { timeoutMs: 1, retries: 2, backoffMs: 3 });
+  t.same(decodeSubmit(withOptions.subarray(HEADER_SIZE)).options, { timeoutMs: 1, retries: 2, backoffMs: 3 }, 'and with options');
 });
 
 // ---- rejections ----------------------------------------------------------------------------------------------
@@ -568,13 +762,13 @@ t.test('frame rejections', async (t) => {
   });
 
   t.test('unknown command bytes are protocol errors', async (t) => {
-    for (const cmd of [0, 9, 255]) {
+    for (const cmd of [0, 10, 255]) {
       const { decoder, frames } = recorder();
       throwsCode(t, () => decoder.push(header(cmd, 0)), ErrorCode.PROTOCOL, `command ${cmd}`);
       t.equal(frames.length, 0);
     }
     // The command is checked before the length: an unknown command with a huge length is E_PROTOCOL.
-    throwsCode(t, () => recorder().decoder.push(header(9, 0xffffffff)), ErrorCode.PROTOCOL, 'unknown command, huge length');
+    throwsCode(t, () => recorder().decoder.push(header(10, 0xffffffff)), ErrorCode.PROTOCOL, 'unknown command, huge length');
   });
 
   t.test('after an error the decoder ignores all further input', async (t) => {
@@ -608,14 +802,42 @@ t.test('frame rejections', async (t) => {
 t.test('message rejections: inner lengths and values that do not fit are E_PROTOCOL', async (t) => {
   const P = ErrorCode.PROTOCOL;
   const cases: Array<[string, () => unknown]> = [
-    // SUBMIT: request id 1, type length 300 (0x012c) but only "abc" follows
-    ['SUBMIT type length 300, 3 bytes follow', () => decodeSubmit(fromHex('00000001' + '012c' + '616263'))],
+    // SUBMIT: request id 1, no options, type length 300 (0x012c) but only "abc" follows
+    ['SUBMIT type length 300, 3 bytes follow', () => decodeSubmit(fromHex('00000001' + '00' + '012c' + '616263'))],
     ['SUBMIT shorter than its request id', () => decodeSubmit(fromHex('000000'))],
+    ['SUBMIT without an option count', () => decodeSubmit(fromHex('00000001'))],
     ['SUBMIT without a type length', () => decodeSubmit(fromHex('00000001' + '00'))],
-    ['SUBMIT type not valid UTF-8', () => decodeSubmit(fromHex('00000001' + '0002' + 'fffe' + '78'))],
-    ['SUBMIT type overlong UTF-8', () => decodeSubmit(fromHex('00000001' + '0002' + 'c0af'))],
-    ['SUBMIT type UTF-8-encoded surrogate', () => decodeSubmit(fromHex('00000001' + '0003' + 'eda080'))],
-    ['SUBMIT type truncated multi-byte sequence', () => decodeSubmit(fromHex('00000001' + '0002' + 'e282'))],
+    ['SUBMIT half a type length', () => decodeSubmit(fromHex('00000001' + '00' + '00'))],
+    ['SUBMIT type not valid UTF-8', () => decodeSubmit(fromHex('00000001' + '00' + '0002' + 'fffe' + '78'))],
+    ['SUBMIT type overlong UTF-8', () => decodeSubmit(fromHex('00000001' + '00' + '0002' + 'c0af'))],
+    ['SUBMIT type UTF-8-encoded surrogate', () => decodeSubmit(fromHex('00000001' + '00' + '0003' + 'eda080'))],
+    ['SUBMIT type truncated multi-byte sequence', () => decodeSubmit(fromHex('00000001' + '00' + '0002' + 'e282'))],
+    ['SUBMIT type not valid UTF-8 after options', () => decodeSubmit(fromHex('00000001' + '01' + '0200000001' + '0001' + '80'))],
+    // Option tags: 1-3 are defined; any other is E_PROTOCOL even when the rest of the payload is well formed.
+    ['SUBMIT unknown option tag 0', () => decodeSubmit(fromHex('00000001' + '01' + '0000000001' + '0001' + '74'))],
+    ['SUBMIT unknown option tag 4', () => decodeSubmit(fromHex('00000001' + '01' + '0400000001' + '0001' + '74'))],
+    ['SUBMIT unknown option tag 255', () => decodeSubmit(fromHex('00000001' + '01' + 'ff00000001' + '0001' + '74'))],
+    ['SUBMIT unknown tag after a valid one', () => decodeSubmit(fromHex('00000001' + '02' + '0100007530' + '0900000000' + '0001' + '74'))],
+    // Option counts larger than the options present: the decoder runs into the type field or the end.
+    ['SUBMIT option count 1, nothing follows', () => decodeSubmit(fromHex('00000001' + '01'))],
+    ['SUBMIT option count 1, value cut short', () => decodeSubmit(fromHex('00000001' + '01' + '01000075'))],
+    ['SUBMIT option count 2, 1 option, nothing else', () => decodeSubmit(fromHex('00000001' + '02' + '0100007530'))],
+    ['SUBMIT option count 3, golden with 2 options', () => decodeSubmit(fromHex('0000002a' + '03' + GOLDEN.SUBMIT_OPTIONS.slice(20)))],
+    ['SUBMIT option count 255, golden with 2 options', () => decodeSubmit(fromHex('0000002a' + 'ff' + GOLDEN.SUBMIT_OPTIONS.slice(20)))],
+    ['SUBMIT option count 1, no-option golden', () => decodeSubmit(fromHex('0000002a' + '01' + GOLDEN.SUBMIT.slice(20)))],
+    // ... and one smaller: the second option's tag byte is read as the first byte of the type length (0x0200).
+    ['SUBMIT option count 1, golden with 2 options', () => decodeSubmit(fromHex('0000002a' + '01' + GOLDEN.SUBMIT_OPTIONS.slice(20)))],
+    // An old-layout SUBMIT (no option count): "sha256"'s length 0x0006 reads as count 0, then length 0x0673.
+    ['SUBMIT in the layout without options', () => decodeSubmit(fromHex('0000002a' + '0006' + '736861323536' + '48656c6c6f'))],
+    // CANCEL: task id, attempt, code str16, then the message (rest).
+    ['CANCEL empty payload', () => decodeCancel(Buffer.alloc(0))],
+    ['CANCEL shorter than its task id', () => decodeCancel(fromHex('000007'))],
+    ['CANCEL without an attempt', () => decodeCancel(fromHex('00000007'))],
+    ['CANCEL attempt cut short', () => decodeCancel(fromHex('00000007' + '000002'))],
+    ['CANCEL without a code length', () => decodeCancel(fromHex('00000007' + '00000002'))],
+    ['CANCEL code length past the end', () => decodeCancel(fromHex('00000007' + '00000002' + '0009' + '455f54'))],
+    ['CANCEL code not valid UTF-8', () => decodeCancel(fromHex('00000007' + '00000002' + '0002' + 'c328'))],
+    ['CANCEL message not valid UTF-8', () => decodeCancel(fromHex('00000007' + '00000002' + '0001' + '45' + 'e28228'))],
     ['TASK empty payload', () => decodeTask(Buffer.alloc(0))],
     ['TASK type length past the end', () => decodeTask(fromHex('00000001' + '00000001' + '0005' + '6172'))],
     ['TASK type not valid UTF-8', () => decodeTask(fromHex('00000001' + '00000001' + '0001' + '80'))],
@@ -746,4 +968,10 @@ t.test('an error thrown by the frame handler stops the decoder (regression: late
   decoder.push(encodeKeepalive());
   t.equal(delivered, 1, 'nothing delivered after the handler threw');
   t.equal(decoder.bufferedBytes, 0, 'the rest of the chunk was dropped');
+});
+
+t.test('SUBMIT with a repeated option tag is E_PROTOCOL', async (t) => {
+  // request id 1, two options, both tag 1 (timeoutMs), type "a", no body
+  const payload = fromHex('00000001' + '02' + '0100000064' + '01000000c8' + '0001' + '61');
+  t.throws(() => decodeSubmit(payload), { code: ErrorCode.PROTOCOL });
 });

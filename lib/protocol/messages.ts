@@ -366,9 +366,12 @@ export function decodeSubmit(payload: Buffer): Submit {
   const requestId = r.u32('request id');
   const count = r.u8('option count');
   let options: SubmitOptions | undefined;
+  let seen = 0;
   for (let i = 0; i < count; i++) {
     const tag = r.u8('option tag');
     const value = r.u32('option value');
+    if (tag < 32 && seen & (1 << tag)) throw new ProtocolError(`SUBMIT repeats option tag ${tag}`);
+    seen |= 1 << (tag & 31);
     options ??= {};
     if (tag === SubmitOption.TIMEOUT_MS) options.timeoutMs = value;
     else if (tag === SubmitOption.RETRIES) options.retries = value;

@@ -138,6 +138,9 @@ export interface CoreOptions {
   deadLetterLimit?: number;
 }
 
+/** Handler-failure retries a task may ask for; more are treated as this many. */
+export const MAX_RETRIES = 255;
+
 export const CORE_DEFAULTS = {
   deadAfterTicks: 3,
   timeoutMs: 300_000,
@@ -338,7 +341,7 @@ export class SchedulerCore<H> {
     this.refill(touched);
   }
 
-  private clientLost(client: ClientRecord<H>, reason: string): void {
+  private clientLost(client: ClientRecord<H>, reason: string, cancelMessage = 'the task was cancelled: its client disconnected'): void {
     if (!this.clients.delete(client)) return;
     for (const task of client.tasks.values()) {
       task.client = null;
@@ -350,7 +353,7 @@ export class SchedulerCore<H> {
       } else if (task.state === TaskState.DELAYED) {
         this.backoffs.remove(task);
       } else if (task.state === TaskState.RUNNING) {
-        this.revoke(task, ErrorCode.CANCELLED, 'the task was cancelled: its client disconnected');
+        this.revoke(task, ErrorCode.CANCELLED, cancelMessage);
       }
       task.state = TaskState.DONE;
     }
@@ -419,7 +422,7 @@ export class SchedulerCore<H> {
         this.out.sendFailed(client, task.requestId, ErrorCode.SHUTDOWN, message);
         this.out.taskFailed?.(task, ErrorCode.SHUTDOWN, message);
       }
-      this.clientLost(client, message);
+      this.clientLost(client, message, `the task was cancelled: ${message}`);
     }
     for (const worker of [...this.workers]) this.workerLost(worker, message);
   }
@@ -451,7 +454,8 @@ export class SchedulerCore<H> {
       return null;
     }
     const seq = this.nextSeq++;
-    const retries = options?.retries ?? 0;
+    // Capped so a task's dispatch count stays small (the worker keys leases by task id and attempt).
+    const retries = Math.min(options?.retries ?? 0, MAX_RETRIES);
     const task: Task<H> = {
       seq,
       id: seq >>> 0,
