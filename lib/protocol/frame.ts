@@ -29,7 +29,8 @@ export interface DecoderOptions {
  */
 export class FrameDecoder {
   private readonly onFrame: FrameHandler;
-  private readonly maxPayload: number;
+  /** May be changed between frames, e.g. kept small until a handshake is done. */
+  maxPayload: number;
   private readonly isKnownCommand: (cmd: number) => boolean;
   private readonly chunks: Buffer[] = [];
   private offset = 0; // read position inside chunks[0]

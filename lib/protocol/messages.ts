@@ -44,6 +44,9 @@ export const ResultStatus = { OK: 0, ERROR: 1 } as const;
 /** Longest UTF-8 string a u16 length prefix can carry. */
 export const MAX_STRING_BYTES = 0xffff;
 
+/** The longest HELLO payload: version, role, heartbeat and two u16-prefixed strings. */
+export const MAX_HELLO_PAYLOAD = 1 + 1 + 4 + 2 * (2 + MAX_STRING_BYTES);
+
 export interface Hello {
   version: number;
   role: Role;

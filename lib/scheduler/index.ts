@@ -10,6 +10,7 @@ import { DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT } from '../protocol/frame.js';
 import {
   CMD_NAMES,
   Cmd,
+  MAX_HELLO_PAYLOAD,
   PROTOCOL_VERSION,
   Role,
   decodeError,
@@ -251,7 +252,12 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       socket.destroy();
       return;
     }
-    const conn = new TcpConnection(socket, { maxPayload: this.maxPayload, maxBufferedBytes: this.maxBufferedBytes });
+    // Until it has said hello, a peer may only send a HELLO: anything longer than the longest HELLO is refused
+    // at its header, so unauthenticated peers cannot make the scheduler buffer maxPayload bytes each.
+    const conn = new TcpConnection(socket, {
+      maxPayload: Math.min(MAX_HELLO_PAYLOAD, this.maxPayload),
+      maxBufferedBytes: this.maxBufferedBytes,
+    });
     if (this.peers.size >= this.maxConnections) {
       conn.close(new TaskwireError(ErrorCode.TOO_MANY_CONNECTIONS, `the scheduler is at its limit of ${this.maxConnections} connections`));
       return;
@@ -324,6 +330,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     }
     clearTimeout(peer.handshakeTimer!);
     peer.handshakeTimer = null;
+    peer.conn.maxPayload = this.maxPayload;
     const name = hello.name || peer.conn.remote;
     peer.record = hello.role === Role.CLIENT ? this.core.addClient(peer, name) : this.core.addWorker(peer, name);
     peer.conn.send(

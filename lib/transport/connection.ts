@@ -12,6 +12,8 @@ export interface Connection {
   readonly closed: boolean;
   /** Bytes accepted by send() but not yet handed to the operating system. */
   readonly pendingBytes: number;
+  /** Largest payload accepted from now on; a larger declared length closes the connection (E_FRAME_TOO_LARGE). */
+  maxPayload: number;
   /** Called once per decoded frame. Exceptions thrown here close the connection with E_PROTOCOL. */
   onFrame: (cmd: number, payload: Buffer) => void;
   /** Called exactly once, when the connection is gone. */

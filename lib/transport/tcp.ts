@@ -51,6 +51,14 @@ export class TcpConnection implements Connection {
     return this.ending || this.done;
   }
 
+  get maxPayload(): number {
+    return this.decoder.maxPayload;
+  }
+
+  set maxPayload(bytes: number) {
+    this.decoder.maxPayload = bytes;
+  }
+
   get pendingBytes(): number {
     return this.socket.writableLength;
   }
