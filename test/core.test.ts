@@ -4,13 +4,18 @@
 import t from 'tap';
 import { ErrorCode, TaskwireError } from '../lib/errors.js';
 import {
+  CORE_DEFAULTS,
   SchedulerCore,
+  TaskState,
   type ClientRecord,
   type CoreOptions,
   type CoreOutput,
   type CoreStats,
+  type DeadLetter,
   type OutcomeInput,
   type PeerRecord,
+  type SubmitOptions,
+  type Task,
   type WorkerRecord,
 } from '../lib/scheduler/core.js';
 
@@ -47,6 +52,15 @@ interface Requeued {
   taskId: number;
   attempt: number;
   from: H;
+  reason: string;
+}
+
+interface Cancel {
+  worker: H;
+  taskId: number;
+  attempt: number;
+  code: string;
+  message: string;
 }
 
 interface Left {
@@ -64,6 +78,8 @@ class Harness {
   readonly keepalives: H[] = [];
   readonly closed: Closed[] = [];
   readonly requeued: Requeued[] = [];
+  /** sendCancel calls, in order. */
+  readonly cancels: Cancel[] = [];
   readonly left: Left[] = [];
   /** Bodies of taskQueued notifications. */
   readonly queuedEvents: string[] = [];
@@ -85,6 +101,9 @@ class Harness {
           client: task.client?.handle ?? null,
           requestId: task.requestId,
         });
+      },
+      sendCancel: (worker, taskId, attempt, code, message) => {
+        this.cancels.push({ worker: worker.handle, taskId, attempt, code, message });
       },
       sendCompleted: (client, requestId, body) => {
         this.settled.push({ client: client.handle, requestId, ok: true, body: body.toString(), code: '', message: '' });
@@ -110,8 +129,8 @@ class Harness {
       taskFailed: (task, code) => {
         this.failedEvents.push({ body: task.body.toString(), code });
       },
-      taskRequeued: (task, worker) => {
-        this.requeued.push({ body: task.body.toString(), taskId: task.id, attempt: task.attempt, from: worker.handle });
+      taskRequeued: (task, worker, reason) => {
+        this.requeued.push({ body: task.body.toString(), taskId: task.id, attempt: task.attempt, from: worker.handle, reason });
       },
       peerLeft: (peer, reason, requeued) => {
         this.left.push({ peer: peer.handle, reason, requeued });
@@ -150,8 +169,18 @@ class Harness {
     this.core.ready(this.w(worker), concurrency, types);
   }
 
-  submit(client: H, requestId: number, type: string, body: string): TaskwireError | null {
-    return this.core.submit(this.c(client), requestId, type, Buffer.from(body));
+  submit(client: H, requestId: number, type: string, body: string, options?: SubmitOptions): TaskwireError | null {
+    return this.core.submit(this.c(client), requestId, type, Buffer.from(body), options);
+  }
+
+  /** Advances the core's clock. */
+  tick(now: number): void {
+    this.core.tick(now);
+  }
+
+  /** The core's record of the client's unsettled request. */
+  task(client: H, requestId: number): Task<H> | undefined {
+    return this.c(client).tasks.get(requestId);
   }
 
   /** Reports success for a dispatched task, with body 'done:<task body>' unless told otherwise. */
@@ -167,6 +196,17 @@ class Harness {
     const peer: PeerRecord<H> | undefined = this.clients.get(handle) ?? this.workers.get(handle);
     if (!peer) throw new Error(`no peer ${handle}`);
     this.core.lost(peer, reason);
+  }
+
+  /** A result for a lease (task id, attempt) the worker may no longer hold. */
+  answer(worker: H, taskId: number, attempt: number, outcome: OutcomeInput = { ok: true, body: Buffer.from('late') }): TaskwireError | null {
+    return this.core.result(this.w(worker), taskId, attempt, outcome);
+  }
+
+  /** Slots of a worker taken (running tasks plus revoked leases not yet answered). */
+  busy(worker: H): number {
+    const w = this.w(worker);
+    return w.running.size + w.revoked.size;
   }
 
   /** The last dispatch of the task with this body. */
@@ -191,6 +231,7 @@ class Harness {
       this.keepalives.length +
       this.closed.length +
       this.requeued.length +
+      this.cancels.length +
       this.left.length +
       this.queuedEvents.length +
       this.dispatchedEvents.length +
@@ -424,8 +465,14 @@ t.test('requeue on worker loss: held tasks go back to the head, in order, with t
   t.match(h.stats(), { queued: 8, inFlight: 0, requeued: 4, workers: 0 });
   t.same(
     h.requeued,
-    range(1, 4).map((i) => ({ body: `t${i}`, taskId: ids.get(`t${i}`), attempt: 1, from: 'W1' })),
-    'taskRequeued fired for tasks 1-4, in order',
+    range(1, 4).map((i) => ({
+      body: `t${i}`,
+      taskId: ids.get(`t${i}`),
+      attempt: 1,
+      from: 'W1',
+      reason: 'worker worker W1 was lost: socket reset',
+    })),
+    'taskRequeued fired for tasks 1-4, in order, with the reason',
   );
   t.same(h.left, [{ peer: 'W1', reason: 'socket reset', requeued: 4 }]);
   h.lost('W1', 'again');
@@ -525,7 +572,15 @@ t.test('client loss: queued tasks dropped, running results discarded, credits re
   t.equal(h.core.queueCount, 1);
 
   h.lost('c1', 'bye');
-  t.match(h.stats(), { queued: 0, inFlight: 2, clients: 1 });
+  // Changed with leases: the running tasks of a departed client are revoked at once (sendCancel E_CANCELLED), so
+  // they leave inFlight now; their slots stay busy until W1 answers for them.
+  t.match(h.stats(), { queued: 0, inFlight: 0, clients: 1 });
+  t.same(
+    h.cancels.map((c) => [c.worker, c.taskId, c.attempt, c.code]),
+    [['W1', h.find('t1').taskId, 1, ErrorCode.CANCELLED], ['W1', h.find('t2').taskId, 1, ErrorCode.CANCELLED]],
+    'both running tasks are cancelled on W1',
+  );
+  t.equal(h.busy('W1'), 2, 'their slots stay busy');
   t.same(h.left, [{ peer: 'c1', reason: 'bye', requeued: 0 }]);
 
   h.worker('W2', 10, ['sha256']);
@@ -537,7 +592,9 @@ t.test('client loss: queued tasks dropped, running results discarded, credits re
   t.same(h.settled, [], 'nothing is sent to the departed client');
   t.same(h.completedEvents, []);
   t.same(h.failedEvents, []);
-  t.match(h.stats(), { inFlight: 0, queued: 0, discarded: 2 });
+  // Changed: dropped results are counted in discarded only, no longer also in completed/failed.
+  t.match(h.stats(), { inFlight: 0, queued: 0, discarded: 2, late: 0, completed: 0, failed: 0 });
+  t.equal(h.busy('W1'), 0, 'the answers freed the slots');
   t.same(h.bodies('W1'), ['t1', 't2'], 'W1 never received the queued tasks of c1');
 
   // W1 got both credits back: c2's two tasks both go to it at once.
@@ -617,8 +674,38 @@ t.test('duplicate request id while pending is a protocol error; reusing it after
 // ---- 11. keepalive -------------------------------------------------------------------------------------------
 
 t.test('keepalive: ticks ping every peer and drop the silent ones', (t) => {
-  t.test('a silent worker is closed with E_TIMEOUT and its tasks are requeued', (t) => {
+  t.test('a silent idle worker is closed with E_TIMEOUT after deadAfterTicks heartbeats', (t) => {
     const h = new Harness();
+    const c1 = h.client('c1');
+    h.worker('w1', 2, ['sha256']);
+    const w2 = h.worker('w2', 2, ['sha256']);
+    h.core.heartbeat();
+    // Changed: heartbeat() has no clock any more (it was tick(now)); only tick(now) moves core.now.
+    t.equal(h.core.now, 0, 'heartbeat() leaves the clock alone');
+    t.same(h.keepalives.sort(), ['c1', 'w1', 'w2'], 'one keepalive per peer');
+    for (let beat = 2; beat <= 3; beat++) {
+      h.core.seen(c1);
+      h.core.seen(w2);
+      h.core.heartbeat();
+      t.equal(h.closed.length, 0, `still alive after heartbeat ${beat}`);
+    }
+    h.core.seen(c1);
+    h.core.seen(w2);
+    h.core.heartbeat();
+    t.same(h.closed.map((c) => [c.peer, c.error instanceof TaskwireError && c.error.code]), [['w1', ErrorCode.TIMEOUT]]);
+    t.equal(h.keepalives.filter((p) => p === 'w1').length, 3, 'no keepalive to the dropped peer');
+    t.same(h.left, [{ peer: 'w1', reason: 'no frame for 3 keepalive intervals', requeued: 0 }], 'treated as lost');
+    h.submit('c1', 1, 'sha256', 't1');
+    t.same(h.bodies(), ['t1']);
+    t.equal(h.find('t1').worker, 'w2', 'the dropped worker gets nothing');
+    t.end();
+  });
+
+  // Changed (commit "Liveness: a worker running tasks is not dropped for silence"): a worker whose handler blocks
+  // its event loop stays registered while it runs tasks; the task timeouts bound the wait instead. This used to be
+  // "a silent worker is closed with E_TIMEOUT and its tasks are requeued" at the third silent heartbeat.
+  t.test('a silent worker running tasks is kept until their timeouts take them back, then closed', (t) => {
+    const h = new Harness({ timeoutMs: 10_000 });
     const c1 = h.client('c1');
     h.worker('w1', 2, ['sha256']);
     const w2 = h.worker('w2', 2, ['sha256']);
@@ -627,37 +714,54 @@ t.test('keepalive: ticks ping every peer and drop the silent ones', (t) => {
     h.submit('c1', 3, 'sha256', 't3');
     t.same(h.bodies('w1'), ['t1', 't3']);
     t.same(h.bodies('w2'), ['t2']);
+    h.finish(h.find('t2'));
 
-    h.core.tick(1000);
-    t.equal(h.core.now, 1000);
-    t.same(h.keepalives.sort(), ['c1', 'w1', 'w2'], 'one keepalive per peer');
-    for (let tick = 2; tick <= 3; tick++) {
+    for (let beat = 1; beat <= 6; beat++) {
       h.core.seen(c1);
       h.core.seen(w2);
-      h.core.tick(tick * 1000);
-      t.equal(h.closed.length, 0, `still alive after tick ${tick}`);
+      h.core.heartbeat();
     }
-    t.equal(h.keepalives.filter((p) => p === 'w1').length, 3);
+    t.same(h.closed, [], 'w1 is silent for 6 heartbeats but runs tasks: not dropped');
+    t.equal(h.keepalives.filter((p) => p === 'w1').length, 6, 'and still pinged');
+    t.match(h.stats(), { workers: 2, inFlight: 2, requeued: 0 });
+
+    h.tick(10_000);
+    const reason = 'timed out after 10000 ms on worker worker w1';
+    t.same(
+      h.cancels.map((c) => [c.worker, c.taskId, c.attempt, c.code, c.message]),
+      [['w1', h.find('t1').taskId, 1, ErrorCode.TIMEOUT, reason], ['w1', h.find('t3').taskId, 1, ErrorCode.TIMEOUT, reason]],
+      'both tasks are taken back from w1',
+    );
+    t.same(h.requeued.map((r) => [r.body, r.from, r.reason]), [['t1', 'w1', reason], ['t3', 'w1', reason]]);
+    t.same(h.bodies('w2'), ['t2', 't1', 't3'], 'w2 took both with its free credits');
+    t.equal(h.find('t1').attempt, 2);
+    t.equal(h.busy('w1'), 2, 'the revoked leases keep the slots of w1 busy');
+
+    // Revoked leases are not running tasks: silence counts again.
+    for (let beat = 1; beat <= 2; beat++) {
+      h.core.seen(c1);
+      h.core.seen(w2);
+      h.core.heartbeat();
+    }
+    t.same(h.closed, [], 'two silent heartbeats are fine');
     h.core.seen(c1);
     h.core.seen(w2);
-    h.core.tick(4000);
-    t.equal(h.closed.length, 1, 'w1 dropped after 3 ticks without a frame');
+    h.core.heartbeat();
+    t.equal(h.closed.length, 1, 'w1 dropped at the third silent heartbeat after its tasks were taken back');
     t.equal(h.closed[0]!.peer, 'w1');
     t.type(h.closed[0]!.error, TaskwireError);
     t.equal(h.closed[0]!.error.code, ErrorCode.TIMEOUT);
-    t.equal(h.keepalives.filter((p) => p === 'w1').length, 3, 'no keepalive to the dropped peer');
-    t.equal(h.left[0]?.peer, 'w1', 'treated as lost');
-    t.same(h.requeued.map((r) => r.body), ['t1', 't3']);
-    t.same(h.bodies('w2'), ['t2', 't1'], 'w2 took one requeued task with its spare credit');
-    t.equal(h.find('t1').attempt, 2);
-    t.match(h.stats(), { workers: 1, queued: 1, inFlight: 2, requeued: 2 });
+    t.same(h.left, [{ peer: 'w1', reason: 'no frame for 3 keepalive intervals', requeued: 0 }], 'nothing left to requeue');
+    t.equal(h.keepalives.filter((p) => p === 'w1').length, 8, 'no keepalive to the dropped peer');
+    t.match(h.stats(), { workers: 1, queued: 0, inFlight: 2, requeued: 2, timedOut: 2, late: 0 });
     const keepalives = h.keepalives.length;
     h.core.seen(c1);
     h.core.seen(w2);
-    h.core.tick(5000);
+    h.core.heartbeat();
     t.same(h.keepalives.slice(keepalives).sort(), ['c1', 'w2'], 'the dropped worker is gone for good');
-    t.equal(h.core.result(h.w('w1'), h.sent[0]!.taskId, 1, { ok: true, body: Buffer.from('late') }), null);
-    t.equal(h.settled.length, 0, 'its late result is ignored');
+    t.equal(h.answer('w1', h.sent[0]!.taskId, 1), null, 'its late result is ignored');
+    t.equal(h.stats().late, 0, 'and not even counted: the worker is gone');
+    t.same(h.settled.map((s) => s.requestId), [2]);
     t.end();
   });
 
@@ -669,14 +773,18 @@ t.test('keepalive: ticks ping every peer and drop the silent ones', (t) => {
     h.submit('c1', 2, 'sha256', 't2');
     for (let tick = 1; tick <= 4; tick++) {
       h.core.seen(w1);
-      h.core.tick(tick);
+      h.core.heartbeat();
     }
     t.same(h.closed.map((c) => [c.peer, c.error.code]), [['c1', ErrorCode.TIMEOUT]]);
-    t.match(h.stats(), { clients: 0, queued: 0, inFlight: 1 });
+    // Changed with leases: t1 is revoked from w1 (E_CANCELLED) and leaves inFlight at once; its slot stays busy.
+    t.match(h.stats(), { clients: 0, queued: 0, inFlight: 0 });
+    t.same(h.cancels.map((c) => [c.worker, c.taskId, c.code]), [['w1', h.find('t1').taskId, ErrorCode.CANCELLED]]);
+    t.equal(h.busy('w1'), 1);
     h.finish(h.find('t1'));
     t.same(h.settled, []);
     t.same(h.bodies(), ['t1'], 't2 was dropped');
     t.equal(h.stats().discarded, 1);
+    t.equal(h.busy('w1'), 0);
     t.end();
   });
 
@@ -687,16 +795,16 @@ t.test('keepalive: ticks ping every peer and drop the silent ones', (t) => {
     for (let tick = 1; tick <= 50; tick++) {
       h.core.seen(c1);
       if (tick % 3 !== 0) h.core.seen(w1); // w1 is silent for 1 of every 3 intervals; that never adds up
-      h.core.tick(tick);
+      h.core.heartbeat();
     }
     t.same(h.closed, []);
     t.equal(h.keepalives.length, 100);
     t.match(h.stats(), { clients: 1, workers: 1 });
     // Two silent intervals in a row are still fine, the third drops it.
-    h.core.tick(51);
-    h.core.tick(52);
+    h.core.heartbeat();
+    h.core.heartbeat();
     t.same(h.closed, []);
-    h.core.tick(53);
+    h.core.heartbeat();
     t.same(h.closed.map((c) => c.peer).sort(), ['c1', 'w1']);
     t.end();
   });
@@ -706,9 +814,9 @@ t.test('keepalive: ticks ping every peer and drop the silent ones', (t) => {
       const h = new Harness({ deadAfterTicks });
       h.client('c1');
       // The first tick consumes the "seen" of the connection itself; then deadAfterTicks silent ticks drop it.
-      for (let tick = 1; tick <= deadAfterTicks; tick++) h.core.tick(tick);
+      for (let tick = 1; tick <= deadAfterTicks; tick++) h.core.heartbeat();
       t.same(h.closed, [], `deadAfterTicks ${deadAfterTicks}: alive after ${deadAfterTicks} ticks`);
-      h.core.tick(deadAfterTicks + 1);
+      h.core.heartbeat();
       t.same(h.closed.map((c) => [c.peer, c.error.code]), [['c1', ErrorCode.TIMEOUT]], `deadAfterTicks ${deadAfterTicks}: dropped on the next`);
       t.equal(h.keepalives.length, deadAfterTicks);
     }
@@ -816,7 +924,7 @@ t.test('shutdown fails every pending task once with E_SHUTDOWN and forgets every
   const calls = h.calls;
   t.equal(h.finish(h.find('c1-run-2')), null);
   t.equal(h.submit('c1', 9, 'sha256', 'late'), null);
-  h.core.tick(1);
+  h.core.heartbeat();
   h.core.shutdown('twice');
   t.equal(h.calls, calls, 'no output after shutdown');
   t.end();
@@ -877,9 +985,597 @@ t.test('stats().requeued and peerLeft count only tasks actually put back in a qu
   t.end();
 });
 
-// ---- 15. seeded simulation -----------------------------------------------------------------------------------
+// ---- 15. clock, timeouts and leases --------------------------------------------------------------------------
 
-type TaskState = 'queued' | 'running' | 'orphan' | 'settled' | 'dropped';
+t.test('tick(now) moves the core clock, heartbeat() does not; documented defaults', (t) => {
+  const h = new Harness();
+  t.equal(h.core.now, 0);
+  h.tick(1234);
+  t.equal(h.core.now, 1234);
+  h.core.heartbeat();
+  t.equal(h.core.now, 1234);
+  t.match(CORE_DEFAULTS, { deadAfterTicks: 3, timeoutMs: 300_000, maxAttempts: 3, backoffMs: 1000, deadLetterLimit: 1000 });
+  t.match(h.stats(), { delayed: 0, retried: 0, timedOut: 0, rejected: 0, late: 0, discarded: 0, deadLetters: 0 });
+  t.same(h.core.deadLetters(), []);
+  t.equal(h.core.unsettled, 0);
+  t.end();
+});
+
+t.test('timeout: cancel E_TIMEOUT, requeue, the slot stays busy until the late result, which is dropped', (t) => {
+  const h = new Harness({ timeoutMs: 1000 });
+  h.client('c1');
+  h.worker('w1', 1);
+  h.submit('c1', 1, 'sha256', 't1');
+  h.submit('c1', 2, 'sha256', 't2');
+  const d1 = h.find('t1');
+  t.equal(h.task('c1', 1)?.state, TaskState.RUNNING);
+  t.equal(h.task('c1', 2)?.state, TaskState.QUEUED);
+
+  h.tick(999);
+  t.same(h.cancels, [], 'not due before its timeout');
+  t.match(h.stats(), { inFlight: 1, queued: 1, timedOut: 0 });
+
+  h.tick(1000);
+  const reason = 'timed out after 1000 ms on worker worker w1';
+  t.same(h.cancels, [{ worker: 'w1', taskId: d1.taskId, attempt: 1, code: ErrorCode.TIMEOUT, message: reason }], 'sendCancel E_TIMEOUT');
+  t.same(h.requeued, [{ body: 't1', taskId: d1.taskId, attempt: 1, from: 'w1', reason }], 'taskRequeued with the reason');
+  t.match(h.stats(), { queued: 2, inFlight: 0, delayed: 0, timedOut: 1, requeued: 1, late: 0, completed: 0, failed: 0 });
+  t.equal(h.core.unsettled, 2);
+  t.equal(h.task('c1', 1)?.state, TaskState.QUEUED, 'back in the queue');
+  t.same([...h.w('w1').revoked], [[`${d1.taskId}:1`, false]], 'the lease is recorded as revoked (client still there)');
+  t.equal(h.w('w1').running.size, 0);
+  t.same(h.bodies(), ['t1'], 'nothing more is sent to w1: it may still be running t1');
+  h.submit('c1', 3, 'sha256', 't3');
+  t.same(h.bodies(), ['t1'], 'a new submission does not take the busy slot either');
+  t.same(h.settled, [], 'the client is told nothing yet');
+
+  h.tick(1500);
+  t.equal(h.cancels.length, 1, 'a revoked lease is not timed out again');
+  t.equal(h.finish(d1, 'too late'), null, 'the late result is accepted without error');
+  t.same(h.settled, [], 'and not forwarded');
+  t.match(h.stats(), { late: 1, discarded: 0, completed: 0, timedOut: 1 });
+  t.equal(h.w('w1').revoked.size, 0, 'the lease is forgotten');
+  t.same(h.sent.at(-1), { worker: 'w1', taskId: d1.taskId, attempt: 2, type: 'sha256', body: 't1', client: 'c1', requestId: 1 },
+    'the freed slot takes the oldest queued task: t1 again, under lease 2');
+  t.equal(h.finish(d1)?.code, ErrorCode.PROTOCOL, 'a second answer for the old lease is a protocol error');
+
+  // The new lease's deadline counts from the core's clock when it was dispatched (1500).
+  h.tick(2499);
+  t.equal(h.cancels.length, 1);
+  t.equal(h.finish(h.find('t1')), null);
+  t.same(h.settled, [{ client: 'c1', requestId: 1, ok: true, body: 'done:t1', code: '', message: '' }], 'settled once, by lease 2');
+  t.same(h.bodies(), ['t1', 't1', 't2']);
+  h.finish(h.find('t2'));
+  h.finish(h.find('t3'));
+  t.same(h.settled.map((s) => s.requestId), [1, 2, 3]);
+  t.match(h.stats(), { completed: 3, late: 1, timedOut: 1, requeued: 1, dispatched: 4, queued: 0, inFlight: 0 });
+  t.equal(h.core.unsettled, 0);
+  t.end();
+});
+
+t.test('timeout: the same worker may get the task back while it still owes the old lease', (t) => {
+  const h = new Harness({ timeoutMs: 1000 });
+  h.client('c1');
+  h.worker('w1', 2);
+  h.submit('c1', 1, 'sha256', 't1');
+  const first = h.find('t1');
+  h.tick(1000);
+  const second = h.find('t1');
+  t.same([second.worker, second.attempt], ['w1', 2], 'its spare slot took t1 again');
+  t.equal(h.busy('w1'), 2, 'one running lease and one revoked lease');
+  t.equal(h.answer('w1', first.taskId, 3)?.code, ErrorCode.PROTOCOL, 'a lease never held is still a protocol error');
+  t.equal(h.finish(first, 'old'), null, 'the old lease is answered late');
+  t.match(h.stats(), { late: 1, completed: 0 });
+  t.equal(h.finish(second), null);
+  t.same(h.settled, [{ client: 'c1', requestId: 1, ok: true, body: 'done:t1', code: '', message: '' }]);
+  t.equal(h.busy('w1'), 0);
+  t.end();
+});
+
+t.test('timeout on the maxAttempts-th attempt fails the task with E_ATTEMPTS and the last reason', (t) => {
+  const h = new Harness({ timeoutMs: 1000 });
+  h.client('c1');
+  for (const w of ['w1', 'w2', 'w3']) h.worker(w, 1);
+  h.submit('c1', 1, 'sha256', 'payload');
+  h.tick(1000);
+  h.tick(2000);
+  t.same(h.sent.map((s) => [s.worker, s.attempt]), [['w1', 1], ['w2', 2], ['w3', 3]], 'each attempt on the next idle worker');
+  t.same(h.settled, []);
+  h.tick(3000);
+  const message = 'gave up after 3 attempts; last: timed out after 1000 ms on worker worker w3';
+  t.same(h.settled, [{ client: 'c1', requestId: 1, ok: false, body: '', code: ErrorCode.ATTEMPTS, message }]);
+  t.ok(h.settled[0]!.message.startsWith('gave up after 3 attempts; last: '));
+  t.same(h.failedEvents, [{ body: 'payload', code: ErrorCode.ATTEMPTS }]);
+  t.same(
+    h.cancels.map((c) => [c.worker, c.attempt, c.code]),
+    [['w1', 1, ErrorCode.TIMEOUT], ['w2', 2, ErrorCode.TIMEOUT], ['w3', 3, ErrorCode.TIMEOUT]],
+  );
+  t.equal(h.requeued.length, 2, 'requeued after the first two timeouts only');
+  t.match(h.stats(), { failed: 1, requeued: 2, timedOut: 3, queued: 0, inFlight: 0, deadLetters: 1 });
+  t.same(h.core.deadLetters(), [
+    { taskId: h.sent[0]!.taskId, type: 'sha256', code: ErrorCode.ATTEMPTS, message, attempts: 3, payloadBytes: 7, failedAt: 3000 },
+  ]);
+  t.equal(h.core.unsettled, 0);
+  t.equal(h.task('c1', 1), undefined, 'the request id is free again');
+  for (const d of h.sent) t.equal(h.finish(d), null, `late answer from ${d.worker}`);
+  t.equal(h.settled.length, 1, 'no late answer reaches the client');
+  t.match(h.stats(), { late: 3, discarded: 0, completed: 0 });
+  t.end();
+});
+
+t.test('a task whose worker is lost 3 times fails with E_ATTEMPTS; the tasks behind it are unaffected', (t) => {
+  const h = new Harness();
+  h.client('c1');
+  h.worker('w1', 1);
+  h.submit('c1', 1, 'sha256', 'crasher');
+  h.submit('c1', 2, 'sha256', 'next');
+  h.lost('w1', 'crash 1');
+  h.worker('w2', 1);
+  h.lost('w2', 'crash 2');
+  h.worker('w3', 1);
+  t.same(h.sent.map((s) => [s.worker, s.body, s.attempt]), [['w1', 'crasher', 1], ['w2', 'crasher', 2], ['w3', 'crasher', 3]]);
+  h.lost('w3', 'crash 3');
+  const message = 'gave up after 3 attempts; last: worker worker w3 was lost: crash 3';
+  t.same(h.settled, [{ client: 'c1', requestId: 1, ok: false, body: '', code: ErrorCode.ATTEMPTS, message }]);
+  t.same(h.left.map((l) => [l.peer, l.requeued]), [['w1', 1], ['w2', 1], ['w3', 0]], 'peerLeft counts only the requeued');
+  t.same(h.requeued.map((r) => r.reason), ['worker worker w1 was lost: crash 1', 'worker worker w2 was lost: crash 2']);
+  t.match(h.stats(), { failed: 1, requeued: 2, queued: 1, inFlight: 0, timedOut: 0, deadLetters: 1 });
+  t.match(h.core.deadLetters(), [{ code: ErrorCode.ATTEMPTS, message, attempts: 3, payloadBytes: 7 }]);
+  h.worker('w4', 1);
+  t.same(h.sent.at(-1)!.body, 'next');
+  t.equal(h.sent.at(-1)!.attempt, 1, 'the task behind it starts fresh');
+  h.finish(h.sent.at(-1)!);
+  t.same(h.settled.at(-1), { client: 'c1', requestId: 2, ok: true, body: 'done:next', code: '', message: '' });
+  t.end();
+});
+
+t.test('maxAttempts is respected, counting timeouts and worker losses together, not handler retries', (t) => {
+  t.test('maxAttempts 1: the first fault fails the task', (t) => {
+    const h = new Harness({ maxAttempts: 1 });
+    h.client('c1');
+    h.worker('w1', 1);
+    h.submit('c1', 1, 'sha256', 't1');
+    h.lost('w1', 'gone');
+    const message = 'gave up after 1 attempts; last: worker worker w1 was lost: gone';
+    t.same(h.settled, [{ client: 'c1', requestId: 1, ok: false, body: '', code: ErrorCode.ATTEMPTS, message }]);
+    t.same(h.requeued, []);
+    t.same(h.left, [{ peer: 'w1', reason: 'gone', requeued: 0 }]);
+    t.match(h.stats(), { requeued: 0, failed: 1, queued: 0 });
+    t.end();
+  });
+
+  t.test('maxAttempts 4: three faults of either kind are survived, the fourth fails', (t) => {
+    const h = new Harness({ maxAttempts: 4, timeoutMs: 1000 });
+    h.client('c1');
+    h.worker('w1', 1);
+    h.submit('c1', 1, 'sha256', 't1');
+    h.lost('w1', 'one'); // fault 1
+    h.worker('w2', 1);
+    h.tick(1000); // fault 2 (timeout)
+    h.worker('w3', 1);
+    h.lost('w3', 'three'); // fault 3
+    t.same(h.settled, []);
+    t.match(h.stats(), { requeued: 3, timedOut: 1 });
+    h.worker('w4', 1);
+    t.same(h.sent.map((s) => [s.worker, s.attempt]), [['w1', 1], ['w2', 2], ['w3', 3], ['w4', 4]]);
+    h.tick(2000); // fault 4
+    const message = 'gave up after 4 attempts; last: timed out after 1000 ms on worker worker w4';
+    t.same(h.settled, [{ client: 'c1', requestId: 1, ok: false, body: '', code: ErrorCode.ATTEMPTS, message }]);
+    t.match(h.stats(), { requeued: 3, timedOut: 2, failed: 1 });
+    t.end();
+  });
+
+  t.test('maxAttempts 2 with 1 retry: dispatched at most 3 times', (t) => {
+    const h = new Harness({ maxAttempts: 2, timeoutMs: 5000 });
+    h.client('c1');
+    h.worker('w1', 1);
+    h.submit('c1', 1, 'sha256', 't1', { retries: 1 });
+    h.lost('w1', 'one'); // fault 1
+    h.worker('w2', 1);
+    h.failTask(h.find('t1'), ErrorCode.HANDLER, 'boom'); // retry 1, not a fault
+    t.match(h.stats(), { delayed: 1, retried: 1, requeued: 1 });
+    h.tick(1000);
+    t.same(h.sent.map((s) => [s.worker, s.attempt]), [['w1', 1], ['w2', 2], ['w2', 3]]);
+    h.tick(6000); // fault 2 = maxAttempts
+    t.match(h.settled, [
+      { requestId: 1, ok: false, code: ErrorCode.ATTEMPTS, message: /^gave up after 2 attempts; last: timed out after 5000 ms/ },
+    ]);
+    t.match(h.core.deadLetters(), [{ attempts: 3, code: ErrorCode.ATTEMPTS }]);
+    t.equal(h.sent.length, 3);
+    t.end();
+  });
+  t.end();
+});
+
+t.test('per-task timeoutMs overrides the default; timeoutMs 0 in CoreOptions means no timeout', (t) => {
+  t.test('default 300000 ms', (t) => {
+    const h = new Harness();
+    h.client('c1');
+    h.worker('w1', 3);
+    h.submit('c1', 1, 'sha256', 'default');
+    h.submit('c1', 2, 'sha256', 'short', { timeoutMs: 2000 });
+    h.submit('c1', 3, 'sha256', 'zero', { timeoutMs: 0 });
+    const id = (body: string): number => h.find(body).taskId;
+    h.tick(1999);
+    t.same(h.cancels, []);
+    h.tick(2000);
+    t.same(h.cancels.map((c) => [c.taskId, c.message]), [[id('short'), 'timed out after 2000 ms on worker worker w1']], 'the per-task timeout');
+    h.tick(299_999);
+    t.equal(h.cancels.length, 1);
+    h.tick(300_000);
+    t.same(
+      h.cancels.slice(1).map((c) => c.taskId).sort((a, b) => a - b),
+      [id('default'), id('zero')],
+      'the default applies with no option and with timeoutMs 0',
+    );
+    t.equal(h.stats().timedOut, 3);
+    t.end();
+  });
+
+  t.test('default 0: no timeout unless the task asks for one', (t) => {
+    const h = new Harness({ timeoutMs: 0 });
+    h.client('c1');
+    h.worker('w1', 2);
+    h.submit('c1', 1, 'sha256', 'forever');
+    h.submit('c1', 2, 'sha256', 'bounded', { timeoutMs: 500 });
+    h.tick(499);
+    t.same(h.cancels, []);
+    h.tick(500);
+    t.same(h.cancels.map((c) => [c.taskId, c.code]), [[h.find('bounded').taskId, ErrorCode.TIMEOUT]]);
+    h.tick(1e12);
+    t.equal(h.cancels.length, 1, 'the task without a timeout is never cancelled');
+    t.equal(h.stats().timedOut, 1);
+    t.equal(h.finish(h.find('forever')), null);
+    t.same(h.settled.map((s) => [s.requestId, s.ok]), [[1, true]]);
+    t.end();
+  });
+  t.end();
+});
+
+// ---- 16. retries ---------------------------------------------------------------------------------------------
+
+t.test('retries: exponential backoff (1000, 2000, 4000 ms by tick times), then success', (t) => {
+  const h = new Harness();
+  h.client('c1');
+  h.worker('w1', 1);
+  h.submit('c1', 1, 'sha256', 'r', { retries: 3 });
+  h.submit('c1', 2, 'sha256', 'other');
+  const id = h.find('r').taskId;
+
+  t.equal(h.failTask(h.find('r'), 'E_HANDLER', 'boom 1'), null);
+  t.same(h.settled, [], 'not failed: it has retries left');
+  t.equal(h.task('c1', 1)?.state, TaskState.DELAYED);
+  t.same(h.requeued, [{ body: 'r', taskId: id, attempt: 1, from: 'w1', reason: 'handler failed (boom 1); retry 1 in 1000 ms' }]);
+  t.match(h.stats(), { delayed: 1, retried: 1, requeued: 0, failed: 0, queued: 0, inFlight: 1 });
+  t.equal(h.core.unsettled, 2, 'a delayed task is unsettled');
+  t.same(h.bodies(), ['r', 'other'], 'the slot went to the next task meanwhile');
+  h.finish(h.find('other'));
+
+  const schedule: [failAt: number, delay: number][] = [[0, 1000], [1000, 2000], [3000, 4000]];
+  for (let i = 0; i < schedule.length; i++) {
+    const [failAt, delay] = schedule[i]!;
+    h.tick(failAt + delay - 1);
+    t.equal(h.bodies().filter((b) => b === 'r').length, i + 1, `retry ${i + 1} not before ${failAt + delay}`);
+    h.tick(failAt + delay);
+    const d = h.sent.at(-1)!;
+    t.same([d.body, d.attempt, d.taskId], ['r', i + 2, id], `retry ${i + 1} dispatched at ${failAt + delay}`);
+    t.match(h.stats(), { delayed: 0, inFlight: 1 });
+    if (i < schedule.length - 1) {
+      h.failTask(d, 'E_HANDLER', `boom ${i + 2}`);
+      t.equal(h.requeued.at(-1)!.reason, `handler failed (boom ${i + 2}); retry ${i + 2} in ${schedule[i + 1]![1]} ms`);
+    }
+  }
+  t.equal(h.finish(h.sent.at(-1)!), null);
+  t.same(h.settled.map((s) => [s.requestId, s.ok, s.body]), [[2, true, 'done:other'], [1, true, 'done:r']]);
+  t.match(h.stats(), { retried: 3, requeued: 0, completed: 2, failed: 0, delayed: 0, deadLetters: 0, dispatched: 5 });
+  t.equal(h.core.unsettled, 0);
+  t.end();
+});
+
+t.test('retries: per-task backoffMs; failure after the retries are spent carries the worker code', (t) => {
+  const h = new Harness();
+  h.client('c1');
+  h.worker('w1', 1);
+  h.submit('c1', 1, 'sha256', 'doomed', { retries: 2, backoffMs: 100 });
+  h.tick(50);
+  h.failTask(h.find('doomed'), 'E_FIRST', 'first');
+  h.tick(149);
+  t.equal(h.sent.length, 1);
+  h.tick(150);
+  t.equal(h.sent.length, 2, 'first retry after 100 ms');
+  h.failTask(h.find('doomed'), 'E_SECOND', 'second');
+  h.tick(349);
+  t.equal(h.sent.length, 2);
+  h.tick(350);
+  t.equal(h.sent.length, 3, 'second retry after 200 ms');
+  t.same(h.settled, []);
+  h.failTask(h.find('doomed'), 'E_LAST', 'third');
+  t.same(
+    h.settled,
+    [{ client: 'c1', requestId: 1, ok: false, body: '', code: 'E_LAST', message: 'third' }],
+    'the last failure, as the worker reported it',
+  );
+  t.same(h.failedEvents, [{ body: 'doomed', code: 'E_LAST' }]);
+  t.same(h.requeued.map((r) => r.reason), ['handler failed (first); retry 1 in 100 ms', 'handler failed (second); retry 2 in 200 ms']);
+  t.match(h.stats(), { failed: 1, retried: 2, requeued: 0, delayed: 0, deadLetters: 1 });
+  t.same(h.core.deadLetters(), [
+    { taskId: h.sent[0]!.taskId, type: 'sha256', code: 'E_LAST', message: 'third', attempts: 3, payloadBytes: 6, failedAt: 350 },
+  ]);
+  t.end();
+});
+
+t.test("a lost client's queued and delayed tasks are dropped at once", (t) => {
+  const h = new Harness();
+  h.client('c1');
+  h.client('c2');
+  h.worker('w1', 1);
+  h.submit('c1', 1, 'sha256', 'retrying', { retries: 1 });
+  h.submit('c1', 2, 'sha256', 'queued');
+  h.submit('c1', 3, 'other-type', 'waiting');
+  h.failTask(h.find('retrying'), 'E_HANDLER', 'boom');
+  t.same(h.bodies(), ['retrying', 'queued']);
+  t.match(h.stats(), { delayed: 1, queued: 1, inFlight: 1 });
+  t.equal(h.core.queueCount, 2);
+
+  h.lost('c1');
+  t.match(h.stats(), { delayed: 0, queued: 0, inFlight: 0 });
+  t.equal(h.core.unsettled, 0);
+  t.equal(h.core.queueCount, 1, 'the queue of the type nobody runs is gone');
+  t.same(h.cancels.map((c) => [c.taskId, c.code]), [[h.find('queued').taskId, ErrorCode.CANCELLED]]);
+  const calls = h.calls;
+  h.tick(10_000);
+  t.equal(h.calls, calls, 'the delay ends and nothing happens');
+  t.equal(h.finish(h.find('queued')), null);
+  t.match(h.stats(), { discarded: 1, late: 0 });
+  h.submit('c2', 1, 'sha256', 'c2 task');
+  t.same(h.bodies(), ['retrying', 'queued', 'c2 task'], 'the dropped retry never ran again');
+  t.same(h.settled, [], 'nothing was sent to c1');
+  t.end();
+});
+
+// ---- 17. limits, drain, dead letters -------------------------------------------------------------------------
+
+t.test('E_QUEUE_FULL: a submission past maxQueued is refused to the client, who is still served', (t) => {
+  const h = new Harness({ maxQueued: 2 });
+  h.client('c1');
+  h.client('c2');
+  t.equal(h.submit('c1', 1, 'sha256', 'q1'), null);
+  t.equal(h.submit('c1', 2, 'sha256', 'q2'), null);
+  t.equal(h.submit('c1', 3, 'sha256', 'refused'), null, 'a refusal is not a protocol error');
+  t.equal(h.submit('c2', 1, 'sha256', 'refused too'), null);
+  t.match(h.settled, [
+    { client: 'c1', requestId: 3, ok: false, code: ErrorCode.QUEUE_FULL, message: /queue is full/ },
+    { client: 'c2', requestId: 1, ok: false, code: ErrorCode.QUEUE_FULL },
+  ]);
+  t.equal(h.settled.length, 2);
+  t.same(h.failedEvents, [], 'a refusal is not a task failure');
+  t.match(h.stats(), { rejected: 2, submitted: 2, queued: 2, failed: 0, deadLetters: 0 });
+  t.equal(h.task('c1', 3), undefined, 'the refused request is not held');
+  t.equal(h.submit('c1', 1, 'sha256', 'dup')?.code, ErrorCode.PROTOCOL, 'a duplicate id is still a protocol error, even when full');
+  t.equal(h.stats().rejected, 2);
+  h.worker('idle', 1, ['other']);
+  t.equal(h.submit('c2', 9, 'other', 'straight to a worker'), null);
+  t.same(h.sent.map((s) => [s.worker, s.body]), [['idle', 'straight to a worker']], 'a task that need not wait is accepted when full');
+  h.finish(h.find('straight to a worker'));
+  h.lost('idle');
+  t.match(h.stats(), { rejected: 2, submitted: 3, completed: 1, queued: 2 });
+
+  h.worker('w1', 1);
+  t.match(h.stats(), { queued: 1, inFlight: 1 });
+  t.equal(h.submit('c2', 1, 'sha256', 'accepted'), null, 'room again');
+  t.equal(h.submit('c1', 3, 'sha256', 'retried id'), null, 'the refused id may be used again');
+  t.equal(h.settled.at(-1)!.code, ErrorCode.QUEUE_FULL, 'but the queue is full again');
+  while (h.stats().inFlight > 0) h.finish(h.sent.at(-1)!);
+  t.same(
+    h.settled.slice(4).map((s) => [s.client, s.requestId, s.body]),
+    [['c1', 1, 'done:q1'], ['c1', 2, 'done:q2'], ['c2', 1, 'done:accepted']],
+  );
+  t.match(h.stats(), { rejected: 3, completed: 4, queued: 0 });
+  t.end();
+});
+
+t.test('E_TOO_MANY_PENDING: per client, counting running, queued and delayed tasks', (t) => {
+  const h = new Harness({ maxPendingPerClient: 2 });
+  h.client('c1');
+  h.client('c2');
+  h.worker('w1', 1);
+  h.submit('c1', 1, 'sha256', 'a', { retries: 1 }); // running
+  h.submit('c1', 2, 'sha256', 'b'); // queued
+  h.submit('c1', 3, 'sha256', 'refused');
+  t.match(h.settled, [{ client: 'c1', requestId: 3, ok: false, code: ErrorCode.TOO_MANY_PENDING, message: /2 unsettled/ }]);
+  h.submit('c2', 1, 'sha256', 'x');
+  t.equal(h.settled.length, 1, 'another client is not limited by c1');
+
+  h.failTask(h.find('a'), 'E_HANDLER', 'boom'); // a is delayed, b runs
+  h.submit('c1', 4, 'sha256', 'refused again');
+  t.equal(h.settled.at(-1)!.code, ErrorCode.TOO_MANY_PENDING, 'a delayed task still counts');
+  h.finish(h.find('b'));
+  t.equal(h.submit('c1', 5, 'sha256', 'c'), null);
+  t.equal(h.settled.at(-1)!.requestId, 2, 'accepted once a task settled');
+  h.finish(h.find('x'));
+  h.finish(h.find('c'));
+  h.tick(1000);
+  h.finish(h.find('a'));
+  t.same(
+    h.settled.map((s) => [s.client, s.requestId, s.ok ? s.body : s.code]),
+    [
+      ['c1', 3, ErrorCode.TOO_MANY_PENDING],
+      ['c1', 4, ErrorCode.TOO_MANY_PENDING],
+      ['c1', 2, 'done:b'],
+      ['c2', 1, 'done:x'],
+      ['c1', 5, 'done:c'],
+      ['c1', 1, 'done:a'],
+    ],
+  );
+  t.match(h.stats(), { rejected: 2, completed: 4, submitted: 4, retried: 1, deadLetters: 0 });
+  t.end();
+});
+
+t.test('drain(): new submissions are refused with E_SHUTDOWN while accepted work runs to the end', (t) => {
+  const h = new Harness();
+  h.client('c1');
+  h.worker('w1', 1);
+  h.submit('c1', 1, 'sha256', 'running');
+  h.submit('c1', 2, 'sha256', 'queued');
+  h.submit('c1', 3, 'sha256', 'retrying', { retries: 1 });
+  const calls = h.calls;
+  h.core.drain();
+  t.equal(h.calls, calls, 'drain() itself sends nothing');
+  t.equal(h.submit('c1', 4, 'sha256', 'late'), null);
+  h.client('c2');
+  t.equal(h.submit('c2', 1, 'sha256', 'new client'), null);
+  t.match(h.settled, [
+    { client: 'c1', requestId: 4, ok: false, code: ErrorCode.SHUTDOWN },
+    { client: 'c2', requestId: 1, ok: false, code: ErrorCode.SHUTDOWN },
+  ]);
+  t.match(h.stats(), { rejected: 2, submitted: 3, deadLetters: 0 });
+
+  h.finish(h.find('running'));
+  h.finish(h.find('queued'));
+  h.failTask(h.find('retrying'), 'E_HANDLER', 'boom');
+  t.equal(h.stats().delayed, 1, 'retries go on while draining');
+  h.tick(1000);
+  h.finish(h.find('retrying'));
+  t.same(h.settled.slice(2).map((s) => [s.requestId, s.body]), [[1, 'done:running'], [2, 'done:queued'], [3, 'done:retrying']]);
+  t.match(h.stats(), { completed: 3, rejected: 2, failed: 0, deadLetters: 0 });
+  t.equal(h.core.unsettled, 0);
+  t.end();
+});
+
+t.test('client lost with running tasks: sendCancel E_CANCELLED, slots busy until the worker answers, answers discarded', (t) => {
+  const h = new Harness({ timeoutMs: 1000 });
+  h.client('c1');
+  h.client('c2');
+  h.worker('w1', 2);
+  h.submit('c1', 1, 'sha256', 'a');
+  h.submit('c1', 2, 'sha256', 'b');
+  h.submit('c2', 1, 'sha256', 'x');
+  const [a, b] = [h.find('a'), h.find('b')];
+  h.lost('c1', 'gone');
+  const message = 'the task was cancelled: its client disconnected';
+  t.same(h.cancels, [
+    { worker: 'w1', taskId: a.taskId, attempt: 1, code: ErrorCode.CANCELLED, message },
+    { worker: 'w1', taskId: b.taskId, attempt: 1, code: ErrorCode.CANCELLED, message },
+  ]);
+  t.match(h.stats(), { inFlight: 0, queued: 1, clients: 1 });
+  t.equal(h.core.unsettled, 1);
+  t.same([...h.w('w1').revoked], [[`${a.taskId}:1`, true], [`${b.taskId}:1`, true]], 'revoked, client gone');
+  t.same(h.bodies(), ['a', 'b'], 'x waits: both slots are still busy');
+
+  h.tick(5000);
+  t.equal(h.cancels.length, 2, 'a revoked lease never times out');
+  t.equal(h.stats().timedOut, 0);
+  t.equal(h.finish(a), null);
+  t.match(h.stats(), { discarded: 1, late: 0, completed: 0 });
+  t.same(h.bodies(), ['a', 'b', 'x'], 'the answer freed a slot for x');
+  t.equal(h.failTask(b, ErrorCode.HANDLER, 'boom'), null);
+  t.match(h.stats(), { discarded: 2, failed: 0, retried: 0, deadLetters: 0 });
+  t.equal(h.finish(a)?.code, ErrorCode.PROTOCOL, 'answering twice is a protocol error');
+  h.finish(h.find('x'));
+  t.same(h.settled, [{ client: 'c2', requestId: 1, ok: true, body: 'done:x', code: '', message: '' }], 'nothing to c1');
+
+  // A lease revoked for a timeout stays "late" even if its client leaves afterwards.
+  h.submit('c2', 2, 'sha256', 'slow');
+  const slow = h.find('slow');
+  h.tick(6000);
+  t.equal(h.cancels.at(-1)!.code, ErrorCode.TIMEOUT);
+  h.lost('c2');
+  t.equal(h.finish(slow), null);
+  t.match(h.stats(), { late: 1, discarded: 2 });
+  t.end();
+});
+
+t.test('deadLetters(): failed tasks, bounded by deadLetterLimit (oldest dropped); not refusals or shutdown', (t) => {
+  const h = new Harness({ deadLetterLimit: 3, maxPendingPerClient: 1 });
+  h.client('c1');
+  h.worker('w1', 1);
+  for (let i = 1; i <= 5; i++) {
+    h.tick(i * 100);
+    h.submit('c1', i, 'sha256', `f${i}`);
+    h.failTask(h.find(`f${i}`), `E_${i}`, `boom ${i}`);
+    t.equal(h.stats().deadLetters, Math.min(i, 3));
+  }
+  const letters = h.core.deadLetters();
+  t.same(
+    letters,
+    [3, 4, 5].map((i) => ({
+      taskId: h.find(`f${i}`).taskId,
+      type: 'sha256',
+      code: `E_${i}`,
+      message: `boom ${i}`,
+      attempts: 1,
+      payloadBytes: 2,
+      failedAt: i * 100,
+    })),
+    'the three latest, oldest first',
+  );
+  letters.pop();
+  t.equal(h.core.deadLetters().length, 3, 'deadLetters() returns a copy');
+  t.equal(h.stats().failed, 5);
+
+  h.worker('w2', 1, ['other']);
+  h.submit('c1', 6, 'nobody-runs-this', 'stuck');
+  h.submit('c1', 7, 'sha256', 'refused'); // E_TOO_MANY_PENDING
+  t.equal(h.settled.at(-1)!.code, ErrorCode.TOO_MANY_PENDING);
+  h.core.shutdown('bye');
+  t.equal(h.settled.at(-1)!.code, ErrorCode.SHUTDOWN);
+  t.same(h.core.deadLetters().map((d: DeadLetter) => d.code), ['E_3', 'E_4', 'E_5'], 'neither a refusal nor E_SHUTDOWN is a dead letter');
+  t.end();
+});
+
+// ---- 18. regressions: timeout order, timer lists -------------------------------------------------------------
+
+t.test('tasks timing out at the same tick are requeued oldest first', (t) => {
+  // t0 leaves a 2000 ms deadline list behind whose t2 is scanned before t1's 1000 ms one; tick() used to refill
+  // the timed-out worker after each task, so the younger t2 took w1's only spare slot before t1 was requeued.
+  const h = new Harness();
+  h.client('c1');
+  h.worker('w1', 3);
+  h.submit('c1', 1, 'sha256', 't0', { timeoutMs: 2000 });
+  h.finish(h.find('t0'));
+  h.submit('c1', 2, 'sha256', 't1', { timeoutMs: 1000 });
+  h.submit('c1', 3, 'sha256', 't2', { timeoutMs: 2000 });
+  h.tick(5000);
+  t.equal(h.cancels.length, 2, 'both timed out');
+  t.equal(h.sent.length, 4, 'one task went back to the one spare slot');
+  t.same(h.sent.at(-1)!.body, 't1', 'the spare slot should go to the oldest timed-out task');
+  t.same(h.requeued.map((r) => r.body), ['t1', 't2'], 'requeued in submission order');
+  t.end();
+});
+
+t.test('deadline and backoff lists do not outlive their tasks', (t) => {
+  // Timeline keeps one list per distinct duration, and durations come from clients: an emptied list used to stay
+  // in the Map until a tick ran with tasks running. (Reads a private field: there is no public view of it.)
+  const h = new Harness();
+  h.client('c1');
+  h.worker('w1', 1);
+  for (let i = 1; i <= 100; i++) {
+    h.submit('c1', i, 'sha256', `t${i}`, { timeoutMs: 1000 + i });
+    h.finish(h.find(`t${i}`));
+  }
+  h.tick(10_000);
+  t.equal(h.core.unsettled, 0);
+  const lists = (h.core as unknown as { deadlines: { lists: Map<number, unknown> } }).deadlines.lists;
+  t.equal(lists.size, 0, 'no per-duration list is kept once its tasks settled');
+  t.end();
+});
+
+// ---- 19. seeded simulation -----------------------------------------------------------------------------------
+//
+// A model of the core's contract, run against the real core through random operations. Deterministic parts
+// (settlements, cancels, requeues, peer losses, counters) are predicted as expectations before or at the first
+// output of each event and must all be met by the end of each call; which worker gets a task is the core's
+// choice, checked against credits, types, order and lease rules when sendTask arrives.
+
+type MState =
+  | 'queued' // waiting in its type's queue
+  | 'running' // held by `worker` under lease `attempt`
+  | 'delayed' // waiting out a retry backoff until `dueAt`
+  | 'due' // (inside tick()) backoff over: being put back in the queue
+  | 'requeuing' // (inside a call) taken back by a fault, taskRequeued expected
+  | 'settling' // (inside a call) its answer to the client is expected
+  | 'settled'
+  | 'dropped';
 
 interface MTask {
   readonly client: MClient;
@@ -887,15 +1583,32 @@ interface MTask {
   readonly type: string;
   /** Submission order within the simulation. */
   readonly order: number;
-  state: TaskState;
+  readonly bytes: number;
+  /** Effective timeout (0: none) and backoff, after the defaults. */
+  readonly timeoutMs: number;
+  readonly backoffMs: number;
+  readonly retries: number;
+  state: MState;
   worker: MWorker | null;
   id: number;
   attempt: number;
+  faults: number;
+  retried: number;
+  deadline: number;
+  dueAt: number;
+}
+
+interface Lease {
+  readonly id: number;
+  readonly attempt: number;
+  readonly clientGone: boolean;
 }
 
 interface MPeerBase {
   readonly name: H;
   alive: boolean;
+  /** Its loss has begun inside the current call. */
+  leaving: boolean;
   active: boolean;
   missed: number;
 }
@@ -911,24 +1624,55 @@ interface MWorker extends MPeerBase {
   readonly kind: 'worker';
   readonly rec: WorkerRecord<H>;
   concurrency: number;
+  /** Slots it may have busy: its concurrency, or more if ready() lowered it below what it held. */
+  allowance: number;
   types: string[];
   readonly running: Map<number, MTask>;
-  /** What it held when it left, to replay stale results. */
+  /** Revoked leases by "id:attempt". */
+  readonly revoked: Map<string, Lease>;
+  /** Revoked leases already answered (answering again is a protocol error). */
+  answered: Lease[];
+  /** What it held (running and revoked) when it left, to replay stale results. */
   heldAtDeath: { id: number; attempt: number }[];
+}
+
+type MPeer = MClient | MWorker;
+
+interface SimConfig {
+  deadAfterTicks: number;
+  timeoutMs: number;
+  maxAttempts: number;
+  backoffMs: number;
+  maxQueued: number;
+  maxPendingPerClient: number;
+  deadLetterLimit: number;
 }
 
 interface Totals {
   steps: number;
+  submitted: number;
   dispatched: number;
   completed: number;
   failed: number;
   requeued: number;
-  timeouts: number;
-  protocolErrors: number;
+  retried: number;
+  timedOut: number;
+  attemptsExhausted: number;
+  late: number;
   discarded: number;
+  cancelled: number;
+  rejected: number;
+  heartbeatDrops: number;
+  protocolErrors: number;
   workersLost: number;
   clientsLost: number;
+  drainedSeeds: number;
+  shutdowns: number;
+  deadLettersDropped: number;
   maxQueued: number;
+  /** Known core issue: a younger timed-out task re-dispatched while an older one of the same tick waits. */
+  timeoutOrderInversions: number;
+  firstInversion: string;
 }
 
 class Violation extends Error {}
@@ -939,27 +1683,56 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
   const rnd = mulberry32(seed);
   const int = (n: number): number => Math.floor(rnd() * n);
   const pick = <T>(items: readonly T[]): T | undefined => (items.length ? items[int(items.length)] : undefined);
-  const deadAfterTicks = 2 + (seed % 2);
+  const cfg: SimConfig = {
+    deadAfterTicks: 2 + (seed % 2),
+    timeoutMs: [0, 1500, 4000, 300_000][int(4)]!,
+    maxAttempts: 1 + int(4),
+    backoffMs: [200, 1000][int(2)]!,
+    maxQueued: rnd() < 0.5 ? CORE_DEFAULTS.maxQueued : 6 + int(15),
+    maxPendingPerClient: rnd() < 0.5 ? CORE_DEFAULTS.maxPendingPerClient : 3 + int(8),
+    deadLetterLimit: [1, 5, 1000][int(3)]!,
+  };
+  const drainAt = rnd() < 0.2 ? 250 + int(150) : Infinity;
   let step = 0;
   let phase = 'setup';
   const violate = (message: string): never => {
-    throw new Violation(`seed ${seed} (deadAfterTicks ${deadAfterTicks}) step ${step} [${phase}]: ${message}`);
+    throw new Violation(`seed ${seed} step ${step} [${phase}] ${JSON.stringify(cfg)}: ${message}`);
   };
 
   const clients: MClient[] = [];
   const workers: MWorker[] = [];
-  const peers = new Map<H, MClient | MWorker>();
+  const peers = new Map<H, MPeer>();
   const settleCount = new Map<string, number>();
   const lastFirstDispatch = new Map<string, number>();
-  const model = { submitted: 0, dispatched: 0, completed: 0, failed: 0, discarded: 0 };
+  const model = {
+    submitted: 0, dispatched: 0, completed: 0, failed: 0, requeued: 0, retried: 0,
+    timedOut: 0, rejected: 0, late: 0, discarded: 0,
+  };
+  const dead: DeadLetter[] = [];
+  let draining = false;
   let order = 0;
   let now = 0;
   let calls = 0;
-  let sends = 0;
-  let expectedTick: { keepalive: Set<H>; close: Set<H> } | null = null;
-  let resulting: { task: MTask; outcome: OutcomeInput } | null = null;
 
-  const peerOf = (handle: H): MClient | MWorker => peers.get(handle) ?? violate(`unknown peer ${handle}`);
+  // ---- expectations, met by the outputs of the current call ----
+  interface ExpectedSettle { ok: boolean; code: string; message: string; body: Buffer | null; then: () => void }
+  const expSettle = new Map<string, ExpectedSettle>();
+  const expRequeue = new Map<MTask, { from: MWorker; reason: string; then: () => void }>();
+  const expCancel = new Map<string, { code: string; message: string; then: () => void }>();
+  /** Peers the current call is expected to lose, with the reason. */
+  const pendingLoss = new Map<MPeer, string>();
+  /** The loss in progress: it starts with the first output about the peer and ends with peerLeft. */
+  let loss: { peer: MPeer; reason: string; open: number; requeued: number; lastOrder: number } | null = null;
+  /** Inside heartbeat(): peers in the order the core visits them, decided one by one as their output arrives. */
+  let beat: { order: MPeer[]; cursor: number; decided: Map<MPeer, 'keepalive' | 'close'>; closed: Set<MPeer> } | null = null;
+  /** Inside tick(): running tasks due to time out, and the timed-out tasks requeued / re-dispatched. */
+  let dueTimeouts: Set<MTask> | null = null;
+  /** What a worker is told when a task is withdrawn because its client left. */
+  let cancelMessage = 'the task was cancelled: its client disconnected';
+  let tickRequeued: MTask[] = [];
+  let tickRedispatched: MTask[] = [];
+
+  const peerOf = (handle: H): MPeer => peers.get(handle) ?? violate(`unknown peer ${handle}`);
   const clientOf = (handle: H): MClient => {
     const p = peerOf(handle);
     return p.kind === 'client' ? p : violate(`${handle} is not a client`);
@@ -968,40 +1741,186 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
     const p = peerOf(handle);
     return p.kind === 'worker' ? p : violate(`${handle} is not a worker`);
   };
+  const keyOf = (m: MTask): string => `${m.client.name}:${m.requestId}`;
+  const alive = <T extends MPeerBase>(list: T[]): T[] => list.filter((p) => p.alive);
+  const busy = (w: MWorker): number => w.running.size + w.revoked.size;
+  const queuedCount = (): number => {
+    let n = 0;
+    for (const c of clients) if (c.alive) for (const m of c.pending.values()) if (m.state === 'queued') n++;
+    return n;
+  };
 
-  const settle = (client: ClientRecord<H>, requestId: number, ok: boolean, check: (o: OutcomeInput) => boolean): void => {
+  /** Every expectation of the call was met. */
+  const done = (what: string): void => {
+    const missing = [
+      ...[...expSettle.keys()].map((k) => `answer to ${k}`),
+      ...[...expRequeue.keys()].map((m) => `taskRequeued ${keyOf(m)}`),
+      ...[...expCancel.keys()].map((k) => `cancel ${k}`),
+      ...[...pendingLoss.keys()].map((p) => `loss of ${p.name}`),
+      ...(loss ? [`end of the loss of ${loss.peer.name}`] : []),
+    ];
+    if (missing.length) violate(`${what}: expected output missing: ${missing.join(', ')}`);
+  };
+
+  const settleTask = (m: MTask): void => {
+    m.state = 'settled';
+    m.worker = null;
+    m.client.pending.delete(m.requestId);
+  };
+
+  const deadLetter = (m: MTask, code: string, message: string): void => {
+    if (dead.length >= cfg.deadLetterLimit) {
+      dead.shift();
+      totals.deadLettersDropped++;
+    }
+    dead.push({ taskId: m.id, type: m.type, code, message, attempts: m.attempt, payloadBytes: m.bytes, failedAt: now });
+  };
+
+  /** The task's final failure to its client (handler failure without retries left, or E_ATTEMPTS). */
+  const expectFailure = (m: MTask, code: string, message: string, then?: () => void): void => {
+    m.state = 'settling';
+    expSettle.set(keyOf(m), {
+      ok: false, code, message, body: null,
+      then: () => {
+        model.failed++;
+        deadLetter(m, code, message);
+        settleTask(m);
+        then?.();
+      },
+    });
+  };
+
+  /** A fault ended the task's lease (m.faults already counted): requeue, or E_ATTEMPTS at maxAttempts. */
+  const fault = (m: MTask, from: MWorker, reason: string, then: () => void): void => {
+    m.worker = null;
+    if (m.faults >= cfg.maxAttempts) {
+      expectFailure(m, ErrorCode.ATTEMPTS, `gave up after ${m.faults} attempts; last: ${reason}`, () => {
+        totals.attemptsExhausted++;
+        then();
+      });
+    } else {
+      m.state = 'requeuing';
+      expRequeue.set(m, {
+        from, reason,
+        then: () => {
+          m.state = 'queued';
+          model.requeued++;
+          then();
+        },
+      });
+    }
+  };
+
+  /** Inside heartbeat(), the core reached peer p: decide as it does, from the state at this moment. */
+  const decide = (p: MPeer): void => {
+    if (!beat || beat.decided.has(p)) return;
+    const at = beat.order.indexOf(p);
+    if (at < beat.cursor) violate(`heartbeat: output for ${p.name} after it was passed`);
+    if (at > beat.cursor) violate(`heartbeat: no keepalive or close for ${beat.order[beat.cursor]!.name}`);
+    beat.cursor++;
+    // A silent worker is excused while it runs tasks that all have a timeout (which bounds the wait).
+    const excused = p.kind === 'worker' && p.running.size > 0 && [...p.running.values()].every((m) => m.timeoutMs > 0);
+    if (p.active || excused) {
+      p.active = false;
+      p.missed = 0;
+      beat.decided.set(p, 'keepalive');
+    } else if (++p.missed >= cfg.deadAfterTicks) {
+      beat.decided.set(p, 'close');
+      pendingLoss.set(p, `no frame for ${p.missed} keepalive intervals`);
+    } else {
+      beat.decided.set(p, 'keepalive');
+    }
+  };
+
+  /** An output about peer p arrived: if the call is to lose p, its loss begins now, from the current state. */
+  const touch = (p: MPeer): void => {
+    decide(p);
+    if (loss?.peer === p) return;
+    const reason = pendingLoss.get(p);
+    if (reason === undefined) return;
+    if (loss) violate(`the loss of ${p.name} began inside the loss of ${loss.peer.name}`);
+    pendingLoss.delete(p);
+    const current = { peer: p, reason, open: 0, requeued: 0, lastOrder: -1 };
+    loss = current;
+    p.leaving = true;
+    if (p.kind === 'worker') {
+      totals.workersLost++;
+      const held = [...p.running.values()].sort((a, b) => a.order - b.order);
+      p.heldAtDeath = [...held.map((m) => ({ id: m.id, attempt: m.attempt })), ...p.revoked.values()];
+      p.running.clear();
+      p.revoked.clear();
+      for (const m of held) {
+        m.faults++;
+        current.open++;
+        fault(m, p, `worker ${p.name} was lost: ${reason}`, () => {
+          // The held tasks are requeued or failed in submission order, all before peerLeft.
+          if (m.order < current.lastOrder) violate(`${p.name} lost: ${keyOf(m)} handled out of submission order`);
+          current.lastOrder = m.order;
+          current.open--;
+          if (m.state === 'queued') current.requeued++;
+        });
+      }
+    } else {
+      totals.clientsLost++;
+      for (const m of p.pending.values()) {
+        if (m.state === 'running') {
+          const w = m.worker!;
+          w.running.delete(m.id);
+          const lease = `${m.id}:${m.attempt}`;
+          w.revoked.set(lease, { id: m.id, attempt: m.attempt, clientGone: true });
+          current.open++;
+          expCancel.set(`${w.name}:${lease}`, {
+            code: ErrorCode.CANCELLED,
+            message: cancelMessage,
+            then: () => {
+              current.open--;
+              totals.cancelled++;
+            },
+          });
+        } else if (m.state !== 'queued' && m.state !== 'delayed') {
+          violate(`${p.name} lost with ${keyOf(m)} ${m.state}`);
+        }
+        m.state = 'dropped';
+        m.worker = null;
+      }
+      p.pending.clear();
+    }
+  };
+
+  const answer = (client: ClientRecord<H>, requestId: number, ok: boolean, code: string, message: string, body: Buffer | null): void => {
     calls++;
-    sends++;
     const c = clientOf(client.handle);
-    if (!c.alive) violate(`result sent to departed client ${c.name}`);
     const key = `${c.name}:${requestId}`;
+    const m = c.pending.get(requestId);
+    if (code === ErrorCode.ATTEMPTS && m?.state === 'running' && m.worker) touch(m.worker); // may begin a worker's loss
+    if (!c.alive || c.leaving) violate(`answer to departed client ${c.name}`);
     const count = (settleCount.get(key) ?? 0) + 1;
     settleCount.set(key, count);
     if (count > 1) violate(`request ${key} settled ${count} times`);
-    if (!resulting) violate(`request ${key} settled outside result()`);
-    const m = c.pending.get(requestId);
-    if (m !== resulting!.task) violate(`request ${key} settled, but the result was for another task`);
-    if (resulting!.outcome.ok !== ok || !check(resulting!.outcome)) violate(`request ${key} settled with the wrong outcome`);
-    m!.state = 'settled';
-    m!.worker = null;
-    c.pending.delete(requestId);
+    const e = expSettle.get(key) ?? violate(`unexpected ${ok ? 'completion' : `failure ${code} (${message})`} of ${key}`);
+    expSettle.delete(key);
+    if (e.ok !== ok || (ok ? !body!.equals(e.body!) : e.code !== code || e.message !== message)) {
+      violate(`${key} answered ${ok ? 'ok' : `${code} (${message})`}, expected ${e.ok ? 'ok' : `${e.code} (${e.message})`}`);
+    }
+    e.then();
   };
 
   const output: CoreOutput<H> = {
     sendTask(worker, task) {
       calls++;
       const w = workerOf(worker.handle);
-      if (!w.alive) violate(`task sent to departed worker ${w.name}`);
-      if (w.running.size >= w.concurrency) {
-        violate(`${w.name} over its credits: dispatch with ${w.running.size} running, concurrency ${w.concurrency}`);
+      if (!w.alive || w.leaving) violate(`task sent to departed worker ${w.name}`);
+      if (busy(w) >= w.concurrency) {
+        violate(`${w.name} over its credits: dispatch with ${w.running.size} running + ${w.revoked.size} revoked, concurrency ${w.concurrency}`);
       }
       if (!w.types.includes(task.type)) violate(`${w.name} (${w.types.join(',')}) got a ${task.type} task`);
       if (!task.client) return violate('dispatched a task whose client has left');
       const c = clientOf(task.client.handle);
-      if (!c.alive) violate(`dispatched a task of departed client ${c.name}`);
+      if (!c.alive || c.leaving) violate(`dispatched a task of departed client ${c.name}`);
       const m = c.pending.get(task.requestId) ?? violate(`dispatched unknown request ${c.name}:${task.requestId}`);
-      if (m.state !== 'queued') violate(`dispatched ${c.name}:${m.requestId} while ${m.state}`);
+      if (m.state !== 'queued' && m.state !== 'due') violate(`dispatched ${keyOf(m)} while ${m.state}`);
       if (task.attempt !== m.attempt + 1) violate(`attempt ${task.attempt} after ${m.attempt}`);
+      if (task.attempt > cfg.maxAttempts + m.retries) violate(`${keyOf(m)} dispatched ${task.attempt} times (retries ${m.retries})`);
       if (m.attempt === 0) {
         const last = lastFirstDispatch.get(m.type) ?? -1;
         if (m.order < last) violate(`first attempts of ${m.type} out of submission order (${m.order} after ${last})`);
@@ -1009,74 +1928,125 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
       } else if (task.id !== m.id) {
         violate(`task id changed from ${m.id} to ${task.id} on requeue`);
       }
+      // Queues are FIFO by submission: nothing older of its type is waiting.
+      for (const other of clients) {
+        if (!other.alive) continue;
+        for (const o of other.pending.values()) {
+          if (o.state === 'queued' && o.type === m.type && o.order < m.order) violate(`${keyOf(m)} dispatched before the older ${keyOf(o)}`);
+        }
+      }
       if (w.running.has(task.id)) violate(`task id ${task.id} already running on ${w.name}`);
+      if (w.revoked.has(`${task.id}:${task.attempt}`)) violate(`lease ${task.id}:${task.attempt} reused on ${w.name}`);
       m.id = task.id;
       m.attempt = task.attempt;
       m.state = 'running';
       m.worker = w;
+      m.deadline = m.timeoutMs > 0 ? now + m.timeoutMs : Infinity;
       w.running.set(task.id, m);
       model.dispatched++;
+      if (tickRequeued.includes(m)) tickRedispatched.push(m);
+    },
+    sendCancel(worker, taskId, attempt, code, message) {
+      calls++;
+      const w = workerOf(worker.handle);
+      const lease = `${taskId}:${attempt}`;
+      const m = w.running.get(taskId);
+      if (code === ErrorCode.CANCELLED && m) touch(m.client);
+      if (code === ErrorCode.TIMEOUT) {
+        // tick(): a running task whose deadline passed is taken back, then requeued or failed.
+        if (!dueTimeouts) violate(`cancel E_TIMEOUT of ${w.name}:${lease} outside tick()`);
+        if (!m || m.attempt !== attempt || !dueTimeouts!.delete(m)) {
+          violate(`cancel E_TIMEOUT of ${w.name}:${lease}, which is not due (deadline ${m?.deadline}, now ${now})`);
+        }
+        const t = m!;
+        const reason = `timed out after ${t.timeoutMs} ms on worker ${w.name}`;
+        w.running.delete(taskId);
+        w.revoked.set(lease, { id: taskId, attempt, clientGone: false });
+        t.faults++;
+        model.timedOut++;
+        expCancel.set(`${w.name}:${lease}`, { code, message: reason, then: () => {} });
+        fault(t, w, reason, () => {
+          if (t.state === 'queued') tickRequeued.push(t);
+        });
+      }
+      if (!w.alive || w.leaving) violate(`cancel sent to departed worker ${w.name}`);
+      const e = expCancel.get(`${w.name}:${lease}`) ?? violate(`unexpected cancel ${code} of ${w.name}:${lease} (${message})`);
+      expCancel.delete(`${w.name}:${lease}`);
+      if (e.code !== code || e.message !== message) {
+        violate(`cancel of ${w.name}:${lease}: ${code} (${message}), expected ${e.code} (${e.message})`);
+      }
+      e.then();
     },
     sendCompleted(client, requestId, body) {
-      settle(client, requestId, true, (o) => o.ok && o.body.equals(body));
+      answer(client, requestId, true, '', '', body);
     },
     sendFailed(client, requestId, code, message) {
-      settle(client, requestId, false, (o) => !o.ok && o.code === code && o.message === message);
+      answer(client, requestId, false, code, message, null);
     },
     sendKeepalive(peer) {
       calls++;
-      if (!expectedTick) violate(`keepalive to ${peer.handle} outside tick()`);
-      if (!peerOf(peer.handle).alive) violate(`keepalive to departed ${peer.handle}`);
-      if (!expectedTick!.keepalive.delete(peer.handle)) violate(`unexpected keepalive to ${peer.handle}`);
+      const p = peerOf(peer.handle);
+      if (!beat) violate(`keepalive to ${p.name} outside heartbeat()`);
+      decide(p);
+      if (beat!.decided.get(p) !== 'keepalive') violate(`keepalive to ${p.name}, which should have been dropped`);
+      if (!p.alive || p.leaving) violate(`keepalive to departed ${p.name}`);
     },
     closePeer(peer, error) {
       calls++;
-      if (!expectedTick) violate(`closePeer(${peer.handle}) outside tick()`);
-      if (!(error instanceof TaskwireError) || error.code !== ErrorCode.TIMEOUT) violate(`closePeer(${peer.handle}) without E_TIMEOUT`);
-      if (peerOf(peer.handle).alive) violate(`closePeer(${peer.handle}) before the core forgot it`);
-      if (!expectedTick!.close.delete(peer.handle)) violate(`unexpected close of ${peer.handle}`);
-      totals.timeouts++;
+      const p = peerOf(peer.handle);
+      if (!beat) violate(`closePeer(${p.name}) outside heartbeat()`);
+      if (!(error instanceof TaskwireError) || error.code !== ErrorCode.TIMEOUT) violate(`closePeer(${p.name}) without E_TIMEOUT`);
+      if (beat!.decided.get(p) !== 'close') violate(`unexpected close of ${p.name}`);
+      if (p.alive) violate(`closePeer(${p.name}) before the core forgot it`);
+      if (beat!.closed.has(p)) violate(`${p.name} closed twice`);
+      beat!.closed.add(p);
+      totals.heartbeatDrops++;
     },
     taskQueued(task) {
       calls++;
       const m = task.client && clientOf(task.client.handle).pending.get(task.requestId);
       if (!m || m.state !== 'queued' || m.attempt !== 0) violate('taskQueued for a task that is not newly queued');
     },
-    taskRequeued(task, worker) {
+    taskRequeued(task, worker, reason) {
       calls++;
       const w = workerOf(worker.handle);
-      const m = w.running.get(task.id);
-      if (!m || m.state !== 'running' || m.attempt !== task.attempt) violate(`taskRequeued for a task ${w.name} did not run`);
-      totals.requeued++;
+      touch(w);
+      const c = task.client ? clientOf(task.client.handle) : violate(`taskRequeued without a client (${reason})`);
+      const m = c.pending.get(task.requestId) ?? violate(`taskRequeued for unknown request ${c.name}:${task.requestId}`);
+      const e = expRequeue.get(m) ?? violate(`unexpected taskRequeued of ${keyOf(m)} from ${w.name}: ${reason}`);
+      expRequeue.delete(m);
+      if (e.from !== w || e.reason !== reason) {
+        violate(`taskRequeued of ${keyOf(m)} from ${w.name} (${reason}), expected from ${e.from.name} (${e.reason})`);
+      }
+      if (task.attempt !== m.attempt) violate(`taskRequeued of ${keyOf(m)} with attempt ${task.attempt}, model ${m.attempt}`);
+      e.then();
     },
-    peerLeft(peer) {
+    taskDispatched() {
+      calls++;
+    },
+    taskCompleted() {
+      calls++;
+    },
+    taskFailed() {
+      calls++;
+    },
+    peerLeft(peer, reason, requeued) {
       calls++;
       const p = peerOf(peer.handle);
-      if (!p.alive) violate(`peerLeft twice for ${p.name}`);
+      touch(p);
+      if (!loss || loss.peer !== p) violate(`peerLeft for ${p.name}, which was not to be lost`);
+      if (reason !== loss!.reason) violate(`peerLeft for ${p.name}: reason ${reason}, expected ${loss!.reason}`);
+      if (loss!.open !== 0) violate(`peerLeft for ${p.name} before ${loss!.open} of its tasks were handled`);
+      if (requeued !== loss!.requeued) violate(`peerLeft for ${p.name}: requeued ${requeued}, model ${loss!.requeued}`);
       p.alive = false;
-      if (p.kind === 'worker') {
-        totals.workersLost++;
-        p.heldAtDeath = [...p.running.values()].map((m) => ({ id: m.id, attempt: m.attempt }));
-        for (const m of p.running.values()) {
-          m.worker = null;
-          m.state = m.state === 'orphan' ? 'dropped' : 'queued';
-        }
-        p.running.clear();
-      } else {
-        totals.clientsLost++;
-        for (const m of p.pending.values()) {
-          if (m.state === 'queued') m.state = 'dropped';
-          else if (m.state === 'running') m.state = 'orphan';
-          else violate(`pending task in state ${m.state}`);
-        }
-        p.pending.clear();
-      }
+      p.leaving = false;
+      loss = null;
     },
   };
 
-  const core = new SchedulerCore<H>(output, { deadAfterTicks });
+  const core = new SchedulerCore<H>(output, cfg);
 
-  const seen = (p: MClient | MWorker): void => {
+  const seen = (p: MPeer): void => {
     core.seen(p.rec);
     p.active = true;
   };
@@ -1084,8 +2054,10 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
   const ready = (w: MWorker, concurrency: number, types: readonly string[]): void => {
     seen(w);
     w.concurrency = concurrency;
+    w.allowance = Math.max(concurrency, busy(w));
     w.types = [...new Set(types)];
     core.ready(w.rec, concurrency, types);
+    done('ready');
   };
 
   /** Runs an operation that must not change anything. */
@@ -1103,57 +2075,99 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
     if (JSON.stringify(core.stats()) !== before) violate(`${what}: changed the stats`);
   };
 
+  const stateOf: Partial<Record<MState, TaskState>> = { queued: TaskState.QUEUED, running: TaskState.RUNNING, delayed: TaskState.DELAYED };
+
   const check = (): void => {
     const s = core.stats();
     let queued = 0;
     let running = 0;
+    let delayed = 0;
     const queuedTypes = new Set<string>();
     const held = new Set<MTask>();
     const liveTypes = new Set<string>();
     for (const w of workers) {
       if (!w.alive) continue;
       for (const type of w.types) liveTypes.add(type);
+      const b = busy(w);
+      if (b > w.allowance) violate(`${w.name} has ${b} busy slots, concurrency ${w.concurrency}`);
+      if (w.rec.running.size !== w.running.size) violate(`${w.name} runs ${w.rec.running.size} tasks, model ${w.running.size}`);
+      if (w.rec.revoked.size !== w.revoked.size) violate(`${w.name} has ${w.rec.revoked.size} revoked leases, model ${w.revoked.size}`);
+      for (const [key, lease] of w.revoked) {
+        const clientGone = w.rec.revoked.get(key);
+        if (clientGone !== lease.clientGone) violate(`${w.name} revoked lease ${key}: ${clientGone}, model ${lease.clientGone}`);
+      }
       for (const m of w.running.values()) {
-        if (held.has(m)) violate(`task ${m.client.name}:${m.requestId} held twice`);
+        if (held.has(m)) violate(`task ${keyOf(m)} held twice`);
         held.add(m);
-        if (m.worker !== w || (m.state !== 'running' && m.state !== 'orphan')) violate(`bad running task on ${w.name}`);
+        if (m.worker !== w || m.state !== 'running') violate(`bad running task ${keyOf(m)} on ${w.name}`);
+        if (!m.client.alive) violate(`${w.name} runs ${keyOf(m)} of a departed client`);
         running++;
       }
     }
     for (const c of clients) {
-      if (!c.alive) continue;
+      if (!c.alive) {
+        if (c.pending.size) violate(`departed ${c.name} has pending tasks`);
+        continue;
+      }
+      if (c.rec.tasks.size !== c.pending.size) violate(`${c.name} has ${c.rec.tasks.size} unsettled tasks in the core, model ${c.pending.size}`);
       for (const m of c.pending.values()) {
+        // Exactly one place: the model's state, the core's record of it, and where it is held all agree.
+        const task = c.rec.tasks.get(m.requestId);
+        const expected = stateOf[m.state];
+        if (!task || expected === undefined || task.state !== expected) {
+          violate(`${keyOf(m)}: core state ${task?.state}, model ${m.state}`);
+        }
+        const dispatches = m.faults + m.retried + (m.state === 'running' ? 1 : 0);
+        if (task!.attempt !== m.attempt || m.attempt !== dispatches) {
+          violate(`${keyOf(m)}: attempt ${task!.attempt}, model ${m.attempt}, faults ${m.faults} + retries ${m.retried}`);
+        }
+        if (m.faults >= cfg.maxAttempts || m.retried > m.retries) violate(`${keyOf(m)} alive after ${m.faults} faults and ${m.retried} retries`);
         if (m.state === 'queued') {
           queued++;
           queuedTypes.add(m.type);
           liveTypes.add(m.type);
+          if (task!.worker !== null) violate(`queued ${keyOf(m)} has a worker`);
         } else if (m.state === 'running') {
-          if (!m.worker?.alive || !held.has(m)) violate(`task ${c.name}:${m.requestId} running on no live worker`);
+          if (!m.worker?.alive || !held.has(m)) violate(`task ${keyOf(m)} running on no live worker`);
+          if (task!.worker !== m.worker!.rec || m.worker!.rec.running.get(m.id) !== task) {
+            violate(`${keyOf(m)} is not on ${m.worker!.name} in the core`);
+          }
+          if (m.timeoutMs > 0 && task!.deadline !== m.deadline) violate(`${keyOf(m)} deadline ${task!.deadline}, model ${m.deadline}`);
         } else {
-          violate(`pending task ${c.name}:${m.requestId} in state ${m.state}`);
+          delayed++;
+          if (m.dueAt <= now) violate(`${keyOf(m)} still delayed at ${now}, due at ${m.dueAt}`);
         }
       }
     }
-    if (s.queued !== queued) violate(`stats().queued ${s.queued}, model ${queued}`);
-    if (s.inFlight !== running) violate(`stats().inFlight ${s.inFlight}, model ${running}`);
-    if (s.workers !== workers.filter((w) => w.alive).length) violate(`stats().workers ${s.workers}`);
-    if (s.clients !== clients.filter((c) => c.alive).length) violate(`stats().clients ${s.clients}`);
-    for (const k of ['submitted', 'dispatched', 'completed', 'failed', 'discarded'] as const) {
-      if (s[k] !== model[k]) violate(`stats().${k} ${s[k]}, model ${model[k]}`);
-    }
+    if (held.size !== running) violate('a running task belongs to no live client');
+    const counts: [keyof CoreStats, number][] = [
+      ['queued', queued], ['inFlight', running], ['delayed', delayed],
+      ['workers', alive(workers).length], ['clients', alive(clients).length], ['deadLetters', dead.length],
+      ...(Object.entries(model) as [keyof CoreStats, number][]),
+    ];
+    for (const [k, v] of counts) if (s[k] !== v) violate(`stats().${k} ${s[k]}, model ${v}`);
+    if (core.unsettled !== queued + running + delayed) violate(`unsettled ${core.unsettled}`);
+    if (core.now !== now) violate(`core.now ${core.now}, model ${now}`);
     if (core.queueCount !== liveTypes.size) violate(`queueCount ${core.queueCount}, expected ${liveTypes.size} (${[...liveTypes].join(',')})`);
-    // Work conservation: no worker has a free credit while a task of one of its types waits.
+    // Work conservation: no worker has a free slot while a task of one of its types waits.
     for (const w of workers) {
-      if (!w.alive || w.running.size >= w.concurrency) continue;
+      if (!w.alive || busy(w) >= w.concurrency) continue;
       for (const type of w.types) {
-        if (queuedTypes.has(type)) violate(`${w.name} has ${w.concurrency - w.running.size} free credits while ${type} tasks wait`);
+        if (queuedTypes.has(type)) violate(`${w.name} has ${w.concurrency - busy(w)} free slots while ${type} tasks wait`);
       }
     }
     totals.maxQueued = Math.max(totals.maxQueued, queued);
   };
 
-  const lose = (p: MClient | MWorker): void => {
+  const checkDeadLetters = (): void => {
+    const got = JSON.stringify(core.deadLetters());
+    if (got !== JSON.stringify(dead)) violate(`deadLetters() ${got}, model ${JSON.stringify(dead)}`);
+  };
+
+  const lose = (p: MPeer): void => {
+    pendingLoss.set(p, 'simulated loss');
     core.lost(p.rec, 'simulated loss');
+    done(`lost(${p.name})`);
     if (p.alive) violate(`lost(${p.name}) did not report peerLeft`);
     const after = calls;
     core.lost(p.rec, 'again');
@@ -1161,27 +2175,29 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
   };
 
   type Action = [weight: number, name: string, run: () => void];
-  const alive = <T extends MPeerBase>(list: T[]): T[] => list.filter((p) => p.alive);
   const actions: Action[] = [
-    [6, 'addClient', () => {
+    [5, 'addClient', () => {
       if (alive(clients).length >= 4) return;
       const name = `c${clients.length + 1}`;
-      const c: MClient = { kind: 'client', name, rec: core.addClient(name, name), alive: true, active: true, missed: 0, nextRequest: 1, pending: new Map() };
+      const c: MClient = {
+        kind: 'client', name, rec: core.addClient(name, name), alive: true, leaving: false, active: true, missed: 0,
+        nextRequest: 1, pending: new Map(),
+      };
       clients.push(c);
       peers.set(name, c);
     }],
-    [6, 'addWorker', () => {
+    [5, 'addWorker', () => {
       if (alive(workers).length >= 4) return;
       const name = `w${workers.length + 1}`;
       const w: MWorker = {
-        kind: 'worker', name, rec: core.addWorker(name, name), alive: true, active: true, missed: 0,
-        concurrency: 0, types: [], running: new Map(), heldAtDeath: [],
+        kind: 'worker', name, rec: core.addWorker(name, name), alive: true, leaving: false, active: true, missed: 0,
+        concurrency: 0, allowance: 0, types: [], running: new Map(), revoked: new Map(), answered: [], heldAtDeath: [],
       };
       workers.push(w);
       peers.set(name, w);
       if (rnd() < 0.8) ready(w, 1 + int(4), pick(SIM_TYPES)!);
     }],
-    [30, 'submit', () => {
+    [28, 'submit', () => {
       const c = pick(alive(clients));
       if (!c) return;
       seen(c);
@@ -1189,11 +2205,42 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
       c.nextRequest += 1 + int(3);
       const r = rnd();
       const type = r < 0.45 ? 'x' : r < 0.9 ? 'y' : 'z'; // nobody ever runs z
-      const m: MTask = { client: c, requestId, type, order: order++, state: 'queued', worker: null, id: -1, attempt: 0 };
-      c.pending.set(requestId, m);
-      model.submitted++;
-      const err = core.submit(c.rec, requestId, type, Buffer.from(`${c.name}/${requestId}`));
-      if (err) violate(`submit refused: ${err.message}`);
+      const body = Buffer.from(`${c.name}/${requestId}`);
+      let options: SubmitOptions | undefined;
+      if (rnd() < 0.8) {
+        options = {};
+        const t = rnd();
+        if (t < 0.45) options.timeoutMs = [300, 800, 1500, 3000, 6000][int(5)]!;
+        else if (t < 0.6) options.timeoutMs = 0;
+        if (rnd() < 0.45) options.retries = 1 + int(3); // 3 tells an exponential backoff from a linear one
+        if (rnd() < 0.3) options.backoffMs = [100, 500, 2500][int(3)]!;
+      }
+      const key = `${c.name}:${requestId}`;
+      const refuse = (code: string, message: string): void => {
+        expSettle.set(key, { ok: false, code, message, body: null, then: () => model.rejected++ });
+      };
+      const queuedNow = queuedCount();
+      // maxQueued only refuses a task that would have to wait: one a worker can take at once is accepted.
+      const mustQueue = !workers.some((w) => w.alive && w.types.includes(type) && busy(w) < w.concurrency);
+      if (draining) refuse(ErrorCode.SHUTDOWN, 'the scheduler is shutting down');
+      else if (c.pending.size >= cfg.maxPendingPerClient) {
+        refuse(ErrorCode.TOO_MANY_PENDING, `this client already has ${c.pending.size} unsettled tasks (maxPendingPerClient)`);
+      } else if (mustQueue && queuedNow >= cfg.maxQueued) {
+        refuse(ErrorCode.QUEUE_FULL, `the queue is full: ${queuedNow} tasks waiting (maxQueued)`);
+      }
+      else {
+        const m: MTask = {
+          client: c, requestId, type, order: order++, bytes: body.length,
+          timeoutMs: options?.timeoutMs || cfg.timeoutMs, backoffMs: options?.backoffMs || cfg.backoffMs,
+          retries: options?.retries ?? 0, state: 'queued', worker: null, id: -1, attempt: 0, faults: 0, retried: 0,
+          deadline: Infinity, dueAt: Infinity,
+        };
+        c.pending.set(requestId, m);
+        model.submitted++;
+      }
+      const err = core.submit(c.rec, requestId, type, body, options);
+      if (err) violate(`submit returned an error: ${err.message}`);
+      done('submit');
     }],
     [4, 'duplicateSubmit', () => {
       const c = pick(alive(clients).filter((x) => x.pending.size > 0));
@@ -1201,7 +2248,7 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
       const m = pick([...c.pending.values()])!;
       inert('duplicate request id', true, () => core.submit(c.rec, m.requestId, 'x', Buffer.from('dup')));
     }],
-    [28, 'result', () => {
+    [26, 'result', () => {
       const candidates: MTask[] = [];
       for (const w of workers) if (w.alive) candidates.push(...w.running.values());
       const m = pick(candidates);
@@ -1212,40 +2259,58 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
       if (r < 0.12) {
         const other = pick(alive(workers).filter((x) => x !== w));
         const ok: OutcomeInput = { ok: true, body: Buffer.from('stale') };
-        if (r < 0.05) {
-          const attempt = m.attempt > 1 && rnd() < 0.5 ? m.attempt - 1 : m.attempt + 1 + int(2);
+        if (r < 0.04) {
+          let attempt = m.attempt > 1 && rnd() < 0.5 ? m.attempt - 1 : m.attempt + 1 + int(2);
+          if (w.revoked.has(`${m.id}:${attempt}`)) attempt = m.attempt + 1; // that one would be a late result
           inert('result with a wrong attempt', true, () => core.result(w.rec, m.id, attempt, ok));
-        } else if (r < 0.09 && other) {
+        } else if (r < 0.07 && other) {
           inert('result from a worker that does not hold the task', true, () => core.result(other.rec, m.id, m.attempt, ok));
+        } else if (r < 0.1 && w.answered.length) {
+          const lease = pick(w.answered)!;
+          inert('second result for a revoked lease', true, () => core.result(w.rec, lease.id, lease.attempt, ok));
         } else {
           inert('result for an unknown task id', true, () => core.result(w.rec, 0x7fff0000 + int(1000), 1, ok));
         }
         return;
       }
-      const outcome: OutcomeInput =
-        rnd() < 0.8
-          ? { ok: true, body: Buffer.from(`ok ${m.client.name}/${m.requestId}/${m.attempt}`) }
-          : { ok: false, code: ErrorCode.HANDLER, message: `boom ${m.client.name}/${m.requestId}` };
-      const orphan = m.state === 'orphan';
-      w.running.delete(m.id); // the credit is free before the core refills the worker
-      sends = 0;
-      resulting = { task: m, outcome };
-      const err = core.result(w.rec, m.id, m.attempt, outcome);
-      resulting = null;
-      if (err) violate(`valid result refused: ${err.message}`);
-      if (outcome.ok) model.completed++;
-      else model.failed++;
-      if (orphan) {
-        if (sends !== 0) violate('result of a departed client was forwarded');
-        m.state = 'dropped';
-        m.worker = null;
-        model.discarded++;
-        totals.discarded++;
-      } else if (sends !== 1 || m.state !== 'settled') {
-        violate(`valid result settled ${sends} times`);
+      const success = rnd() < 0.75;
+      const outcome: OutcomeInput = success
+        ? { ok: true, body: Buffer.from(`ok ${keyOf(m)}/${m.attempt}`) }
+        : { ok: false, code: rnd() < 0.5 ? ErrorCode.HANDLER : 'E_CUSTOM', message: `boom ${keyOf(m)}/${m.attempt}` };
+      w.running.delete(m.id); // the slot is free before the core refills the worker
+      m.worker = null;
+      if (outcome.ok) {
+        m.state = 'settling';
+        expSettle.set(keyOf(m), { ok: true, code: '', message: '', body: outcome.body, then: () => { model.completed++; settleTask(m); } });
+      } else if (m.retried < m.retries) {
+        m.retried++;
+        const delay = m.backoffMs * 2 ** (m.retried - 1);
+        m.state = 'delayed';
+        m.dueAt = now + delay;
+        model.retried++;
+        expRequeue.set(m, { from: w, reason: `handler failed (${outcome.message}); retry ${m.retried} in ${delay} ms`, then: () => {} });
+      } else {
+        expectFailure(m, outcome.code, outcome.message);
       }
-      if (outcome.ok) totals.completed++;
-      else totals.failed++;
+      const err = core.result(w.rec, m.id, m.attempt, outcome);
+      if (err) violate(`valid result refused: ${err.message}`);
+      done('result');
+    }],
+    [10, 'lateResult', () => {
+      const w = pick(alive(workers).filter((x) => x.revoked.size > 0));
+      if (!w) return;
+      seen(w);
+      const [key, lease] = pick([...w.revoked])!;
+      w.revoked.delete(key);
+      w.answered.push(lease);
+      if (w.answered.length > 8) w.answered.shift();
+      if (lease.clientGone) model.discarded++;
+      else model.late++;
+      const outcome: OutcomeInput =
+        rnd() < 0.7 ? { ok: true, body: Buffer.from('late') } : { ok: false, code: ErrorCode.HANDLER, message: 'late boom' };
+      const err = core.result(w.rec, lease.id, lease.attempt, outcome);
+      if (err) violate(`result for revoked lease ${key} refused: ${err.message}`);
+      done('late result');
     }],
     [2, 'staleResultFromDepartedWorker', () => {
       const w = pick(workers.filter((x) => !x.alive && x.heldAtDeath.length > 0));
@@ -1266,75 +2331,132 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
       const c = pick(alive(clients));
       if (c) lose(c);
     }],
-    [7, 'ready', () => {
+    [6, 'ready', () => {
       const w = pick(alive(workers));
       if (!w) return;
       const types = w.types.length === 0 || rnd() < 0.3 ? pick(SIM_TYPES)! : w.types;
       ready(w, int(5), types);
     }],
-    [9, 'tick', () => {
-      const keepalive = new Set<H>();
-      const close = new Set<H>();
-      for (const p of [...clients, ...workers]) {
-        if (!p.alive) continue;
-        if (rnd() < 0.7) seen(p);
-        if (p.active) {
-          p.active = false;
-          p.missed = 0;
-          keepalive.add(p.name);
-        } else if (++p.missed >= deadAfterTicks) {
-          close.add(p.name);
-        } else {
-          keepalive.add(p.name);
+    [7, 'heartbeat', () => {
+      const order = [...alive(clients), ...alive(workers)]; // the core visits clients, then workers, oldest first
+      for (const p of order) if (rnd() < 0.7) seen(p);
+      beat = { order, cursor: 0, decided: new Map(), closed: new Set() };
+      core.heartbeat();
+      const b = beat;
+      beat = null;
+      if (b.cursor !== order.length) violate(`heartbeat: no keepalive or close for ${order[b.cursor]!.name}`);
+      for (const [p, what] of b.decided) if (what === 'close' && !b.closed.has(p)) violate(`heartbeat: ${p.name} lost but not closed`);
+      done('heartbeat');
+    }],
+    [12, 'tick', () => {
+      const r = rnd();
+      now += r < 0.7 ? int(700) : r < 0.95 ? 700 + int(2500) : 3000 + int(8000);
+      dueTimeouts = new Set();
+      for (const w of workers) if (w.alive) for (const m of w.running.values()) if (m.deadline <= now) dueTimeouts.add(m);
+      for (const c of clients) {
+        if (!c.alive) continue;
+        for (const m of c.pending.values()) if (m.state === 'delayed' && m.dueAt <= now) m.state = 'due';
+      }
+      tickRequeued = [];
+      tickRedispatched = [];
+      core.tick(now);
+      const missed = dueTimeouts;
+      dueTimeouts = null;
+      if (missed.size) violate(`tick(${now}): ${[...missed].map(keyOf).join(', ')} not timed out`);
+      done(`tick(${now})`);
+      for (const c of clients) for (const m of c.pending.values()) if (m.state === 'due') m.state = 'queued';
+      // Regression check: a task requeued by this tick's timeouts must not be re-dispatched while an older one
+      // of the same type requeued by the same tick still waits.
+      for (const d of tickRedispatched) {
+        const older = tickRequeued.find((q) => q.state === 'queued' && q.type === d.type && q.order < d.order);
+        if (older) {
+          totals.timeoutOrderInversions++;
+          totals.firstInversion ||= `seed ${seed} step ${step}: ${keyOf(d)} re-dispatched while the older ${keyOf(older)} waits`;
         }
       }
-      expectedTick = { keepalive, close };
-      now += 1000;
-      core.tick(now);
-      expectedTick = null;
-      if (keepalive.size || close.size) violate(`tick: missing keepalives [${[...keepalive]}] or closes [${[...close]}]`);
-      if (core.now !== now) violate('tick did not record now');
-      for (const name of close) if (peerOf(name).alive) violate(`${name} closed but not lost`);
+      tickRequeued = [];
+      tickRedispatched = [];
+    }],
+    [0, 'drain', () => {
+      inert('drain()', false, () => {
+        core.drain();
+        return null;
+      });
+      draining = true;
+      totals.drainedSeeds++;
     }],
   ];
   const totalWeight = actions.reduce((sum, [weight]) => sum + weight, 0);
+  const drainAction = actions.find(([, name]) => name === 'drain')!;
 
   try {
     for (step = 1; step <= steps; step++) {
       let r = rnd() * totalWeight;
-      const action = actions.find(([weight]) => (r -= weight) < 0) ?? actions.at(-1)!;
+      const action = step === drainAt ? drainAction : (actions.find(([weight]) => (r -= weight) < 0) ?? actions.at(-1)!);
       phase = action[1];
       action[2]();
       check();
+      if (dead.length && core.stats().deadLetters && (step % 20 === 0 || phase === 'tick')) checkDeadLetters();
     }
     totals.steps += steps;
+    checkDeadLetters();
     phase = 'teardown';
     const everyone = [...clients, ...workers].filter((p) => p.alive);
-    for (let i = everyone.length - 1; i > 0; i--) {
-      const j = int(i + 1);
-      [everyone[i], everyone[j]] = [everyone[j]!, everyone[i]!];
-    }
-    for (const p of everyone) {
-      lose(p);
+    if (rnd() < 0.3) {
+      // shutdown(): every unsettled task fails once with E_SHUTDOWN (not a dead letter), then every peer is lost;
+      // the running tasks are withdrawn from their workers on the way.
+      phase = 'shutdown';
+      for (const c of alive(clients)) {
+        for (const m of c.pending.values()) {
+          expSettle.set(keyOf(m), { ok: false, code: ErrorCode.SHUTDOWN, message: 'bye', body: null, then: () => model.failed++ });
+        }
+      }
+      for (const p of everyone) pendingLoss.set(p, 'bye');
+      cancelMessage = 'the task was cancelled: bye';
+      core.shutdown('bye');
+      done('shutdown');
+      for (const p of everyone) if (p.alive) violate(`${p.name} survived shutdown()`);
+      totals.shutdowns++;
       check();
+    } else {
+      for (let i = everyone.length - 1; i > 0; i--) {
+        const j = int(i + 1);
+        [everyone[i], everyone[j]] = [everyone[j]!, everyone[i]!];
+      }
+      for (const p of everyone) {
+        lose(p);
+        check();
+      }
     }
+    const callsBefore = calls;
+    for (let i = 1; i <= 3; i++) {
+      now += 1e7;
+      core.tick(now);
+      core.heartbeat();
+      for (const c of clients) core.submit(c.rec, c.nextRequest++, 'x', Buffer.from('after the end'));
+    }
+    if (calls !== callsBefore) violate('output after every peer left');
+    check();
     const s = core.stats();
-    if (s.queued !== 0 || s.inFlight !== 0 || s.workers !== 0 || s.clients !== 0) violate(`after teardown: ${JSON.stringify(s)}`);
+    if (s.queued || s.inFlight || s.delayed || s.workers || s.clients) violate(`after teardown: ${JSON.stringify(s)}`);
+    if (core.unsettled !== 0) violate(`unsettled ${core.unsettled} after teardown`);
     if (core.queueCount !== 0) violate(`queueCount ${core.queueCount} after teardown`);
-    totals.dispatched += model.dispatched;
+    for (const k of Object.keys(model) as (keyof typeof model)[]) totals[k] += model[k];
   } catch (err) {
     if (err instanceof Violation) return err.message;
-    return `seed ${seed} step ${step} [${phase}]: the core threw ${err instanceof Error ? err.stack : String(err)}`;
+    return `seed ${seed} step ${step} [${phase}] ${JSON.stringify(cfg)}: the core threw ${err instanceof Error ? err.stack : String(err)}`;
   }
   return null;
 }
 
 t.test('seeded simulation: 300 seeds x 400 random steps keep every invariant', (t) => {
   const totals: Totals = {
-    steps: 0, dispatched: 0, completed: 0, failed: 0, requeued: 0, timeouts: 0,
-    protocolErrors: 0, discarded: 0, workersLost: 0, clientsLost: 0, maxQueued: 0,
+    steps: 0, submitted: 0, dispatched: 0, completed: 0, failed: 0, requeued: 0, retried: 0, timedOut: 0, attemptsExhausted: 0,
+    late: 0, discarded: 0, cancelled: 0, rejected: 0, heartbeatDrops: 0, protocolErrors: 0, workersLost: 0,
+    clientsLost: 0, drainedSeeds: 0, shutdowns: 0, deadLettersDropped: 0, maxQueued: 0, timeoutOrderInversions: 0, firstInversion: '',
   };
   const start = performance.now();
+  const cpu = process.cpuUsage();
   const failures: string[] = [];
   for (let seed = 1; seed <= 300; seed++) {
     const failure = simulate(seed, 400, totals);
@@ -1345,15 +2467,33 @@ t.test('seeded simulation: 300 seeds x 400 random steps keep every invariant', (
   t.equal(failures.length, 0, `seeds failing: ${failures.map((f) => f.split(' ')[1]).join(', ') || 'none'}`);
   t.equal(totals.steps, 300 * 400, 'every seed ran all its steps');
   // The simulation really went through the interesting paths.
-  t.ok(totals.dispatched > 10_000, `dispatched ${totals.dispatched}`);
-  t.ok(totals.completed > 5_000, `completed ${totals.completed}`);
-  t.ok(totals.failed > 1_000, `failed ${totals.failed}`);
-  t.ok(totals.requeued > 1_000, `requeued ${totals.requeued}`);
-  t.ok(totals.timeouts > 200, `timeouts ${totals.timeouts}`);
-  t.ok(totals.protocolErrors > 1_000, `protocol errors ${totals.protocolErrors}`);
-  t.ok(totals.discarded > 100, `discarded ${totals.discarded}`);
-  t.ok(totals.workersLost > 1_000 && totals.clientsLost > 1_000, `lost ${totals.workersLost} workers, ${totals.clientsLost} clients`);
-  t.ok(totals.maxQueued >= 5, `max queued ${totals.maxQueued}`);
-  t.comment(`simulation: ${JSON.stringify(totals)} in ${Math.round(performance.now() - start)} ms`);
+  const least: [keyof Totals, number][] = [
+    ['dispatched', 10_000], ['completed', 5_000], ['failed', 1_000], ['requeued', 1_000], ['retried', 1_000],
+    ['timedOut', 1_000], ['attemptsExhausted', 200], ['late', 1_000], ['discarded', 100], ['cancelled', 100],
+    ['rejected', 200], ['heartbeatDrops', 200], ['protocolErrors', 1_000], ['workersLost', 1_000], ['clientsLost', 1_000],
+    ['drainedSeeds', 20], ['shutdowns', 40], ['deadLettersDropped', 100], ['maxQueued', 5],
+  ];
+  for (const [k, n] of least) t.ok((totals[k] as number) >= n, `${k} ${totals[k]} (at least ${n})`);
+  const inversions = `timed-out tasks re-dispatched ahead of older ones timed out at the same tick: ${totals.firstInversion || 'none'}`;
+  t.equal(totals.timeoutOrderInversions, 0, inversions);
+  const wall = Math.round(performance.now() - start);
+  const cpuMs = Math.round(process.cpuUsage(cpu).user / 1000);
+  t.comment(`simulation: ${JSON.stringify({ ...totals, firstInversion: undefined })} in ${wall} ms (cpu ${cpuMs} ms)`);
+  t.end();
+});
+
+t.test('a silent worker running a task without a timeout is not excused: dropped after deadAfterTicks', (t) => {
+  const h = new Harness({ timeoutMs: 0 });
+  h.client('c1');
+  h.worker('w1', 1);
+  h.submit('c1', 1, 'sha256', 't1');
+  t.equal(h.sent.length, 1);
+  for (let i = 0; i < 4; i++) {
+    h.core.seen(h.c('c1')); // the client stays alive; only the worker is silent
+    h.core.heartbeat(); // the first consumes the handshake's "seen"
+  }
+  t.equal(h.closed.length, 1, 'closed: nothing bounds the wait for a task without a timeout');
+  t.equal(h.closed[0]!.error.code, ErrorCode.TIMEOUT);
+  t.equal(h.stats().requeued, 1, 'its task went back to the queue');
   t.end();
 });

@@ -157,7 +157,7 @@ export interface DeadLetter {
   type: string;
   code: string;
   message: string;
-  /** Dispatches made. */
+  /** Dispatches made, retries included. */
   attempts: number;
   payloadBytes: number;
   /** The core's clock (ms) when it failed. */
@@ -366,12 +366,13 @@ export class SchedulerCore<H> {
    *
    * A worker running tasks is not dropped for silence: a CPU-bound handler blocks its event loop and with it
    * the keepalives, and a healthy worker must not look dead and have its work requeued again and again. Its
-   * tasks' timeouts bound the wait instead; once they are taken back, silence counts again.
+   * tasks' timeouts bound the wait instead; once they are taken back, silence counts again. A task without a
+   * timeout gives no such bound, so it does not excuse silence.
    */
   heartbeat(): void {
     for (const peers of [this.clients, this.workers] as Set<PeerRecord<H>>[]) {
       for (const peer of peers) {
-        if (peer.active || (peer.kind === 'worker' && peer.running.size > 0)) {
+        if (peer.active || (peer.kind === 'worker' && silenceExcused(peer))) {
           peer.active = false;
           peer.missedTicks = 0;
         } else if (++peer.missedTicks >= this.config.deadAfterTicks) {
@@ -389,15 +390,17 @@ export class SchedulerCore<H> {
   tick(now: number): void {
     this.now = now;
     if (this.deadlines.size > 0) {
+      // Due tasks come out grouped by timeout length; all are requeued, in submission order, before any worker
+      // is refilled, so a younger task never overtakes an older one.
+      const due = this.deadlines.popDue(now).sort((a, b) => a.seq - b.seq);
       const touched = new Set<TypeQueue<H>>();
-      for (const task of this.deadlines.popDue(now)) {
+      for (const task of due) {
         const worker = task.worker!;
         this.counters.timedOut++;
         const message = `timed out after ${task.timeoutMs} ms on worker ${worker.name}`;
         this.revoke(task, ErrorCode.TIMEOUT, message);
         const queue = this.fault(task, worker, message);
         if (queue) touched.add(queue);
-        this.fill(worker); // a revoked lease keeps its slot, so this only matters once the worker answers
       }
       this.refill(touched);
     }
@@ -703,6 +706,13 @@ export class SchedulerCore<H> {
     const queue = this.queues.get(type);
     if (queue && queue.workers === 0 && queue.tasks.length === 0) this.queues.delete(type);
   }
+}
+
+/** A silent worker is presumed busy, not dead, while every task it runs has a timeout to end the wait. */
+function silenceExcused<H>(worker: WorkerRecord<H>): boolean {
+  if (worker.running.size === 0) return false;
+  for (const task of worker.running.values()) if (task.timeoutMs === 0) return false;
+  return true;
 }
 
 function sameTypes(a: readonly string[], b: readonly string[]): boolean {

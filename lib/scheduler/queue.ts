@@ -83,14 +83,21 @@ export interface Timed<T> extends Linked<T> {
  * due in the order they were added, so each list is sorted by deadline without any sorting, and finding
  * what is due costs O(distinct durations + due items): no heap, and O(1) removal when an item settles first.
  */
+class DurationList<T extends Linked<T>> extends LinkedList<T> {
+  constructor(readonly duration: number) {
+    super();
+  }
+}
+
 export class Timeline<T extends Timed<T>> {
-  private readonly lists = new Map<number, LinkedList<T>>();
+  // Durations come from peers (per-task timeouts), so an emptied list is dropped at once, not kept.
+  private readonly lists = new Map<number, DurationList<T>>();
   size = 0;
 
   add(item: T, now: number, duration: number): void {
     let list = this.lists.get(duration);
     if (!list) {
-      list = new LinkedList<T>();
+      list = new DurationList<T>(duration);
       this.lists.set(duration, list);
     }
     item.deadline = now + duration;
@@ -99,13 +106,14 @@ export class Timeline<T extends Timed<T>> {
   }
 
   remove(item: T): void {
-    const list = item.list as LinkedList<T> | null;
+    const list = item.list as DurationList<T> | null;
     if (!list) return;
     list.remove(item);
     this.size--;
+    if (list.length === 0) this.lists.delete(list.duration);
   }
 
-  /** Removes and returns the items due at `now`, earliest first within each duration. */
+  /** Removes and returns the items due at `now`, earliest first within each duration (not across durations). */
   popDue(now: number): T[] {
     const due: T[] = [];
     for (const [duration, list] of this.lists) {
