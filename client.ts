@@ -40,6 +40,9 @@ async function main(): Promise<number> {
   if (inputs.length === 0) throw new Error('no input to submit');
 
   const client = createClient({ host: argv.host, port: argv.port, token: argv.token });
+  // Interrupted: tasks still pending fail with E_CLOSED (the scheduler drops them), the results so far are
+  // printed, and the exit status says not everything succeeded.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void client.close());
   const options = { timeoutMs: argv['task-timeout'], retries: argv.retries };
   await client.connect();
   let timer: NodeJS.Timeout | undefined;

@@ -92,6 +92,15 @@ t.test('client: unreachable scheduler, timeout and usage errors give one line an
   t.match(r.stderr, /give at least one input/);
 });
 
+t.test('client interrupted with SIGINT prints what it has and exits 1', async (t) => {
+  const { child: server, port } = await startServer(t); // no workers: the tasks wait
+  const client = spawnChild(t, process.execPath, [path.join(root, 'dist', 'client.js'), '--port', String(port), 'a', 'b']);
+  await waitFor('the client to connect', () => /client .* connected/.test(server.stdout()));
+  client.proc.kill('SIGINT');
+  t.equal(await within(10_000, 'client exit', client.exited), 1);
+  t.equal(client.stdout(), 'a = error: the client was closed (E_CLOSED)\nb = error: the client was closed (E_CLOSED)\n');
+});
+
 t.test('separate worker process: 20,000 sha256 tasks from one client all return the correct digest', async (t) => {
   const { port } = await startServer(t);
   const worker = spawnChild(t, process.execPath, [path.join(root, 'dist', 'worker.js'), '--port', String(port)]);
