@@ -1,0 +1,15 @@
+// The BullMQ peer's worker process: concurrency 50, each job the sha256 hex of its input.
+// Usage: worker.ts <redis port> <queue name>
+
+import { createHash } from 'node:crypto';
+import { Worker } from 'bullmq';
+import { numArg, serve } from '../child.js';
+
+const connection = { host: '127.0.0.1', port: numArg(0, 6379), maxRetriesPerRequest: null };
+const worker = new Worker<{ input: string }, string>(
+  process.argv[3]!,
+  async (job) => createHash('sha256').update(job.data.input).digest('hex'),
+  { connection, concurrency: 50 },
+);
+await worker.waitUntilReady();
+serve({});

@@ -1,0 +1,55 @@
+// The child side of the bench harness: answers the runner's requests over the IPC channel and dies with it.
+
+/** A request handler; its return value (or promise) is sent back to the runner. */
+export type Handlers = Record<string, (args: never) => unknown>;
+
+interface Request {
+  id: number;
+  op: string;
+  args: unknown;
+}
+
+/** Resource readings the runner takes before and after a measurement. */
+function probe(): { cpu: NodeJS.CpuUsage; mem: NodeJS.MemoryUsage } {
+  return { cpu: process.cpuUsage(), mem: process.memoryUsage() };
+}
+
+/** Full collections, twice with a turn in between, so memory readings count live data rather than garbage. */
+async function collect(): Promise<boolean> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) return false;
+  gc();
+  await new Promise((resolve) => setImmediate(resolve));
+  gc();
+  return true;
+}
+
+/**
+ * Serves `handlers` (plus probe, gc and exit) to the runner and reports `info` as ready. `exit` does not answer:
+ * the process just exits normally, which is what lets --cpu-prof write its profile.
+ */
+export function serve(handlers: Handlers, info: Record<string, unknown> = {}): void {
+  const all: Record<string, (args: never) => unknown> = { probe, gc: collect, ...handlers };
+  process.on('message', (message: Request) => {
+    if (message.op === 'exit') process.exit(0);
+    const handler = all[message.op];
+    Promise.resolve()
+      .then(() => {
+        if (!handler) throw new Error(`unknown op ${message.op}`);
+        return handler(message.args as never);
+      })
+      .then(
+        (result) => process.send!({ id: message.id, result }),
+        (err: unknown) => process.send!({ id: message.id, error: err instanceof Error ? (err.stack ?? err.message) : String(err) }),
+      );
+  });
+  // If the runner dies, so do we: no orphaned scheduler keeps a port or a core busy.
+  process.on('disconnect', () => process.exit(0));
+  process.send!({ ready: true, ...info });
+}
+
+/** A positional command-line argument as a number, with a default. */
+export function numArg(index: number, fallback: number): number {
+  const raw = process.argv[2 + index];
+  return raw === undefined ? fallback : Number(raw);
+}

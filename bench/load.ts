@@ -1,0 +1,112 @@
+// The load generator: one process holding the benchmark's client connections (taskwire, relay or BullMQ) that
+// runs each workload's submission pattern on request and checks every digest it gets back.
+// Usage: load.ts <taskwire|relay|bullmq> <port> [connections] [bullmq queue name]
+
+import { createHash } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { createClient } from '../lib/index.js';
+import { BullmqClient } from './bullmq/client.js';
+import { numArg, serve } from './child.js';
+import { RelayClient } from './relay/client.js';
+
+type Submit = (input: string) => Promise<string>;
+
+const system = process.argv[2];
+const port = numArg(1, 9001);
+const connections = numArg(2, 1);
+
+const sha256 = (input: string): string => createHash('sha256').update(input).digest('hex');
+const inputs = (prefix: string, n: number): string[] => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
+const countBad = (results: string[], want: string[]): number => results.filter((r, i) => r !== want[i]).length;
+
+let bullmq: BullmqClient | null = null;
+let submitters: Submit[] = [];
+let close: () => Promise<void>;
+if (system === 'bullmq') {
+  bullmq = await BullmqClient.open(port, process.argv[5]!);
+  close = () => bullmq!.close();
+} else if (system === 'relay') {
+  const clients = await Promise.all(Array.from({ length: connections }, () => RelayClient.connect(port)));
+  submitters = clients.map((c) => (input: string) => c.submit('sha256', input));
+  close = async () => clients.forEach((c) => c.close());
+} else {
+  const clients = Array.from({ length: connections }, (_, i) => createClient({ port, name: `bench-${i}` }));
+  await Promise.all(clients.map((c) => c.connect()));
+  submitters = clients.map((c) => (input: string) => c.submit('sha256', input));
+  close = async () => void (await Promise.all(clients.map((c) => c.close())));
+}
+
+/** Every task submitted at once, spread over the connections; resolves with the results in input order. */
+function burst(list: string[]): Promise<string[]> {
+  if (bullmq) return bullmq.all(list, `${list[0]}_`);
+  return Promise.all(list.map((input, i) => submitters[i % submitters.length]!(input)));
+}
+
+/** W1: a warm-up burst, then a timed one. The expected digests are computed before the clock starts. */
+async function all({ n, warmup }: { n: number; warmup: number }): Promise<{ ms: number; bad: number }> {
+  const warm = inputs('warm-', warmup);
+  let bad = countBad(await burst(warm), warm.map(sha256));
+  const list = inputs('task-', n);
+  const want = list.map(sha256);
+  const start = performance.now();
+  const results = await burst(list);
+  const ms = performance.now() - start;
+  bad += countBad(results, want);
+  return { ms, bad };
+}
+
+/** W2: one task at a time on the first connection; latencies in microseconds after the warm-up. */
+async function sequential({ n, warmup }: { n: number; warmup: number }): Promise<{ latencies: number[]; bad: number }> {
+  const one: Submit = bullmq ? (input) => bullmq!.one(input) : submitters[0]!;
+  const latencies: number[] = [];
+  let bad = 0;
+  for (let i = 0; i < warmup + n; i++) {
+    const input = `task-${i}`;
+    const start = performance.now();
+    const result = await one(input);
+    if (i >= warmup) latencies.push((performance.now() - start) * 1000);
+    if (result !== sha256(input)) bad++;
+  }
+  return { latencies, bad };
+}
+
+/** W3: keeps `window` tasks outstanding across the connections until n are done (steady state, bounded queue). */
+function windowed({ n, window, prefix }: { n: number; window: number; prefix: string }): Promise<{ ms: number; bad: number }> {
+  return new Promise((resolve, reject) => {
+    let sent = 0;
+    let done = 0;
+    let bad = 0;
+    const start = performance.now();
+    const next = (submit: Submit): void => {
+      const input = `${prefix}${sent++}`;
+      submit(input).then((result) => {
+        if (result !== sha256(input)) bad++;
+        if (++done === n) resolve({ ms: performance.now() - start, bad });
+        else if (sent < n) next(submit);
+      }, reject);
+    };
+    for (let i = 0; i < Math.min(window, n); i++) next(submitters[i % submitters.length]!);
+  });
+}
+
+/** W4: queues n tasks with 16-byte bodies, 10,000 per event-loop turn; drain() awaits their results later. */
+let filled: { list: string[]; results: Promise<string[]> } | null = null;
+async function fill({ n }: { n: number }): Promise<number> {
+  const list = Array.from({ length: n }, (_, i) => String(i).padStart(16, '0'));
+  const promises: Promise<string>[] = [];
+  for (let i = 0; i < n; i++) {
+    promises.push(submitters[i % submitters.length]!(list[i]!));
+    if (i % 10_000 === 9_999) await new Promise((resolve) => setImmediate(resolve));
+  }
+  filled = { list, results: Promise.all(promises) };
+  filled.results.catch(() => {}); // reported by drain()
+  return n;
+}
+
+async function drain(): Promise<{ bad: number }> {
+  const { list, results } = filled!;
+  filled = null;
+  return { bad: countBad(await results, list.map(sha256)) };
+}
+
+serve({ all, sequential, windowed, fill, drain, close: () => close() });

@@ -1,0 +1,404 @@
+// `npm run bench`: taskwire against a minimal relay baseline measured in the same run, in alternating rounds,
+// and BullMQ + Redis with --peers. Options: --quick (smoke run), --peers, --profile (CPU profiles of W1),
+// --only w1,w2,w3,w4 and --rounds N (subsets, for development). docs/BENCHMARKS.md explains the figures.
+
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { WORKER_DEFAULTS } from '../lib/index.js';
+import { formatTop } from './cpuprofile.js';
+import { type Child, build, killAll, withChildren } from './procs.js';
+import { type Redis, startRedis } from './redis.js';
+
+type System = 'taskwire' | 'relay' | 'bullmq';
+type Start = typeof Child.start;
+type Probe = { cpu: NodeJS.CpuUsage; mem: NodeJS.MemoryUsage };
+
+const { values: flags } = parseArgs({
+  options: { quick: { type: 'boolean' }, peers: { type: 'boolean' }, profile: { type: 'boolean' }, only: { type: 'string' }, rounds: { type: 'string' } },
+});
+/** --only w1,w3 runs a subset of the workloads. */
+const only = new Set((flags.only ?? 'w1,w2,w3,w4').toLowerCase().split(','));
+const quick = flags.quick ?? false;
+const RESULTS = fileURLToPath(new URL('results/', import.meta.url));
+
+/**
+ * W3's grid. Each entry is one deployment, warmed up, then measured for each size in turn: the size sweep at
+ * 1 worker/1 client, workers and clients swept at the middle size. Sizes run largest first: the first ~10,000
+ * tasks after the warm-up's pause cost both systems up to twice the steady CPU, which would swamp the 10k point.
+ */
+interface W3Deployment {
+  workers: number;
+  clients: number;
+  sizes: number[];
+}
+const W3_GRID: W3Deployment[] = quick
+  ? [
+      { workers: 1, clients: 1, sizes: [10_000] },
+      { workers: 64, clients: 1, sizes: [10_000] },
+      { workers: 1, clients: 16, sizes: [10_000] },
+    ]
+  : [
+      { workers: 1, clients: 1, sizes: [1_000_000, 100_000, 10_000] },
+      { workers: 8, clients: 1, sizes: [100_000] },
+      { workers: 64, clients: 1, sizes: [100_000] },
+      { workers: 1, clients: 16, sizes: [100_000] },
+      { workers: 64, clients: 16, sizes: [100_000] },
+    ];
+/** One measured point of W3. */
+interface W3Point {
+  n: number;
+  workers: number;
+  clients: number;
+}
+const W3_POINTS: W3Point[] = W3_GRID.flatMap((d) => d.sizes.map((n) => ({ n, workers: d.workers, clients: d.clients })));
+const PLAN = {
+  rounds: flags.rounds ? Number(flags.rounds) : quick ? 1 : 3,
+  w1: { n: quick ? 2_000 : 20_000, warmup: quick ? 200 : 2_000 },
+  w2: { n: quick ? 200 : 2_000, warmup: quick ? 20 : 200 },
+  /**
+   * W3 keeps this many tasks outstanding in total, so the queue stays bounded whatever the task count. The
+   * warm-up is long because a fresh process spends ~50,000 tasks growing its heap and optimising hot code, at
+   * up to twice the steady per-task CPU; a shorter one would make small sizes look dearer for both systems.
+   */
+  w3: { window: 2_048, warmup: quick ? 2_000 : 50_000, grid: W3_GRID },
+  w4: { n: quick ? 100_000 : 1_000_000, payloadBytes: 16 },
+  /** taskwire's default worker concurrency; the relay's fixed window per worker matches it. */
+  window: WORKER_DEFAULTS.concurrency,
+};
+
+// ---- systems -------------------------------------------------------------------------------------------------
+
+let redis: Redis | null = null;
+let queueSeq = 0;
+
+/** Starts one system's broker (none for BullMQ: redis is shared), `workers` worker connections and the load. */
+async function deploy(start: Start, system: System, workers: number, clients: number) {
+  if (system === 'bullmq') {
+    const queue = `bench-${process.pid}-${++queueSeq}`;
+    const [worker, load] = await Promise.all([
+      start('bench/bullmq/worker.ts', [redis!.port, queue]),
+      start('bench/load.ts', ['bullmq', redis!.port, 1, queue]),
+    ]);
+    return { broker: null, load, worker };
+  }
+  const dir = `bench/${system}`;
+  const broker = await start(`${dir}/${system === 'taskwire' ? 'scheduler' : 'broker'}.ts`, system === 'relay' ? [PLAN.window] : [], ['--expose-gc']);
+  const port = broker.info.port as number;
+  const addWorkers = (count = workers) => start(`${dir}/worker.ts`, [port, count]);
+  const [worker, load] = await Promise.all([workers > 0 ? addWorkers() : null, start('bench/load.ts', [system, port, clients])]);
+  return { broker, load, worker, addWorkers };
+}
+
+function check(what: string, result: { bad: number }): void {
+  if (result.bad > 0) throw new Error(`${what}: ${result.bad} wrong result(s)`);
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+function cpuMicros(before: Probe, after: Probe): number {
+  return after.cpu.user - before.cpu.user + (after.cpu.system - before.cpu.system);
+}
+
+const heapAndBuffers = (p: Probe): number => p.mem.heapUsed + p.mem.external;
+
+// ---- workloads -----------------------------------------------------------------------------------------------
+
+type Figures = Record<string, number>;
+
+async function w1(system: System): Promise<Figures> {
+  return withChildren(async (start) => {
+    const { load } = await deploy(start, system, 1, 1);
+    const r = await load.request<{ ms: number; bad: number }>('all', PLAN.w1);
+    check(`W1 ${system}`, r);
+    return { 'w1.tps': PLAN.w1.n / (r.ms / 1000) };
+  });
+}
+
+async function w2(system: System): Promise<Figures> {
+  return withChildren(async (start) => {
+    const { load } = await deploy(start, system, 1, 1);
+    const r = await load.request<{ latencies: number[]; bad: number }>('sequential', PLAN.w2);
+    check(`W2 ${system}`, r);
+    const sorted = r.latencies.sort((a, b) => a - b);
+    return { 'w2.p50': percentile(sorted, 50), 'w2.p99': percentile(sorted, 99) };
+  });
+}
+
+const w3Key = (p: W3Point): string => `w3.${p.n}.${p.workers}w.${p.clients}c`;
+
+async function w3(system: System, deployment: W3Deployment): Promise<Figures> {
+  return withChildren(async (start) => {
+    const { broker, load } = await deploy(start, system, deployment.workers, deployment.clients);
+    const { window, warmup } = PLAN.w3;
+    check(`W3 ${system} warm-up`, await load.request('windowed', { n: warmup, window, prefix: 'warm-' }));
+    const figures: Figures = {};
+    for (const n of deployment.sizes) {
+      const before = await broker!.request<Probe>('probe');
+      const r = await load.request<{ ms: number; bad: number }>('windowed', { n, window, prefix: `${n}-` });
+      const after = await broker!.request<Probe>('probe');
+      check(`W3 ${system}`, r);
+      const key = w3Key({ n, ...deployment });
+      figures[`${key}.cpu`] = cpuMicros(before, after) / n;
+      figures[`${key}.tps`] = n / (r.ms / 1000);
+    }
+    return figures;
+  });
+}
+
+async function w4(system: System): Promise<Figures> {
+  return withChildren(async (start) => {
+    const { broker, load, addWorkers } = await deploy(start, system, 0, 1);
+    const { n, payloadBytes } = PLAN.w4;
+    const gcProbe = async (): Promise<Probe> => {
+      await broker!.request('gc');
+      return broker!.request<Probe>('probe');
+    };
+    const base = await gcProbe();
+    await load.request('fill', { n });
+    const deadline = Date.now() + 300_000;
+    while ((await broker!.request<number>('queued')) < n) {
+      if (Date.now() > deadline) throw new Error(`W4 ${system}: the ${n} tasks never all got queued`);
+      await sleep(100);
+    }
+    const full = await gcProbe();
+    await addWorkers!(1);
+    check(`W4 ${system}`, await load.request('drain'));
+    const drained = await gcProbe();
+    const MB = 1024 * 1024;
+    const grown = heapAndBuffers(full) - heapAndBuffers(base);
+    return {
+      'w4.heap': grown / n - payloadBytes,
+      'w4.rss': (full.mem.rss - base.mem.rss) / n - payloadBytes,
+      'w4.jsheap': (full.mem.heapUsed - base.mem.heapUsed) / n,
+      'w4.peakMB': grown / MB,
+      'w4.heapAfterMB': (heapAndBuffers(drained) - heapAndBuffers(base)) / MB,
+      'w4.heapAfterPct': (100 * (heapAndBuffers(drained) - heapAndBuffers(base))) / grown,
+      'w4.rssAfterMB': (drained.mem.rss - base.mem.rss) / MB,
+      'w4.rssAfterPct': (100 * (drained.mem.rss - base.mem.rss)) / (full.mem.rss - base.mem.rss),
+    };
+  });
+}
+
+// ---- report --------------------------------------------------------------------------------------------------
+
+const samples: Record<string, Partial<Record<System, number[]>>> = {};
+
+function record(system: System, figures: Figures): void {
+  for (const [key, value] of Object.entries(figures)) ((samples[key] ??= {})[system] ??= []).push(value);
+}
+
+function median(values: number[] | undefined): number | undefined {
+  if (!values?.length) return undefined;
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid] : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+const med = (key: string, system: System): number | undefined => median(samples[key]?.[system]);
+
+interface Row {
+  key: string;
+  label: string;
+  /** The target on the taskwire/relay ratio, if there is one. */
+  target?: { max?: number; min?: number };
+  /** The target on taskwire's own figure instead (W4's bytes per task). */
+  absolute?: { max: number };
+}
+
+function rows(): Row[] {
+  const out: Row[] = [
+    { key: 'w1.tps', label: 'W1 throughput, tasks/s', target: { min: 0.8 } },
+    { key: 'w2.p50', label: 'W2 latency p50, µs', target: { max: 1.25 } },
+    { key: 'w2.p99', label: 'W2 latency p99, µs' },
+  ];
+  for (const c of W3_POINTS) {
+    const size = c.n >= 1e6 ? `${c.n / 1e6}M` : `${c.n / 1e3}k`;
+    out.push({ key: `${w3Key(c)}.cpu`, label: `W3 sched CPU/task µs ${size} ${c.workers}w ${c.clients}c`, target: { max: 1.5 } });
+  }
+  out.push(
+    { key: 'w4.heap', label: 'W4 heap+buffers B/task - 16', absolute: { max: 150 } },
+    { key: 'w4.rss', label: 'W4 RSS B/task - 16', absolute: { max: 150 } },
+    { key: 'w4.jsheap', label: 'W4 JS heap only B/task' },
+    { key: 'w4.heapAfterPct', label: 'W4 heap+buffers kept after drain, %', absolute: { max: 5 } },
+    { key: 'w4.rssAfterPct', label: 'W4 RSS kept after drain, %' },
+  );
+  return out;
+}
+
+/** Flatness of taskwire's (and the relay's) W3 CPU/task: max/min over each sweep. */
+function flatness(system: System): Record<string, number | undefined> {
+  const spread = (configs: W3Point[]): number | undefined => {
+    const values = configs.map((c) => med(`${w3Key(c)}.cpu`, system));
+    if (values.length < 2 || values.some((v) => v === undefined)) return undefined;
+    return Math.max(...(values as number[])) / Math.min(...(values as number[]));
+  };
+  const grid = W3_POINTS;
+  const mid = quick ? 10_000 : 100_000;
+  return {
+    'sizes (1w 1c)': spread(grid.filter((c) => c.workers === 1 && c.clients === 1)),
+    [`workers (${mid / 1000}k, 1c)`]: spread(grid.filter((c) => c.n === mid && c.clients === 1)),
+    [`clients (${mid / 1000}k, 1w)`]: spread(grid.filter((c) => c.n === mid && c.workers === 1)),
+  };
+}
+
+function fmt(value: number | undefined): string {
+  if (value === undefined) return '-';
+  if (Math.abs(value) >= 1000) return Math.round(value).toLocaleString('en-US');
+  return value.toFixed(Math.abs(value) >= 100 ? 0 : Math.abs(value) >= 10 ? 1 : 2);
+}
+
+function table(systems: System[], machine: Record<string, unknown>, bullmqNote: string | null): string {
+  const lines: string[] = [];
+  const head = ['figure', 'taskwire', 'relay', 'ratio', ...(systems.includes('bullmq') ? ['bullmq'] : []), 'target', 'met'];
+  const body: string[][] = [];
+  const verdicts: Record<string, boolean> = {};
+  for (const row of rows()) {
+    const tw = med(row.key, 'taskwire');
+    const relay = med(row.key, 'relay');
+    if (tw === undefined && relay === undefined) continue;
+    const ratio = tw !== undefined && relay ? tw / relay : undefined;
+    let target = '';
+    let met: boolean | undefined;
+    if (row.target && ratio !== undefined) {
+      target = row.target.min !== undefined ? `>= ${row.target.min}x` : `<= ${row.target.max}x`;
+      met = row.target.min !== undefined ? ratio >= row.target.min : ratio <= row.target.max!;
+    } else if (row.absolute && tw !== undefined) {
+      target = `<= ${row.absolute.max}`;
+      met = tw <= row.absolute.max;
+    }
+    if (met !== undefined) verdicts[row.key] = met;
+    body.push([
+      row.label,
+      fmt(tw),
+      fmt(relay),
+      ratio === undefined ? '-' : `${ratio.toFixed(2)}x`,
+      ...(systems.includes('bullmq') ? [fmt(med(row.key, 'bullmq'))] : []),
+      target,
+      met === undefined ? '' : met ? 'yes' : 'NO',
+    ]);
+  }
+  const twFlat = flatness('taskwire');
+  const relayFlat = flatness('relay');
+  for (const [sweep, value] of Object.entries(twFlat)) {
+    if (value === undefined) continue;
+    const met = value <= 1.25;
+    verdicts[`flat ${sweep}`] = met;
+    body.push([`W3 flatness max/min, ${sweep}`, fmt(value), fmt(relayFlat[sweep]), '', ...(systems.includes('bullmq') ? [''] : []), '<= 1.25', met ? 'yes' : 'NO']);
+  }
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
+  const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  lines.push(`taskwire bench, ${machine.date}; ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}; load average ${machine.loadavg} at start, ${machine.loadavgEnd} at end; ${machine.rounds} round(s), medians${quick ? ' (--quick)' : ''}`);
+  lines.push(line(head), line(widths.map((w) => '-'.repeat(w))), ...body.map(line));
+  lines.push('ratio = taskwire / relay. W4 "kept after drain": growth still held after the drain and a forced GC, as % of the growth when all were queued.');
+  if (bullmqNote) lines.push(`bullmq: ${bullmqNote}`);
+  return lines.join('\n');
+}
+
+// ---- main ----------------------------------------------------------------------------------------------------
+
+async function profile(): Promise<void> {
+  const dir = path.join(RESULTS, 'profiles');
+  rmSync(dir, { recursive: true, force: true });
+  const n = quick ? 20_000 : 200_000;
+  // One directory per process, as --cpu-prof names its files after the pid.
+  const prof = (name: string): string[] => ['--cpu-prof', '--cpu-prof-dir', path.join(dir, name)];
+  for (const system of ['taskwire', 'relay'] as const) {
+    const dirName = `bench/${system}`;
+    await withChildren(async (start) => {
+      const broker = await start(`${dirName}/${system === 'taskwire' ? 'scheduler' : 'broker'}.ts`, system === 'relay' ? [PLAN.window] : [], prof(`${system}-scheduler`));
+      const port = broker.info.port as number;
+      const [, load] = await Promise.all([
+        start(`${dirName}/worker.ts`, [port, 1], prof(`${system}-worker`)),
+        start('bench/load.ts', [system, port, 1], prof(`${system}-client`)),
+      ]);
+      const r = await load.request<{ ms: number; bad: number }>('all', { n, warmup: 2_000 });
+      check(`profile ${system}`, r);
+      process.stdout.write(`${system}: W1 with ${n} tasks under --cpu-prof: ${Math.round(n / (r.ms / 1000))} tasks/s\n`);
+    });
+  }
+  for (const name of ['taskwire-scheduler', 'taskwire-worker', 'taskwire-client', 'relay-scheduler', 'relay-worker', 'relay-client']) {
+    const file = readdirSync(path.join(dir, name)).find((f) => f.endsWith('.cpuprofile'));
+    if (file) process.stdout.write(`\n${formatTop(name, path.join(dir, name, file), 12)}\n`);
+  }
+  process.stdout.write(`\nprofiles: ${dir}\n`);
+}
+
+async function main(): Promise<void> {
+  const began = performance.now();
+  build();
+  if (flags.profile) return profile();
+  const systems: System[] = ['taskwire', 'relay'];
+  let bullmqNote: string | null = 'skipped (run with --peers to include BullMQ + Redis)';
+  if (flags.peers) {
+    const started = await startRedis();
+    if ('port' in started) {
+      redis = started;
+      systems.push('bullmq');
+      bullmqNote = 'W1 and W2 only (addBulk + QueueEvents; add + waitUntilFinished), worker concurrency 50, private redis-server';
+    } else {
+      bullmqNote = `skipped: ${started.skip}`;
+    }
+  }
+  const cpus = os.cpus();
+  const machine = {
+    date: new Date().toISOString(),
+    cpu: cpus[0]?.model.trim() ?? 'unknown',
+    cores: cpus.length,
+    node: process.version,
+    platform: `${os.platform()} ${os.release()}`,
+    /** Other work on the machine skews every figure; the 1-minute load average at the start tells. */
+    loadavg: os.loadavg()[0]!.toFixed(2),
+    rounds: PLAN.rounds,
+  };
+  const step = async (label: string, fn: () => Promise<Figures>, system: System): Promise<void> => {
+    const t = performance.now();
+    record(system, await fn());
+    process.stderr.write(`bench: ${label} ${system} ${((performance.now() - t) / 1000).toFixed(1)} s\n`);
+  };
+  for (let round = 1; round <= PLAN.rounds; round++) {
+    process.stderr.write(`bench: round ${round}/${PLAN.rounds}\n`);
+    if (only.has('w1')) for (const system of systems) await step('W1', () => w1(system), system);
+    if (only.has('w2')) for (const system of systems) await step('W2', () => w2(system), system);
+    for (const d of only.has('w3') ? W3_GRID : []) {
+      const label = `W3 ${d.workers}w ${d.clients}c ${d.sizes.join('+')}`;
+      for (const system of ['taskwire', 'relay'] as const) await step(label, () => w3(system, d), system);
+    }
+    if (only.has('w4')) for (const system of ['taskwire', 'relay'] as const) await step('W4', () => w4(system), system);
+  }
+  await redis?.stop();
+  Object.assign(machine, { loadavgEnd: os.loadavg()[0]!.toFixed(2) });
+  const seconds = (performance.now() - began) / 1000;
+  const text = table(systems, machine, flags.peers ? bullmqNote : null);
+  process.stdout.write(`${text}\n(run took ${seconds.toFixed(0)} s)\n`);
+  const medians = Object.fromEntries(
+    Object.keys(samples).map((key) => [key, Object.fromEntries(systems.map((s) => [s, med(key, s)]))]),
+  );
+  mkdirSync(RESULTS, { recursive: true });
+  writeFileSync(
+    path.join(RESULTS, 'latest.json'),
+    `${JSON.stringify({ machine, quick, plan: PLAN, seconds, bullmq: bullmqNote, flatness: { taskwire: flatness('taskwire'), relay: flatness('relay') }, medians, samples, table: text }, null, 2)}\n`,
+  );
+}
+
+// Children die with the runner, whatever ends it.
+process.on('exit', killAll);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    killAll();
+    process.exit(130);
+  });
+}
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);
