@@ -274,16 +274,26 @@ export function encodeReady(concurrency: number, types: readonly string[]): Buff
 
 // ---- decoding ------------------------------------------------------------------------------------------------
 
+const EMPTY = Buffer.alloc(0);
+
 /**
  * A bounds-checked cursor over one payload. A field that runs past the end is a protocol error naming the
  * command and field, so a hostile length prefix can never read outside its frame.
+ *
+ * One instance is reused by every decode (decoding is synchronous and never nested): a cursor object per frame
+ * was a measurable share of the scheduler's garbage.
  */
 class Reader {
+  private buf: Buffer = EMPTY;
   private offset = 0;
-  constructor(
-    private readonly buf: Buffer,
-    private readonly what: string,
-  ) {}
+  private what = '';
+
+  reset(buf: Buffer, what: string): this {
+    this.buf = buf;
+    this.offset = 0;
+    this.what = what;
+    return this;
+  }
 
   private need(n: number, field: string): void {
     if (this.offset + n > this.buf.length) {
@@ -313,11 +323,11 @@ class Reader {
   }
 
   string(field: string): string {
-    const n = this.u16(`${field} length`);
+    const n = this.u16(field);
     this.need(n, field);
-    const bytes = this.buf.subarray(this.offset, this.offset + n);
+    const start = this.offset;
     this.offset += n;
-    return utf8(bytes, `${this.what} ${field}`);
+    return decodeString(this.buf, start, n, this.what, field);
   }
 
   /** The rest of the payload as a view. */
@@ -328,7 +338,9 @@ class Reader {
   }
 
   restString(field: string): string {
-    return utf8(this.rest(), `${this.what} ${field}`);
+    const start = this.offset;
+    this.offset = this.buf.length;
+    return decodeString(this.buf, start, this.buf.length - start, this.what, field);
   }
 
   end(): void {
@@ -338,10 +350,35 @@ class Reader {
   }
 }
 
-function utf8(bytes: Buffer, field: string): string {
-  if (bytes.length === 0) return '';
-  if (!isUtf8(bytes)) throw new ProtocolError(`${field} is not valid UTF-8`);
-  return bytes.toString('utf8');
+const reader = new Reader();
+
+/**
+ * Short strings (job types, error codes) repeat on nearly every frame, so the last few are kept with their
+ * bytes: a repeat is a byte comparison and returns the same string, with no UTF-8 check, no new string and no
+ * view. Each new string on every SUBMIT and TASK was measurable garbage in the scheduler and the worker.
+ */
+const INTERN_MAX_BYTES = 64;
+const interned: { bytes: Buffer; text: string }[] = [];
+let internNext = 0;
+
+function decodeString(buf: Buffer, start: number, length: number, what: string, field: string): string {
+  if (length === 0) return '';
+  const short = length <= INTERN_MAX_BYTES;
+  if (short) {
+    for (const entry of interned) {
+      if (entry.bytes.length === length && buf.compare(entry.bytes, 0, length, start, start + length) === 0) {
+        return entry.text;
+      }
+    }
+  }
+  const bytes = buf.subarray(start, start + length);
+  if (!isUtf8(bytes)) throw new ProtocolError(`${what} ${field} is not valid UTF-8`);
+  const text = bytes.toString('utf8');
+  if (short) {
+    interned[internNext] = { bytes: Buffer.from(bytes), text };
+    internNext = (internNext + 1) % 8;
+  }
+  return text;
 }
 
 /**
@@ -350,7 +387,7 @@ function utf8(bytes: Buffer, field: string): string {
  */
 export function decodeHello(payload: Buffer): Hello | null {
   if (payload.length === 0) return null;
-  const r = new Reader(payload, 'HELLO');
+  const r = reader.reset(payload, 'HELLO');
   const version = r.u8('version');
   if (version !== PROTOCOL_VERSION) {
     throw new ProtocolError(`protocol version ${version} is not supported; this side speaks version ${PROTOCOL_VERSION}`, ErrorCode.VERSION);
@@ -365,7 +402,7 @@ export function decodeHello(payload: Buffer): Hello | null {
 }
 
 export function decodeSubmit(payload: Buffer): Submit {
-  const r = new Reader(payload, 'SUBMIT');
+  const r = reader.reset(payload, 'SUBMIT');
   const requestId = r.u32('request id');
   const count = r.u8('option count');
   let options: SubmitOptions | undefined;
@@ -385,7 +422,7 @@ export function decodeSubmit(payload: Buffer): Submit {
 }
 
 export function decodeCancel(payload: Buffer): Cancel {
-  const r = new Reader(payload, 'CANCEL');
+  const r = reader.reset(payload, 'CANCEL');
   return {
     taskId: r.u32('task id'),
     attempt: r.u32('attempt'),
@@ -395,12 +432,12 @@ export function decodeCancel(payload: Buffer): Cancel {
 }
 
 export function decodeTask(payload: Buffer): TaskMessage {
-  const r = new Reader(payload, 'TASK');
+  const r = reader.reset(payload, 'TASK');
   return { taskId: r.u32('task id'), attempt: r.u32('attempt'), type: r.string('job type'), body: r.rest() };
 }
 
 export function decodeResult(payload: Buffer): ResultMessage {
-  const r = new Reader(payload, 'RESULT');
+  const r = reader.reset(payload, 'RESULT');
   const taskId = r.u32('task id');
   const attempt = r.u32('attempt');
   const status = r.u8('status');
@@ -412,22 +449,22 @@ export function decodeResult(payload: Buffer): ResultMessage {
 }
 
 export function decodeCompleted(payload: Buffer): Completed {
-  const r = new Reader(payload, 'COMPLETED');
+  const r = reader.reset(payload, 'COMPLETED');
   return { requestId: r.u32('request id'), body: r.rest() };
 }
 
 export function decodeFailed(payload: Buffer): Failed {
-  const r = new Reader(payload, 'FAILED');
+  const r = reader.reset(payload, 'FAILED');
   return { requestId: r.u32('request id'), code: r.string('error code'), message: r.restString('message') };
 }
 
 export function decodeError(payload: Buffer): Failure {
-  const r = new Reader(payload, 'ERROR');
+  const r = reader.reset(payload, 'ERROR');
   return { code: r.string('error code'), message: r.restString('message') };
 }
 
 export function decodeReady(payload: Buffer): Ready {
-  const r = new Reader(payload, 'READY');
+  const r = reader.reset(payload, 'READY');
   const concurrency = r.u32('concurrency');
   const count = r.u16('type count');
   const types: string[] = [];

@@ -54,10 +54,26 @@ export interface WorkerEvents {
   close: [];
 }
 
-/** A task being run; `session` is the connection it came on, the only one its result may go back on. */
-interface Running {
-  session: Session;
-  controller: AbortController | null;
+/**
+ * A task being run, and the context its handler sees. `session` is the connection it came on, the only one
+ * its result may go back on. One object per task: the handler's context is the record itself, and the
+ * `signal` getter lives on the prototype (an object literal with a getter cost a closure per task).
+ */
+class Running implements TaskContext {
+  controller: AbortController | null = null;
+
+  constructor(
+    readonly session: Session,
+    readonly taskId: number,
+    readonly attempt: number,
+    readonly type: string,
+  ) {}
+
+  /** Most handlers never look at the signal, so its controller is made on first use only. */
+  get signal(): AbortSignal {
+    this.controller ??= new AbortController();
+    return this.controller.signal;
+  }
 }
 
 /**
@@ -225,39 +241,28 @@ export class Worker extends EventEmitter<WorkerEvents> {
   // ---- tasks -----------------------------------------------------------------------------------------------
 
   private run(session: Session, payload: Buffer): void {
-    const task = decodeTask(payload);
-    const handler = this.handlers.get(task.type);
+    const { taskId, attempt, type, body } = decodeTask(payload);
+    const handler = this.handlers.get(type);
     if (!handler) {
-      session.send(encodeResultError(task.taskId, task.attempt, ErrorCode.NO_HANDLER, `this worker has no handler for job type '${task.type}'`));
+      session.send(encodeResultError(taskId, attempt, ErrorCode.NO_HANDLER, `this worker has no handler for job type '${type}'`));
       return;
     }
-    const running: Running = { session, controller: null };
-    this.running.set(leaseKey(task.taskId, task.attempt), running);
-    const context: TaskContext = {
-      taskId: task.taskId,
-      attempt: task.attempt,
-      type: task.type,
-      // Most handlers never look at the signal, so its controller is made on first use only.
-      get signal() {
-        running.controller ??= new AbortController();
-        return running.controller.signal;
-      },
-    };
+    const running = new Running(session, taskId, attempt, type);
     let result: HandlerResult | Promise<HandlerResult>;
     try {
-      result = handler(task.body, context);
+      result = handler(body, running);
     } catch (err) {
-      return this.finish(task.taskId, task.attempt, running, null, err);
+      return this.reply(running, null, err);
     }
-    // Synchronous handlers (the built-ins) answer in the same turn: no promise, no extra microtask.
-    if (isPromiseLike(result)) {
-      result.then(
-        (value) => this.finish(task.taskId, task.attempt, running, value, null),
-        (err: unknown) => this.finish(task.taskId, task.attempt, running, null, err ?? new Error('handler rejected')),
-      );
-    } else {
-      this.finish(task.taskId, task.attempt, running, result, null);
-    }
+    // Synchronous handlers (the built-ins) answer in the same turn: no promise, no bookkeeping, nothing that
+    // could have changed meanwhile. Only tasks that wait are tracked, for cancellation and connection loss.
+    if (!isPromiseLike(result)) return this.reply(running, result, null);
+    const key = leaseKey(taskId, attempt);
+    this.running.set(key, running);
+    result.then(
+      (value) => this.settle(key, running, value, null),
+      (err: unknown) => this.settle(key, running, null, err ?? new Error('handler rejected')),
+    );
   }
 
   /**
@@ -272,11 +277,14 @@ export class Worker extends EventEmitter<WorkerEvents> {
     running.controller.abort(new TaskwireError(code, message));
   }
 
-  private finish(taskId: number, attempt: number, running: Running, value: HandlerResult | null, error: unknown): void {
-    const key = leaseKey(taskId, attempt);
+  private settle(key: number, running: Running, value: HandlerResult | null, error: unknown): void {
     if (this.running.get(key) !== running) return; // its connection is gone; the task was requeued
     this.running.delete(key);
-    const session = running.session;
+    this.reply(running, value, error);
+    if (this.running.size === 0) this.idle?.();
+  }
+
+  private reply({ session, taskId, attempt }: Running, value: HandlerResult | null, error: unknown): void {
     if (error !== null) {
       session.send(encodeResultError(taskId, attempt, errorCode(error), errorMessage(error)));
     } else if (typeof value === 'string' || value instanceof Uint8Array) {
@@ -286,7 +294,6 @@ export class Worker extends EventEmitter<WorkerEvents> {
         encodeResultError(taskId, attempt, ErrorCode.HANDLER, `handler returned ${value === null ? 'null' : typeof value}; return a string or bytes`),
       );
     }
-    if (this.running.size === 0) this.idle?.();
   }
 }
 
