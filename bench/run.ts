@@ -13,6 +13,7 @@ import { WORKER_DEFAULTS } from '../lib/index.js';
 import { formatTop } from './cpuprofile.js';
 import { type Child, build, killAll, withChildren } from './procs.js';
 import { type Redis, startRedis } from './redis.js';
+import { installBullmq } from './bullmq/load.js';
 
 type System = 'taskwire' | 'relay' | 'bullmq';
 type Start = typeof Child.start;
@@ -336,7 +337,9 @@ async function main(): Promise<void> {
   if (flags.profile) return profile();
   const systems: System[] = ['taskwire', 'relay'];
   let bullmqNote: string | null = 'skipped (run with --peers to include BullMQ + Redis)';
-  if (flags.peers) {
+  const peerProblem = flags.peers ? installBullmq() : null;
+  if (peerProblem) bullmqNote = `skipped: ${peerProblem}`;
+  else if (flags.peers) {
     const started = await startRedis();
     if ('port' in started) {
       redis = started;

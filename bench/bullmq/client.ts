@@ -1,7 +1,7 @@
 // The BullMQ peer's client side: throughput with addBulk plus QueueEvents, latency with add plus
 // waitUntilFinished; every result is checked like taskwire's.
 
-import { Queue, QueueEvents } from 'bullmq';
+import { loadBullmq, type Queue, type QueueEvents } from './load.js';
 
 export class BullmqClient {
   private constructor(
@@ -10,6 +10,7 @@ export class BullmqClient {
   ) {}
 
   static async open(port: number, name: string): Promise<BullmqClient> {
+    const { Queue, QueueEvents } = await loadBullmq();
     const connection = { host: '127.0.0.1', port };
     const queue = new Queue(name, {
       connection,

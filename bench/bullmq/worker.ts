@@ -2,11 +2,12 @@
 // Usage: worker.ts <redis port> <queue name>
 
 import { createHash } from 'node:crypto';
-import { Worker } from 'bullmq';
+import { loadBullmq } from './load.js';
 import { numArg, serve } from '../child.js';
 
 const connection = { host: '127.0.0.1', port: numArg(0, 6379), maxRetriesPerRequest: null };
-const worker = new Worker<{ input: string }, string>(
+const { Worker } = await loadBullmq();
+const worker = new Worker(
   process.argv[3]!,
   async (job) => createHash('sha256').update(job.data.input).digest('hex'),
   { connection, concurrency: 50 },
