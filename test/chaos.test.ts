@@ -23,21 +23,10 @@ import {
   encodeSubmit,
   encodeTask,
 } from '../lib/protocol/messages.js';
-import { sha256, spawnTs, startScheduler, waitFor, within, type Child } from './helpers.js';
+import { mulberry32 as prng, sha256, spawnTs, startScheduler, waitFor, within, type Child } from './helpers.js';
 
 // ---- plumbing --------------------------------------------------------------------------------------------------
 
-/** A small seeded PRNG (mulberry32): the same seed gives the same sequence of decisions. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

@@ -2,6 +2,7 @@
 // shell, peer handles are plain strings ('w1', 'c1'), and every answer of the core is checked by value.
 
 import t from 'tap';
+import { mulberry32 } from './helpers.js';
 import { ErrorCode, TaskwireError } from '../lib/errors.js';
 import {
   CORE_DEFAULTS,
@@ -241,17 +242,6 @@ class Harness {
   }
 }
 
-/** Seeded PRNG (mulberry32): the same seed always gives the same sequence. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function range(from: number, to: number): number[] {
   const out: number[] = [];
