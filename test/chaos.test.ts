@@ -27,6 +27,32 @@ import { mulberry32 as prng, sha256, spawnTs, startScheduler, waitFor, within, t
 
 // ---- plumbing --------------------------------------------------------------------------------------------------
 
+/** Submits `count` sha256 tasks named `<prefix>-<i>` and tracks how often each settled, its result or error. */
+function submitAll(c: Client, prefix: string, count: number) {
+  const track = {
+    settled: new Uint8Array(count),
+    results: new Array<string | undefined>(count),
+    errors: [] as string[],
+    settledCount: 0,
+    all: [] as Promise<void>[],
+  };
+  track.all = Array.from({ length: count }, (_, i) =>
+    c.submit('sha256', `${prefix}-${i}`).then(
+      (r) => {
+        track.settled[i]!++;
+        track.settledCount++;
+        track.results[i] = r;
+      },
+      (err: unknown) => {
+        track.settled[i]!++;
+        track.settledCount++;
+        track.errors.push(`${prefix}-${i}: ${(err as { code?: string }).code} ${(err as Error).message}`);
+      },
+    ),
+  );
+  return track;
+}
+
 
 const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -253,37 +279,21 @@ t.test('chaos: 20,000 tasks while worker processes are SIGKILLed at random and r
 
   const c = honestClient(t, port, 'chaos-client');
   await within(5000, 'client connects', c.connect());
-  const settled = new Uint8Array(TASKS);
-  const results: Array<string | undefined> = new Array<string | undefined>(TASKS);
-  const errors: string[] = [];
-  let settledCount = 0;
   const started = Date.now();
-  const all = Array.from({ length: TASKS }, (_, i) =>
-    c.submit('sha256', `task-${i}`).then(
-      (r) => {
-        settled[i]!++;
-        settledCount++;
-        results[i] = r;
-      },
-      (err: unknown) => {
-        settled[i]!++;
-        settledCount++;
-        errors.push(`task-${i}: ${(err as { code?: string }).code} ${(err as Error).message}`);
-      },
-    ),
-  );
+  const track = submitAll(c, 'task', TASKS);
+  const { settled, results, errors, all } = track;
 
   // Kills start with the first results, so they land while the bulk of the work is in flight.
-  await waitFor('the first results', () => settledCount > 0, 20_000);
+  await waitFor('the first results', () => track.settledCount > 0, 20_000);
   const kills: Array<{ name: string; atSettled: number; requeued: number; ms: number }> = [];
-  while (settledCount < TASKS && kills.length < MAX_KILLS) {
+  while (track.settledCount < TASKS && kills.length < MAX_KILLS) {
     await pause(100 + Math.floor(random() * 200)); // the moment of the next kill: pacing, not an assertion
-    if (settledCount >= TASKS) break;
+    if (track.settledCount >= TASKS) break;
     const candidates = slots.map((_, i) => i).filter((i) => live.has(slots[i]!.name));
     if (candidates.length === 0) continue; // every worker is restarting; try again at the next moment
     const slot = candidates[Math.floor(random() * candidates.length)]!;
     const { name, child } = slots[slot]!;
-    const atSettled = settledCount;
+    const atSettled = track.settledCount;
     child.proc.kill('SIGKILL');
     t.equal(await within(5000, `${name} to die`, child.exited), 'SIGKILL', `${name} killed`, { diagnostic: false });
     await waitFor(`the scheduler to notice ${name} is gone`, () => left.has(name), 5000);
@@ -368,34 +378,18 @@ t.test('chaos: a worker frozen with SIGSTOP loses its tasks at their timeout, is
   await waitFor('both worker processes to register', () => ids.has('frozen') && ids.has('steady'), 30_000);
   const frozenId = ids.get('frozen')![0]!;
   const c = honestClient(t, port, 'frozen-client');
-  const settled = new Uint8Array(TASKS);
-  const results: Array<string | undefined> = new Array<string | undefined>(TASKS);
-  const errors: string[] = [];
-  let settledCount = 0;
-  const all = Array.from({ length: TASKS }, (_, i) =>
-    c.submit('sha256', `frozen-${i}`).then(
-      (r) => {
-        settled[i]!++;
-        settledCount++;
-        results[i] = r;
-      },
-      (err: unknown) => {
-        settled[i]!++;
-        settledCount++;
-        errors.push(`frozen-${i}: ${(err as { code?: string }).code} ${(err as Error).message}`);
-      },
-    ),
-  );
-  await waitFor('the worker to be busy', () => (dispatchedTo.get(frozenId) ?? 0) > 100 && settledCount > 100, 20_000);
+  const track = submitAll(c, 'frozen', TASKS);
+  const { settled, results, errors, all } = track;
+  await waitFor('the worker to be busy', () => (dispatchedTo.get(frozenId) ?? 0) > 100 && track.settledCount > 100, 20_000);
   frozen.proc.kill('SIGSTOP');
   const stoppedAt = Date.now();
-  const atStop = settledCount;
+  const atStop = track.settledCount;
   const bound = TIMEOUT_MS + 4 * HEARTBEAT_MS + 200; // timeout (+ one 100 ms tick), then up to 4 heartbeat ticks
   await waitFor('the scheduler to drop the frozen worker', () => left.has('frozen'), bound + 5000);
   const dropped = left.get('frozen')!;
   const detectMs = dropped.at - stoppedAt;
   const reasons = takenBack.get(frozenId) ?? [];
-  const settledWhileFrozen = settledCount - atStop;
+  const settledWhileFrozen = track.settledCount - atStop;
   frozen.proc.kill('SIGCONT');
   await waitFor('the thawed worker to register again', () => (ids.get('frozen')?.length ?? 0) >= 2, 20_000);
   await within(30_000, `all ${TASKS} tasks to settle`, Promise.all(all));
