@@ -1,3 +1,5 @@
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector';
 // The child side of the bench harness: answers the runner's requests over the IPC channel and dies with it.
 
 /** A request handler; its return value (or promise) is sent back to the runner. */
@@ -12,6 +14,30 @@ interface Request {
 /** Resource readings the runner takes before and after a measurement. */
 function probe(): { cpu: NodeJS.CpuUsage; mem: NodeJS.MemoryUsage } {
   return { cpu: process.cpuUsage(), mem: process.memoryUsage() };
+}
+
+/**
+ * CPU profiling of a chosen stretch (--cpu-prof covers the whole process, warm-up included): profileStart,
+ * then profileStop writes a .cpuprofile that bench/cpuprofile.ts reads.
+ */
+let inspector: Session | null = null;
+function post(method: string, params?: object): Promise<any> {
+  return new Promise((resolve, reject) => inspector!.post(method, params, (err, result) => (err ? reject(err) : resolve(result))));
+}
+async function profileStart(): Promise<boolean> {
+  inspector = new Session();
+  inspector.connect();
+  await post('Profiler.enable');
+  await post('Profiler.setSamplingInterval', { interval: 50 });
+  await post('Profiler.start');
+  return true;
+}
+async function profileStop({ file }: { file: string }): Promise<string> {
+  const { profile } = await post('Profiler.stop');
+  inspector!.disconnect();
+  inspector = null;
+  writeFileSync(file, JSON.stringify(profile));
+  return file;
 }
 
 /** Full collections, twice with a turn in between, so memory readings count live data rather than garbage. */
@@ -29,7 +55,7 @@ async function collect(): Promise<boolean> {
  * the process just exits normally, which is what lets --cpu-prof write its profile.
  */
 export function serve(handlers: Handlers, info: Record<string, unknown> = {}): void {
-  const all: Record<string, (args: never) => unknown> = { probe, gc: collect, ...handlers };
+  const all: Record<string, (args: never) => unknown> = { probe, gc: collect, profileStart, profileStop, ...handlers };
   process.on('message', (message: Request) => {
     if (message.op === 'exit') process.exit(0);
     const handler = all[message.op];
