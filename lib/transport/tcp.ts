@@ -69,7 +69,8 @@ export class TcpConnection implements Connection {
       // One write per event-loop turn: everything sent until the next tick leaves in a single writev().
       this.corked = true;
       this.socket.cork();
-      process.nextTick(uncork, this);
+      if (dirty.length === 0) setImmediate(flushAll);
+      dirty.push(this);
     }
     this.socket.write(frame);
     if (this.socket.writableLength > this.maxBufferedBytes) {
@@ -113,8 +114,10 @@ export class TcpConnection implements Connection {
   }
 }
 
-function uncork(conn: TcpConnection): void {
-  conn.uncork();
+const dirty: TcpConnection[] = [];
+function flushAll(): void {
+  for (let i = 0; i < dirty.length; i++) dirty[i]!.uncork();
+  dirty.length = 0;
 }
 
 function asProtocolError(err: unknown): Error & { code: string } {
