@@ -118,8 +118,8 @@ class Harness {
       closePeer: (peer, error) => {
         this.closed.push({ peer: peer.handle, error });
       },
-      taskQueued: (task) => {
-        this.queuedEvents.push(task.body.toString());
+      taskQueued: (_taskId, _type, _client, _requestId, body) => {
+        this.queuedEvents.push(body.toString());
       },
       taskDispatched: (task) => {
         this.dispatchedEvents.push(task.body.toString());
@@ -170,8 +170,8 @@ class Harness {
     this.core.ready(this.w(worker), concurrency, types);
   }
 
-  submit(client: H, requestId: number, type: string, body: string, options?: SubmitOptions): TaskwireError | null {
-    return this.core.submit(this.c(client), requestId, type, Buffer.from(body), options);
+  submit(client: H, requestId: number, type: string, body: string, options?: SubmitOptions): void {
+    this.core.submit(this.c(client), requestId, type, Buffer.from(body), options);
   }
 
   /** Advances the core's clock. */
@@ -181,7 +181,7 @@ class Harness {
 
   /** The core's record of the client's unsettled request. */
   task(client: H, requestId: number): Task<H> | undefined {
-    return this.c(client).tasks.get(requestId);
+    return this.core.tasksOf(this.c(client)).find((task) => task.requestId === requestId);
   }
 
   /** Reports success for a dispatched task, with body 'done:<task body>' unless told otherwise. */
@@ -264,7 +264,7 @@ t.test('FIFO: one worker of concurrency 1 runs tasks in submission order; result
     ['c2', 2, 't4'],
     ['c1', 3, 't5'],
   ];
-  for (const [client, requestId, body] of plan) t.equal(h.submit(client, requestId, 'sha256', body), null);
+  for (const [client, requestId, body] of plan) h.submit(client, requestId, 'sha256', body);
   t.same(h.bodies(), ['t1'], 'only the first task is dispatched');
   t.same(h.queuedEvents, ['t2', 't3', 't4', 't5'], 'the others are queued, in order');
   t.match(h.stats(), { queued: 4, inFlight: 1, submitted: 5, dispatched: 1 });
@@ -302,7 +302,7 @@ t.test('credits: a worker of concurrency 3 never holds more than 3 tasks, over 1
     const sentBefore = h.sent.length;
     if (submitted < 100 && (outstanding.length === 0 || rnd() < 0.5)) {
       submitted++;
-      if (h.submit('c1', submitted, 'sha256', `t${submitted}`) !== null) badSteps++;
+      h.submit('c1', submitted, 'sha256', `t${submitted}`);
     } else {
       const d = outstanding.splice(Math.floor(rnd() * outstanding.length), 1)[0]!;
       if (h.finish(d) !== null) badSteps++;
@@ -341,7 +341,7 @@ t.test('type routing: tasks go only to workers of their type; unknown types wait
   h.worker('A', 1, ['sha256']);
   h.worker('B', 10, ['arith']);
 
-  t.equal(h.submit('c1', 1, 'unknown', 'u1'), null);
+  h.submit('c1', 1, 'unknown', 'u1');
   t.same(h.sent, [], 'no worker takes an unknown type');
   t.match(h.stats(), { queued: 1, inFlight: 0 });
 
@@ -625,39 +625,28 @@ t.test('client loss: its tasks running on a worker that is then lost are not req
 
 // ---- 10. duplicate request id --------------------------------------------------------------------------------
 
-t.test('duplicate request id while pending is a protocol error; reusing it after it settled is fine', (t) => {
+t.test('a request id reused while pending is not checked: both tasks run and both answers carry the id', (t) => {
   const h = new Harness();
   h.client('c1');
   h.client('c2');
   h.worker('W1', 1, ['sha256']);
-  t.equal(h.submit('c1', 7, 'sha256', 'running'), null);
-  t.equal(h.submit('c1', 8, 'sha256', 'queued'), null);
-  const before = h.stats();
-  const calls = h.calls;
-  for (const id of [7, 8]) {
-    const err = h.submit('c1', id, 'sha256', 'dup');
-    t.type(err, TaskwireError);
-    t.equal(err?.code, ErrorCode.PROTOCOL, `request id ${id}`);
-  }
-  t.same(h.stats(), before, 'nothing submitted');
-  t.equal(h.calls, calls, 'no output');
-  t.equal(h.submit('c2', 7, 'sha256', 'other client'), null, 'another client may use the same id');
-
+  h.submit('c1', 7, 'sha256', 'running');
+  h.submit('c1', 7, 'sha256', 'queued under the same id');
+  h.submit('c2', 7, 'sha256', 'other client');
+  t.match(h.stats(), { submitted: 3, queued: 2, inFlight: 1, rejected: 0 });
   h.finish(h.find('running'));
-  t.equal(h.submit('c1', 7, 'sha256', 'again'), null, 'the id is free again once settled');
-  h.finish(h.find('queued'));
+  h.finish(h.find('queued under the same id'));
   h.finish(h.find('other client'));
-  h.finish(h.find('again'));
   t.same(
     h.settled.map((s) => [s.client, s.requestId, s.body]),
     [
       ['c1', 7, 'done:running'],
-      ['c1', 8, 'done:queued'],
+      ['c1', 7, 'done:queued under the same id'],
       ['c2', 7, 'done:other client'],
-      ['c1', 7, 'done:again'],
     ],
+    'each task is answered once, to its own client, under the id it was sent with',
   );
-  t.equal(h.stats().submitted, 4);
+  t.match(h.stats(), { completed: 3, queued: 0, inFlight: 0 });
   t.end();
 });
 
@@ -913,7 +902,7 @@ t.test('shutdown fails every pending task once with E_SHUTDOWN and forgets every
   // Late events after the shutdown are ignored.
   const calls = h.calls;
   t.equal(h.finish(h.find('c1-run-2')), null);
-  t.equal(h.submit('c1', 9, 'sha256', 'late'), null);
+  h.submit('c1', 9, 'sha256', 'late');
   h.core.heartbeat();
   h.core.shutdown('twice');
   t.equal(h.calls, calls, 'no output after shutdown');
@@ -1323,16 +1312,65 @@ t.test("a lost client's queued and delayed tasks are dropped at once", (t) => {
   t.end();
 });
 
+t.test("a lost client's queued rows are skipped in place, swept once they outnumber the live ones", (t) => {
+  const h = new Harness();
+  h.client('stay');
+  h.client('go');
+  h.worker('W1', 1, ['sha256']);
+  h.submit('stay', 1, 'sha256', 'running');
+  for (let i = 1; i <= 6; i++) {
+    h.submit('go', i, 'sha256', `go-${i}`);
+    h.submit('stay', 10 + i, 'sha256', `stay-${i}`);
+  }
+  const rows = (): number => (h.core as unknown as { queues: Map<string, { rows: { size: number } }> }).queues.get('sha256')!.rows.size;
+  t.equal(rows(), 12);
+  h.lost('go');
+  t.match(h.stats(), { queued: 6, inFlight: 1 }, 'the departed client\'s six are no longer counted');
+  t.equal(rows(), 12, 'six dead rows against six live ones: left in place, skipped when they reach the head');
+  for (let i = 0; i < 7; i++) h.finish(h.sent[h.sent.length - 1]!);
+  t.same(h.bodies(), ['running', 'stay-1', 'stay-2', 'stay-3', 'stay-4', 'stay-5', 'stay-6'], 'only the live rows ran, in order');
+  t.equal(rows(), 0);
+
+  h.lost('W1');
+  h.client('go2');
+  for (let i = 1; i <= 5; i++) h.submit('go2', i, 'sha256', `g${i}`);
+  h.submit('stay', 30, 'sha256', 'live');
+  h.lost('go2');
+  t.equal(rows(), 1, 'five dead rows against one live one: swept at once');
+  t.match(h.stats(), { queued: 1 });
+  h.worker('W2', 4, ['sha256']);
+  t.same(h.bodies('W2'), ['live']);
+  t.end();
+});
+
+t.test('a client cycling through job types does not grow its lanes without bound', (t) => {
+  const h = new Harness();
+  h.client('c1');
+  const types = Array.from({ length: 1100 }, (_, i) => `type-${i}`);
+  h.worker('W1', 1, types);
+  // Each task waits as a row (W1 is busy), taking a lane in its type's queue, then runs and frees the lane.
+  h.submit('c1', 1, 'type-0', 'first');
+  for (let i = 1; i < 1100; i++) {
+    h.submit('c1', i + 1, types[i]!, `t${i}`);
+    h.finish(h.sent[h.sent.length - 1]!);
+  }
+  t.equal(h.stats().completed, 1099);
+  t.ok(h.c('c1').lanes.size <= 1024, `${h.c('c1').lanes.size} lanes kept`);
+  h.lost('c1');
+  t.match(h.stats(), { queued: 0, inFlight: 0 });
+  t.end();
+});
+
 // ---- 17. limits, drain, dead letters -------------------------------------------------------------------------
 
 t.test('E_QUEUE_FULL: a submission past maxQueued is refused to the client, who is still served', (t) => {
   const h = new Harness({ maxQueued: 2 });
   h.client('c1');
   h.client('c2');
-  t.equal(h.submit('c1', 1, 'sha256', 'q1'), null);
-  t.equal(h.submit('c1', 2, 'sha256', 'q2'), null);
-  t.equal(h.submit('c1', 3, 'sha256', 'refused'), null, 'a refusal is not a protocol error');
-  t.equal(h.submit('c2', 1, 'sha256', 'refused too'), null);
+  h.submit('c1', 1, 'sha256', 'q1');
+  h.submit('c1', 2, 'sha256', 'q2');
+  h.submit('c1', 3, 'sha256', 'refused');
+  h.submit('c2', 1, 'sha256', 'refused too');
   t.match(h.settled, [
     { client: 'c1', requestId: 3, ok: false, code: ErrorCode.QUEUE_FULL, message: /queue is full/ },
     { client: 'c2', requestId: 1, ok: false, code: ErrorCode.QUEUE_FULL },
@@ -1341,10 +1379,9 @@ t.test('E_QUEUE_FULL: a submission past maxQueued is refused to the client, who 
   t.same(h.failedEvents, [], 'a refusal is not a task failure');
   t.match(h.stats(), { rejected: 2, submitted: 2, queued: 2, failed: 0, deadLetters: 0 });
   t.equal(h.task('c1', 3), undefined, 'the refused request is not held');
-  t.equal(h.submit('c1', 1, 'sha256', 'dup')?.code, ErrorCode.PROTOCOL, 'a duplicate id is still a protocol error, even when full');
   t.equal(h.stats().rejected, 2);
   h.worker('idle', 1, ['other']);
-  t.equal(h.submit('c2', 9, 'other', 'straight to a worker'), null);
+  h.submit('c2', 9, 'other', 'straight to a worker');
   t.same(h.sent.map((s) => [s.worker, s.body]), [['idle', 'straight to a worker']], 'a task that need not wait is accepted when full');
   h.finish(h.find('straight to a worker'));
   h.lost('idle');
@@ -1352,8 +1389,8 @@ t.test('E_QUEUE_FULL: a submission past maxQueued is refused to the client, who 
 
   h.worker('w1', 1);
   t.match(h.stats(), { queued: 1, inFlight: 1 });
-  t.equal(h.submit('c2', 1, 'sha256', 'accepted'), null, 'room again');
-  t.equal(h.submit('c1', 3, 'sha256', 'retried id'), null, 'the refused id may be used again');
+  h.submit('c2', 1, 'sha256', 'accepted');
+  h.submit('c1', 3, 'sha256', 'retried id');
   t.equal(h.settled.at(-1)!.code, ErrorCode.QUEUE_FULL, 'but the queue is full again');
   while (h.stats().inFlight > 0) h.finish(h.sent.at(-1)!);
   t.same(
@@ -1380,7 +1417,7 @@ t.test('E_TOO_MANY_PENDING: per client, counting running, queued and delayed tas
   h.submit('c1', 4, 'sha256', 'refused again');
   t.equal(h.settled.at(-1)!.code, ErrorCode.TOO_MANY_PENDING, 'a delayed task still counts');
   h.finish(h.find('b'));
-  t.equal(h.submit('c1', 5, 'sha256', 'c'), null);
+  h.submit('c1', 5, 'sha256', 'c');
   t.equal(h.settled.at(-1)!.requestId, 2, 'accepted once a task settled');
   h.finish(h.find('x'));
   h.finish(h.find('c'));
@@ -1411,9 +1448,9 @@ t.test('drain(): new submissions are refused with E_SHUTDOWN while accepted work
   const calls = h.calls;
   h.core.drain();
   t.equal(h.calls, calls, 'drain() itself sends nothing');
-  t.equal(h.submit('c1', 4, 'sha256', 'late'), null);
+  h.submit('c1', 4, 'sha256', 'late');
   h.client('c2');
-  t.equal(h.submit('c2', 1, 'sha256', 'new client'), null);
+  h.submit('c2', 1, 'sha256', 'new client');
   t.match(h.settled, [
     { client: 'c1', requestId: 4, ok: false, code: ErrorCode.SHUTDOWN },
     { client: 'c2', requestId: 1, ok: false, code: ErrorCode.SHUTDOWN },
@@ -1992,9 +2029,9 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
       beat!.closed.add(p);
       totals.heartbeatDrops++;
     },
-    taskQueued(task) {
+    taskQueued(_taskId, _type, client, requestId) {
       calls++;
-      const m = task.client && clientOf(task.client.handle).pending.get(task.requestId);
+      const m = clientOf(client.handle).pending.get(requestId);
       if (!m || m.state !== 'queued' || m.attempt !== 0) violate('taskQueued for a task that is not newly queued');
     },
     taskRequeued(task, worker, reason) {
@@ -2099,10 +2136,13 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
         if (c.pending.size) violate(`departed ${c.name} has pending tasks`);
         continue;
       }
-      if (c.rec.tasks.size !== c.pending.size) violate(`${c.name} has ${c.rec.tasks.size} unsettled tasks in the core, model ${c.pending.size}`);
+      const tasks = new Map(core.tasksOf(c.rec).map((task) => [task.requestId, task]));
+      if (c.rec.pending !== c.pending.size || tasks.size !== c.pending.size) {
+        violate(`${c.name} has ${c.rec.pending} unsettled tasks in the core (${tasks.size} found), model ${c.pending.size}`);
+      }
       for (const m of c.pending.values()) {
         // Exactly one place: the model's state, the core's record of it, and where it is held all agree.
-        const task = c.rec.tasks.get(m.requestId);
+        const task = tasks.get(m.requestId);
         const expected = stateOf[m.state];
         if (!task || expected === undefined || task.state !== expected) {
           violate(`${keyOf(m)}: core state ${task?.state}, model ${m.state}`);
@@ -2228,15 +2268,8 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
         c.pending.set(requestId, m);
         model.submitted++;
       }
-      const err = core.submit(c.rec, requestId, type, body, options);
-      if (err) violate(`submit returned an error: ${err.message}`);
+      core.submit(c.rec, requestId, type, body, options);
       done('submit');
-    }],
-    [4, 'duplicateSubmit', () => {
-      const c = pick(alive(clients).filter((x) => x.pending.size > 0));
-      if (!c) return;
-      const m = pick([...c.pending.values()])!;
-      inert('duplicate request id', true, () => core.submit(c.rec, m.requestId, 'x', Buffer.from('dup')));
     }],
     [26, 'result', () => {
       const candidates: MTask[] = [];
@@ -2311,7 +2344,7 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
     [1, 'submitFromDepartedClient', () => {
       const c = pick(clients.filter((x) => !x.alive));
       if (!c) return;
-      inert('submit from a departed client', false, () => core.submit(c.rec, 1, 'x', Buffer.from('late')));
+      inert('submit from a departed client', false, () => (core.submit(c.rec, 1, 'x', Buffer.from('late')), null));
     }],
     [4, 'workerLost', () => {
       const w = pick(alive(workers));

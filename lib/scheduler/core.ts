@@ -8,11 +8,11 @@
 // Peer "handles" (H) are opaque to the core: the shell passes its connection objects, tests pass anything.
 
 import { ErrorCode, TaskwireError } from '../errors.js';
-import { LinkedList, Timeline, type Linked, type Timed } from './queue.js';
+import { LinkedList, Rows, Timeline, type Linked, type Timed } from './queue.js';
 
 /** Where a task is. Exactly one holds at any time. */
 export const TaskState = {
-  /** In its type's queue, waiting for a worker. */
+  /** In its type's queue, waiting for a worker: a row, or an object if it was requeued. */
   QUEUED: 0,
   /** Dispatched; held by `worker` under lease `attempt`. */
   RUNNING: 1,
@@ -23,6 +23,10 @@ export const TaskState = {
 } as const;
 export type TaskState = (typeof TaskState)[keyof typeof TaskState];
 
+/**
+ * A dispatched task, and one that was requeued or waits for a retry. A task that has only been queued is a row
+ * in its queue's Rows instead, and becomes a Task when it is dispatched.
+ */
 export interface Task<H> extends Timed<Task<H>> {
   /** Monotonic submission number; orders tasks across job types and requeues. */
   readonly seq: number;
@@ -59,8 +63,32 @@ interface PeerBase<H> {
 
 export interface ClientRecord<H> extends PeerBase<H> {
   readonly kind: 'client';
-  /** The client's unsettled tasks by its request id. */
-  readonly tasks: Map<number, Task<H>>;
+  /** Unsettled tasks: queued, running or waiting for a retry. */
+  pending: number;
+  /** Its unsettled tasks that are objects (running, requeued, waiting for a retry); queued ones are rows. */
+  readonly tasks: Set<Task<H>>;
+  /** Its lane in the queue of each job type it has tasks queued in. */
+  readonly lanes: Map<string, Lane<H>>;
+  /** The lane used last: a client nearly always submits one type after another. */
+  lastLane: Lane<H> | null;
+}
+
+/**
+ * A client's queued rows in one job type's queue, counted so that they can all be written off at once when the
+ * client leaves: the rows stay where they are, with `client` null, and are skipped when they reach the head.
+ */
+interface Lane<H> {
+  client: ClientRecord<H> | null;
+  queue: TypeQueue<H>;
+  /** Its live rows in `queue`. */
+  queued: number;
+}
+
+/** A task's own settings; the scheduler's defaults are one object shared by every task without options. */
+interface Settings {
+  readonly timeoutMs: number;
+  readonly retries: number;
+  readonly backoffMs: number;
 }
 
 /** A worker's place in one job type's list of workers with a free slot. */
@@ -87,14 +115,26 @@ export interface WorkerRecord<H> extends PeerBase<H> {
 
 export type PeerRecord<H> = ClientRecord<H> | WorkerRecord<H>;
 
-/** Tasks waiting for one job type, and the workers of that type that have a free slot. */
+/**
+ * Tasks waiting for one job type, and the workers of that type that have a free slot. New tasks wait as rows;
+ * tasks put back after a fault or a retry delay wait as objects in `requeued`. Both are in submission order, and
+ * the older of the two heads goes first.
+ */
 interface TypeQueue<H> {
   readonly type: string;
-  readonly tasks: LinkedList<Task<H>>;
+  readonly rows: Rows<Lane<H>, Settings>;
+  readonly requeued: LinkedList<Task<H>>;
   readonly ready: LinkedList<ReadySlot<H>>;
-  /** Workers announcing this type; the queue is dropped when it is empty and this is 0. */
+  /** Workers announcing this type; the queue is dropped when no task waits in it and this is 0. */
   workers: number;
+  /** Tasks waiting: live rows and requeued tasks. */
+  live: number;
+  /** Rows of clients that left, not yet skipped or swept. */
+  dead: number;
 }
+
+/** A client's lanes are pruned of empty ones past this many job types, so a client cycling types cannot grow them. */
+const MAX_LANES = 1024;
 
 export interface CoreOutput<H> {
   sendTask(worker: WorkerRecord<H>, task: Task<H>): void;
@@ -106,7 +146,7 @@ export interface CoreOutput<H> {
   /** Close the peer's connection, telling it why. The core has already forgotten the peer. */
   closePeer(peer: PeerRecord<H>, error: TaskwireError): void;
   // Notifications for observers; the shell turns them into public events.
-  taskQueued?(task: Task<H>): void;
+  taskQueued?(taskId: number, type: string, client: ClientRecord<H>, requestId: number, body: Buffer): void;
   taskDispatched?(task: Task<H>, worker: WorkerRecord<H>): void;
   taskCompleted?(task: Task<H>, worker: WorkerRecord<H>): void;
   taskFailed?(task: Task<H>, code: string, message: string): void;
@@ -205,6 +245,7 @@ export class SchedulerCore<H> {
   /** Tasks waiting out a retry backoff. */
   private readonly backoffs = new Timeline<Task<H>>();
   private readonly dead: DeadLetter[] = [];
+  private readonly defaults: Settings;
   private nextPeerId = 1;
   private nextSeq = 1;
   private queued = 0;
@@ -228,6 +269,7 @@ export class SchedulerCore<H> {
   constructor(output: CoreOutput<H>, options: CoreOptions = {}) {
     this.out = output;
     this.config = { ...CORE_DEFAULTS, ...options };
+    this.defaults = { timeoutMs: this.config.timeoutMs, retries: 0, backoffMs: this.config.backoffMs };
   }
 
   stats(): CoreStats {
@@ -252,6 +294,20 @@ export class SchedulerCore<H> {
     return this.queued + this.inFlight + this.backoffs.size;
   }
 
+  /**
+   * Every unsettled task of a client, for tests and debugging: it walks every queued row, so never call it on a
+   * hot path. Tasks still queued as rows come back as copies.
+   */
+  tasksOf(client: ClientRecord<H>): Task<H>[] {
+    const out = [...client.tasks];
+    for (const queue of this.queues.values()) {
+      queue.rows.forEach((lane, requestId, seq, body) => {
+        if (lane.client === client) out.push(newTask(seq, queue.type, body(), requestId, client, this.defaults));
+      });
+    }
+    return out;
+  }
+
   /** Number of per-type queues alive; exposed for leak checks in tests. */
   get queueCount(): number {
     return this.queues.size;
@@ -267,7 +323,10 @@ export class SchedulerCore<H> {
       handle,
       active: true,
       missedTicks: 0,
-      tasks: new Map(),
+      pending: 0,
+      tasks: new Set(),
+      lanes: new Map(),
+      lastLane: null,
     };
     this.clients.add(client);
     return client;
@@ -343,13 +402,16 @@ export class SchedulerCore<H> {
 
   private clientLost(client: ClientRecord<H>, reason: string, cancelMessage = 'the task was cancelled: its client disconnected'): void {
     if (!this.clients.delete(client)) return;
-    for (const task of client.tasks.values()) {
+    const touched = new Set<TypeQueue<H>>();
+    for (const task of client.tasks) {
       task.client = null;
       // Nothing runs for nobody: queued and delayed tasks go now; running ones are withdrawn from their worker.
       if (task.state === TaskState.QUEUED) {
-        task.list!.remove(task);
+        const queue = this.queues.get(task.type)!;
+        queue.requeued.remove(task);
+        queue.live--;
         this.queued--;
-        this.dropQueueIfIdle(task.type);
+        touched.add(queue);
       } else if (task.state === TaskState.DELAYED) {
         this.backoffs.remove(task);
       } else if (task.state === TaskState.RUNNING) {
@@ -357,7 +419,21 @@ export class SchedulerCore<H> {
       }
       task.state = TaskState.DONE;
     }
+    // Its queued rows are written off by lane, in O(job types) rather than O(tasks).
+    for (const lane of client.lanes.values()) {
+      lane.client = null;
+      if (lane.queued === 0) continue;
+      lane.queue.live -= lane.queued;
+      lane.queue.dead += lane.queued;
+      this.queued -= lane.queued;
+      lane.queued = 0;
+      touched.add(lane.queue);
+    }
     client.tasks.clear();
+    client.lanes.clear();
+    client.lastLane = null;
+    client.pending = 0;
+    for (const queue of touched) this.sweep(queue);
     this.out.peerLeft?.(client, reason, 0);
   }
 
@@ -419,12 +495,18 @@ export class SchedulerCore<H> {
   /** Fails every client's unsettled tasks with E_SHUTDOWN and forgets all peers; the end of a scheduler's close(). */
   shutdown(message: string): void {
     this.draining = true;
+    const failed = (task: Task<H>, client: ClientRecord<H>): void => {
+      this.counters.failed++;
+      this.out.sendFailed(client, task.requestId, ErrorCode.SHUTDOWN, message);
+      this.out.taskFailed?.(task, ErrorCode.SHUTDOWN, message);
+    };
+    for (const queue of this.queues.values()) {
+      queue.rows.forEach((lane, requestId, seq, body) => {
+        if (lane.client) failed(newTask(seq, queue.type, body(), requestId, lane.client, this.defaults), lane.client);
+      });
+    }
     for (const client of [...this.clients]) {
-      for (const task of client.tasks.values()) {
-        this.counters.failed++;
-        this.out.sendFailed(client, task.requestId, ErrorCode.SHUTDOWN, message);
-        this.out.taskFailed?.(task, ErrorCode.SHUTDOWN, message);
-      }
+      for (const task of client.tasks) failed(task, client);
       this.clientLost(client, message, `the task was cancelled: ${message}`);
     }
     for (const worker of [...this.workers]) this.workerLost(worker, message);
@@ -433,20 +515,15 @@ export class SchedulerCore<H> {
   // ---- tasks -------------------------------------------------------------------------------------------------
 
   /**
-   * Queues or dispatches a task. Returns an error only for a protocol violation (the shell then closes the
-   * client); a refusal under a limit is answered to the client as a failed task instead.
+   * Dispatches a task, or queues it as a row when no worker of its type has a free slot. A refusal under a limit
+   * is answered to the client as a failed task.
+   *
+   * Request ids are the client's to keep unique among its unsettled tasks; they are not checked here, as an index
+   * of every queued task's id would cost more memory than the row itself. A client that reuses one gets both
+   * answers under it.
    */
-  submit(
-    client: ClientRecord<H>,
-    requestId: number,
-    type: string,
-    body: Buffer,
-    options?: SubmitOptions,
-  ): TaskwireError | null {
-    if (!this.clients.has(client)) return null;
-    if (client.tasks.has(requestId)) {
-      return new TaskwireError(ErrorCode.PROTOCOL, `request id ${requestId} is already in use on this connection`);
-    }
+  submit(client: ClientRecord<H>, requestId: number, type: string, body: Buffer, options?: SubmitOptions): void {
+    if (!this.clients.has(client)) return;
     const queue = this.queueFor(type);
     const slot = queue.ready.head;
     const refusal = this.refusal(client, slot === null);
@@ -454,50 +531,63 @@ export class SchedulerCore<H> {
       this.dropQueueIfIdle(type);
       this.counters.rejected++;
       this.out.sendFailed(client, requestId, refusal.code, refusal.message);
-      return null;
+      return;
     }
     const seq = this.nextSeq++;
-    // Capped so a task's dispatch count stays small (the worker keys leases by task id and attempt).
-    const retries = Math.min(options?.retries ?? 0, MAX_RETRIES);
-    const task: Task<H> = {
-      seq,
-      id: seq >>> 0,
-      type,
-      body,
-      requestId,
-      client,
-      worker: null,
-      state: TaskState.QUEUED,
-      attempt: 0,
-      faults: 0,
-      retriesLeft: retries,
-      retried: 0,
-      timeoutMs: options?.timeoutMs || this.config.timeoutMs,
-      backoffMs: options?.backoffMs || this.config.backoffMs,
-      deadline: 0,
-      prev: null,
-      next: null,
-      list: null,
-    };
-    client.tasks.set(requestId, task);
+    const settings = options ? this.settings(options) : this.defaults;
+    client.pending++;
     this.counters.submitted++;
     if (slot) {
-      this.assign(slot.worker, task);
+      this.assign(slot.worker, this.adopt(newTask(seq, type, body, requestId, client, settings)));
       queue.ready.moveToBack(slot); // round-robin among workers with room
-      return null;
+      return;
     }
-    queue.tasks.pushBack(task);
+    const lane = this.laneOf(client, queue);
+    queue.rows.push(seq, requestId, lane, body, settings);
+    lane.queued++;
+    queue.live++;
     this.queued++;
-    this.out.taskQueued?.(task);
-    return null;
+    this.out.taskQueued?.(seq >>> 0, type, client, requestId, body);
+  }
+
+  private settings(options: SubmitOptions): Settings {
+    return {
+      timeoutMs: options.timeoutMs || this.config.timeoutMs,
+      // Capped so a task's dispatch count stays small (the worker keys leases by task id and attempt).
+      retries: Math.min(options.retries ?? 0, MAX_RETRIES),
+      backoffMs: options.backoffMs || this.config.backoffMs,
+    };
+  }
+
+  /** Records a task object as its client's. */
+  private adopt(task: Task<H>): Task<H> {
+    task.client!.tasks.add(task);
+    return task;
+  }
+
+  private laneOf(client: ClientRecord<H>, queue: TypeQueue<H>): Lane<H> {
+    const last = client.lastLane;
+    if (last !== null && last.queue === queue) return last;
+    let lane = client.lanes.get(queue.type);
+    if (lane === undefined) {
+      if (client.lanes.size >= MAX_LANES) {
+        for (const [type, idle] of client.lanes) if (idle.queued === 0) client.lanes.delete(type);
+      }
+      lane = { client, queue, queued: 0 };
+      client.lanes.set(queue.type, lane);
+    } else if (lane.queue !== queue) {
+      lane.queue = queue; // its old queue was dropped, which it was only once this lane had nothing in it
+    }
+    client.lastLane = lane;
+    return lane;
   }
 
   private refusal(client: ClientRecord<H>, mustQueue: boolean): { code: string; message: string } | null {
     if (this.draining) return { code: ErrorCode.SHUTDOWN, message: 'the scheduler is shutting down' };
-    if (client.tasks.size >= this.config.maxPendingPerClient) {
+    if (client.pending >= this.config.maxPendingPerClient) {
       return {
         code: ErrorCode.TOO_MANY_PENDING,
-        message: `this client already has ${client.tasks.size} unsettled tasks (maxPendingPerClient)`,
+        message: `this client already has ${client.pending} unsettled tasks (maxPendingPerClient)`,
       };
     }
     if (mustQueue && this.queued >= this.config.maxQueued) {
@@ -538,7 +628,8 @@ export class SchedulerCore<H> {
     const client = task.client!; // a task whose client left was revoked, so it never gets here
     task.state = TaskState.DONE;
     this.counters.completed++;
-    client.tasks.delete(task.requestId);
+    client.tasks.delete(task);
+    client.pending--;
     this.out.sendCompleted(client, task.requestId, body);
     this.out.taskCompleted?.(task, worker);
   }
@@ -547,7 +638,8 @@ export class SchedulerCore<H> {
     const client = task.client!;
     task.state = TaskState.DONE;
     this.counters.failed++;
-    client.tasks.delete(task.requestId);
+    client.tasks.delete(task);
+    client.pending--;
     this.remember(task, code, message);
     this.out.sendFailed(client, task.requestId, code, message);
     this.out.taskFailed?.(task, code, message);
@@ -643,18 +735,59 @@ export class SchedulerCore<H> {
   private fill(worker: WorkerRecord<H>): void {
     while (this.busy(worker) < worker.concurrency) {
       let best: TypeQueue<H> | null = null;
+      let bestSeq = Infinity;
       for (const slot of worker.slots) {
-        const head = slot.queue.tasks.head;
-        if (head && (!best || head.seq < best.tasks.head!.seq)) best = slot.queue;
+        const seq = this.headSeq(slot.queue);
+        if (seq < bestSeq) {
+          best = slot.queue;
+          bestSeq = seq;
+        }
       }
       if (!best) {
         for (const slot of worker.slots) if (!slot.list) slot.queue.ready.pushBack(slot);
         return;
       }
-      this.queued--;
-      this.assign(worker, best.tasks.popFront()!);
+      this.assign(worker, this.take(best));
     }
     this.unready(worker);
+  }
+
+  /** The submission number of the oldest task waiting in `queue`, or Infinity; skips rows of clients that left. */
+  private headSeq(queue: TypeQueue<H>): number {
+    const rows = queue.rows;
+    while (rows.size > 0 && rows.lane.client === null) {
+      rows.shift();
+      queue.dead--;
+    }
+    const requeued = queue.requeued.head;
+    if (rows.size === 0) return requeued ? requeued.seq : Infinity;
+    return requeued && requeued.seq < rows.seq ? requeued.seq : rows.seq;
+  }
+
+  /** Takes the oldest waiting task out of `queue`, right after headSeq() found one; a row becomes a Task here. */
+  private take(queue: TypeQueue<H>): Task<H> {
+    queue.live--;
+    this.queued--;
+    const rows = queue.rows;
+    const requeued = queue.requeued.head;
+    if (requeued && (rows.size === 0 || requeued.seq < rows.seq)) {
+      queue.requeued.remove(requeued);
+      return requeued;
+    }
+    const lane = rows.lane;
+    lane.queued--;
+    const task = newTask(rows.seq, queue.type, rows.body(), rows.requestId, lane.client!, rows.option);
+    rows.shift();
+    return this.adopt(task);
+  }
+
+  /** After a client left: sweeps its rows out once they outnumber the live ones (so O(1) per row, amortised). */
+  private sweep(queue: TypeQueue<H>): void {
+    if (queue.dead > queue.live) {
+      queue.rows.filter((lane) => lane.client !== null);
+      queue.dead = 0;
+    }
+    this.dropQueueIfIdle(queue.type);
   }
 
   /** After tasks went back into queues, the workers waiting on those queues take them. */
@@ -666,15 +799,16 @@ export class SchedulerCore<H> {
   }
 
   /**
-   * Puts a task back in its queue at the place its submission order gives it. Requeued tasks are older than
-   * nearly everything queued, so the walk from the head stops after the few other requeued tasks.
+   * Puts a task back in its queue at the place its submission order gives it, among the other requeued tasks
+   * (few: those a fault or a retry delay put back and no worker took yet).
    */
   private requeue(task: Task<H>): TypeQueue<H> {
     const queue = this.queueFor(task.type);
-    let after = queue.tasks.head;
+    let after = queue.requeued.head;
     while (after && after.seq < task.seq) after = after.next;
     task.state = TaskState.QUEUED;
-    queue.tasks.insertBefore(task, after);
+    queue.requeued.insertBefore(task, after);
+    queue.live++;
     this.queued++;
     return queue;
   }
@@ -695,7 +829,7 @@ export class SchedulerCore<H> {
   private queueFor(type: string): TypeQueue<H> {
     let queue = this.queues.get(type);
     if (!queue) {
-      queue = { type, tasks: new LinkedList(), ready: new LinkedList(), workers: 0 };
+      queue = { type, rows: new Rows(), requeued: new LinkedList(), ready: new LinkedList(), workers: 0, live: 0, dead: 0 };
       this.queues.set(type, queue);
     }
     return queue;
@@ -704,8 +838,31 @@ export class SchedulerCore<H> {
   /** Job types come from peers, so their queues must not outlive their tasks and workers. */
   private dropQueueIfIdle(type: string): void {
     const queue = this.queues.get(type);
-    if (queue && queue.workers === 0 && queue.tasks.length === 0) this.queues.delete(type);
+    if (queue && queue.workers === 0 && queue.live === 0) this.queues.delete(type);
   }
+}
+
+function newTask<H>(seq: number, type: string, body: Buffer, requestId: number, client: ClientRecord<H>, s: Settings): Task<H> {
+  return {
+    seq,
+    id: seq >>> 0,
+    type,
+    body,
+    requestId,
+    client,
+    worker: null,
+    state: TaskState.QUEUED,
+    attempt: 0,
+    faults: 0,
+    retriesLeft: s.retries,
+    retried: 0,
+    timeoutMs: s.timeoutMs,
+    backoffMs: s.backoffMs,
+    deadline: 0,
+    prev: null,
+    next: null,
+    list: null,
+  };
 }
 
 /** A silent worker is presumed busy, not dead, while every task it runs has a timeout to end the wait. */

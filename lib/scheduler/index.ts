@@ -298,9 +298,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     if (record.kind === 'client') {
       if (cmd !== Cmd.SUBMIT) throw wrongCommand(cmd, 'client');
       const submit = decodeSubmit(payload);
-      const error = this.core.submit(record, submit.requestId, submit.type, submit.body, submit.options);
-      if (error) this.reject(peer, error);
-      return;
+      return this.core.submit(record, submit.requestId, submit.type, submit.body, submit.options);
     }
     if (cmd === Cmd.RESULT) {
       const result = decodeResult(payload);
@@ -356,7 +354,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         client.handle.conn.send(encodeFailed(requestId, code, message)),
       sendKeepalive: (peer) => peer.handle.conn.send(encodeKeepalive()),
       closePeer: (peer, error) => peer.handle.conn.close(error),
-      taskQueued: (task) => has('taskQueued') && this.emit('taskQueued', taskEvent(task)),
+      taskQueued: (taskId, type, client) =>
+        has('taskQueued') && this.emit('taskQueued', { taskId, type, attempt: 0, clientId: client.id, workerId: null }),
       taskDispatched: (task) => has('taskDispatched') && this.emit('taskDispatched', taskEvent(task)),
       taskCompleted: (task, worker) =>
         has('taskCompleted') && this.emit('taskCompleted', { ...taskEvent(task), workerId: worker.id }),

@@ -126,3 +126,144 @@ export class Timeline<T extends Timed<T>> {
     return due;
   }
 }
+
+const MIN_ROWS = 16;
+
+/**
+ * A FIFO of queued tasks stored as rows of parallel arrays (a ring buffer), not as objects: a queued task costs
+ * about 44 bytes here where an object per task, with its Buffer view and index entry, cost about 300. Tasks
+ * become objects only when dispatched, and the number in flight is bounded by the workers' credits.
+ *
+ * A row's body is kept as its ArrayBuffer and a range, so no Buffer view per task survives (a view alone is
+ * ~100 bytes); the ArrayBuffer is the socket read it arrived in, shared with the frames around it.
+ * The capacity doubles when full and halves when a quarter full, so memory returns after a burst drains.
+ */
+export class Rows<L, O> {
+  // Allocated on the first push: a queue exists for every job type a worker announces, used or not.
+  private seqs = new Float64Array(0);
+  private requestIds = new Uint32Array(0);
+  private starts = new Uint32Array(0);
+  private lengths = new Uint32Array(0);
+  private lanes: (L | null)[] = [];
+  private bodies: (ArrayBufferLike | null)[] = [];
+  private options: (O | null)[] = [];
+  private head = 0;
+  /** Rows held. */
+  size = 0;
+
+  /** Rows that fit before the arrays grow; exposed for tests of the memory policy. */
+  get capacity(): number {
+    return this.seqs.length;
+  }
+
+  push(seq: number, requestId: number, lane: L, body: Buffer, options: O): void {
+    if (this.size === this.seqs.length) this.resize(Math.max(MIN_ROWS, this.size * 2));
+    const i = (this.head + this.size) & (this.seqs.length - 1);
+    this.seqs[i] = seq;
+    this.requestIds[i] = requestId;
+    this.lanes[i] = lane;
+    this.bodies[i] = body.buffer;
+    this.starts[i] = body.byteOffset;
+    this.lengths[i] = body.length;
+    this.options[i] = options;
+    this.size++;
+  }
+
+  // The head row's fields; only valid while size > 0.
+  get seq(): number {
+    return this.seqs[this.head]!;
+  }
+  get requestId(): number {
+    return this.requestIds[this.head]!;
+  }
+  get lane(): L {
+    return this.lanes[this.head]!;
+  }
+  get option(): O {
+    return this.options[this.head]!;
+  }
+  /** The head row's body as a Buffer (a new view over the bytes it arrived in). */
+  body(): Buffer {
+    return Buffer.from(this.bodies[this.head]!, this.starts[this.head], this.lengths[this.head]);
+  }
+
+  /** Drops the head row. */
+  shift(): void {
+    const i = this.head;
+    this.lanes[i] = null;
+    this.bodies[i] = null;
+    this.options[i] = null;
+    this.head = (i + 1) & (this.seqs.length - 1);
+    this.size--;
+    if (this.size < this.seqs.length >> 2 && this.seqs.length > MIN_ROWS) this.resize(this.seqs.length >> 1);
+  }
+
+  /** Calls `each` with every row, head first: lane, request id, seq, then a function making its body. */
+  forEach(each: (lane: L, requestId: number, seq: number, body: () => Buffer) => void): void {
+    const mask = this.seqs.length - 1;
+    for (let n = 0; n < this.size; n++) {
+      const i = (this.head + n) & mask;
+      each(this.lanes[i]!, this.requestIds[i]!, this.seqs[i]!, () => Buffer.from(this.bodies[i]!, this.starts[i], this.lengths[i]));
+    }
+  }
+
+  /** Keeps only the rows whose lane passes `keep`, in order. */
+  filter(keep: (lane: L) => boolean): void {
+    if (this.size === 0) return;
+    const mask = this.seqs.length - 1;
+    let kept = 0;
+    for (let n = 0; n < this.size; n++) {
+      const from = (this.head + n) & mask;
+      if (!keep(this.lanes[from]!)) continue;
+      const to = (this.head + kept++) & mask;
+      this.seqs[to] = this.seqs[from]!;
+      this.requestIds[to] = this.requestIds[from]!;
+      this.starts[to] = this.starts[from]!;
+      this.lengths[to] = this.lengths[from]!;
+      this.lanes[to] = this.lanes[from]!;
+      this.bodies[to] = this.bodies[from]!;
+      this.options[to] = this.options[from]!;
+    }
+    for (let n = kept; n < this.size; n++) {
+      const i = (this.head + n) & mask;
+      this.lanes[i] = null;
+      this.bodies[i] = null;
+      this.options[i] = null;
+    }
+    this.size = kept;
+    let capacity = this.seqs.length;
+    while (capacity > MIN_ROWS && kept < capacity >> 2) capacity >>= 1;
+    if (capacity !== this.seqs.length) this.resize(capacity);
+  }
+
+  /** Moves the rows, in order, into arrays of `capacity` (a power of two), starting at 0. */
+  private resize(capacity: number): void {
+    const mask = this.seqs.length - 1;
+    const seqs = new Float64Array(capacity);
+    const requestIds = new Uint32Array(capacity);
+    const starts = new Uint32Array(capacity);
+    const lengths = new Uint32Array(capacity);
+    const lanes = new Array<L | null>(capacity).fill(null);
+    const bodies = new Array<ArrayBufferLike | null>(capacity).fill(null);
+    const options = new Array<O | null>(capacity).fill(null);
+    for (let n = 0; n < this.size; n++) {
+      const i = (this.head + n) & mask;
+      seqs[n] = this.seqs[i]!;
+      requestIds[n] = this.requestIds[i]!;
+      starts[n] = this.starts[i]!;
+      lengths[n] = this.lengths[i]!;
+      lanes[n] = this.lanes[i]!;
+      bodies[n] = this.bodies[i]!;
+      options[n] = this.options[i]!;
+    }
+    this.seqs = seqs;
+    this.requestIds = requestIds;
+    this.starts = starts;
+    this.lengths = lengths;
+    this.lanes = lanes;
+    this.bodies = bodies;
+    this.options = options;
+    this.head = 0;
+  }
+}
+
