@@ -12,7 +12,7 @@ import {
   TaskwireError,
   type Worker,
 } from '../lib/index.js';
-import { encodeHello, decodeError, Cmd, Role, PROTOCOL_VERSION } from '../lib/protocol/messages.js';
+import { encode, writeHello, decodeError, Cmd, Role, PROTOCOL_VERSION } from '../lib/protocol/messages.js';
 import { sha256, spawnTs, startScheduler, waitFor, within } from './helpers.js';
 
 function worker(t: Test, port: number, options: Parameters<typeof createWorker>[0] = {}): Worker {
@@ -169,7 +169,7 @@ t.test('a client that drops its connection loses pending tasks with E_DISCONNECT
   // A fake scheduler that completes the handshake and then resets the connection.
   const server = net.createServer((socket) => {
     socket.once('data', () => {
-      socket.write(encodeHello({ version: PROTOCOL_VERSION, role: Role.SCHEDULER, heartbeatMs: 5000, name: 'fake', token: '' }));
+      socket.write(encode(writeHello, { version: PROTOCOL_VERSION, role: Role.SCHEDULER, heartbeatMs: 5000, name: 'fake', token: '' }));
       setTimeout(() => socket.destroy(), 50);
     });
   });
@@ -234,9 +234,9 @@ t.test('keepalive: a worker that goes silent loses its task at the timeout, then
   const socket = net.connect(scheduler.port, '127.0.0.1');
   t.teardown(() => socket.destroy());
   await new Promise((r) => socket.once('connect', r));
-  const { encodeReady } = await import('../lib/protocol/messages.js');
-  socket.write(encodeHello({ version: PROTOCOL_VERSION, role: Role.WORKER, heartbeatMs: 0, name: 'mute', token: '' }));
-  socket.write(encodeReady(1, ['sha256']));
+  const { writeReady } = await import('../lib/protocol/messages.js');
+  socket.write(encode(writeHello, { version: PROTOCOL_VERSION, role: Role.WORKER, heartbeatMs: 0, name: 'mute', token: '' }));
+  socket.write(encode(writeReady, 1, ['sha256']));
   await waitFor('the mute worker to register', () => scheduler.stats().workers === 1);
 
   const c = client(t, scheduler.port);
@@ -260,13 +260,13 @@ t.test('a peer sending garbage gets an ERROR frame and is closed; others keep be
     ['oversized length', Buffer.from([Cmd.SUBMIT, 0xff, 0xff, 0xff, 0xff]), ErrorCode.FRAME_TOO_LARGE],
     [
       'wrong protocol version',
-      encodeHello({ version: 99, role: Role.CLIENT, heartbeatMs: 0, name: 'x', token: '' }),
+      encode(writeHello, { version: 99, role: Role.CLIENT, heartbeatMs: 0, name: 'x', token: '' }),
       ErrorCode.VERSION,
     ],
     [
       'client sending a worker frame',
       Buffer.concat([
-        encodeHello({ version: PROTOCOL_VERSION, role: Role.CLIENT, heartbeatMs: 0, name: 'x', token: '' }),
+        encode(writeHello, { version: PROTOCOL_VERSION, role: Role.CLIENT, heartbeatMs: 0, name: 'x', token: '' }),
         Buffer.from([Cmd.READY, 0, 0, 0, 6, 0, 0, 0, 1, 0, 0]),
       ]),
       ErrorCode.PROTOCOL,

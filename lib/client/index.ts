@@ -4,7 +4,7 @@ import { EventEmitter } from 'node:events';
 import os from 'node:os';
 import { ErrorCode, TaskFailedError, TaskwireError } from '../errors.js';
 import { checkInteger, checkString, stripUndefined } from '../options.js';
-import { Cmd, Role, decodeCompleted, decodeFailed, encodeSubmit } from '../protocol/messages.js';
+import { Cmd, Role, decodeCompleted, decodeFailed, encode, writeSubmit } from '../protocol/messages.js';
 import { DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT } from '../protocol/frame.js';
 import { Session } from '../transport/session.js';
 
@@ -122,7 +122,7 @@ export class Client extends EventEmitter<ClientEvents> {
       return Promise.reject(new TaskwireError(ErrorCode.INVALID, 'payload must be a string or a Uint8Array'));
     }
     const id = this.allocateId();
-    const frame = encodeSubmit(id, type, payload, options);
+    const frame = encode(writeSubmit, id, type, payload, options);
     if (frame.length - 5 > this.maxPayload) {
       return Promise.reject(new TaskwireError(ErrorCode.INVALID, `payload of ${frame.length - 5} bytes exceeds maxPayload (${this.maxPayload})`));
     }

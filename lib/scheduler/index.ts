@@ -18,12 +18,13 @@ import {
   decodeReady,
   decodeResult,
   decodeSubmit,
-  encodeCancel,
-  encodeCompleted,
-  encodeFailed,
-  encodeHello,
+  encode,
   encodeKeepalive,
-  encodeTask,
+  writeCancel,
+  writeCompleted,
+  writeFailed,
+  writeHello,
+  writeTask,
 } from '../protocol/messages.js';
 import type { Connection } from '../transport/connection.js';
 import { TcpConnection } from '../transport/tcp.js';
@@ -334,7 +335,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const name = hello.name || peer.conn.remote;
     peer.record = hello.role === Role.CLIENT ? this.core.addClient(peer, name) : this.core.addWorker(peer, name);
     peer.conn.send(
-      encodeHello({ version: PROTOCOL_VERSION, role: Role.SCHEDULER, heartbeatMs: this.heartbeatMs, name: this.name, token: '' }),
+      encode(writeHello, { version: PROTOCOL_VERSION, role: Role.SCHEDULER, heartbeatMs: this.heartbeatMs, name: this.name, token: '' }),
     );
     this.emit(peer.record.kind === 'client' ? 'clientJoined' : 'workerJoined', info(peer));
   }
@@ -348,12 +349,12 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   private output(): CoreOutput<Handle> {
     const has = (event: keyof SchedulerEvents): boolean => this.listenerCount(event) > 0;
     return {
-      sendTask: (worker, task) => worker.handle.conn.send(encodeTask(task.id, task.attempt, task.type, task.body)),
+      sendTask: (worker, task) => worker.handle.conn.send(encode(writeTask, task.id, task.attempt, task.type, task.body)),
       sendCancel: (worker, taskId, attempt, code, message) =>
-        worker.handle.conn.send(encodeCancel(taskId, attempt, code, message)),
-      sendCompleted: (client, requestId, body) => client.handle.conn.send(encodeCompleted(requestId, body)),
+        worker.handle.conn.send(encode(writeCancel, taskId, attempt, code, message)),
+      sendCompleted: (client, requestId, body) => client.handle.conn.send(encode(writeCompleted, requestId, body)),
       sendFailed: (client, requestId, code, message) =>
-        client.handle.conn.send(encodeFailed(requestId, code, message)),
+        client.handle.conn.send(encode(writeFailed, requestId, code, message)),
       sendKeepalive: (peer) => peer.handle.conn.send(encodeKeepalive()),
       closePeer: (peer, error) => peer.handle.conn.close(error),
       taskQueued: (task) => has('taskQueued') && this.emit('taskQueued', taskEvent(task)),

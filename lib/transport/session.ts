@@ -9,8 +9,9 @@ import {
   Role,
   decodeError,
   decodeHello,
-  encodeHello,
+  encode,
   encodeKeepalive,
+  writeHello,
 } from '../protocol/messages.js';
 import type { Connection } from './connection.js';
 import { connectTcp } from './tcp.js';
@@ -102,7 +103,7 @@ export class Session {
         );
       };
       conn.send(
-        encodeHello({ version: PROTOCOL_VERSION, role: options.role, heartbeatMs: 0, name: options.name, token: options.token ?? '' }),
+        encode(writeHello, { version: PROTOCOL_VERSION, role: options.role, heartbeatMs: 0, name: options.name, token: options.token ?? '' }),
       );
     });
   }

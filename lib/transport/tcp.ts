@@ -3,7 +3,7 @@
 import net from 'node:net';
 import { ErrorCode, ProtocolError, TaskwireError } from '../errors.js';
 import { FrameDecoder } from '../protocol/frame.js';
-import { encodeError, isKnownCommand } from '../protocol/messages.js';
+import { encode, isKnownCommand, writeError } from '../protocol/messages.js';
 import type { CloseInfo, Connection } from './connection.js';
 
 export interface TcpOptions {
@@ -84,7 +84,7 @@ export class TcpConnection implements Connection {
     this.ending = true;
     if (error) {
       this.closeError = error;
-      this.socket.write(encodeError(error.code ?? ErrorCode.PROTOCOL, error.message));
+      this.socket.write(encode(writeError, error.code ?? ErrorCode.PROTOCOL, error.message));
     }
     this.decoder.stop();
     this.socket.end();
