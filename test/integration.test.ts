@@ -142,6 +142,30 @@ t.test('submitBuffer returns raw bytes; binary payloads pass through untouched',
   t.same([...(await c.submitBuffer('reverse', bytes))], [0x80, 254, 1, 255, 0]);
 });
 
+t.test('submissions made before the handshake go out after it, in order; an oversized one is refused unsent', async (t) => {
+  const scheduler = await startScheduler(t);
+  const ran: string[] = [];
+  const echo = (p: Buffer): Buffer => {
+    ran.push(p.toString());
+    return p;
+  };
+  const w = worker(t, scheduler.port, { concurrency: 1, handlers: { echo } });
+  await w.ready();
+  const c = createClient({ port: scheduler.port, maxPayload: 1024 });
+  t.teardown(() => c.close());
+  // Before connect() resolves, so these are written to the client's outbox. Multi-byte text near the limit
+  // takes the exact size check: 300 x '€' is 900 bytes (accepted), 400 x '€' is 1200 (refused).
+  const inputs = Array.from({ length: 200 }, (_, i) => `early ${i}`);
+  const early = inputs.map((s) => c.submit('echo', s));
+  const near = c.submit('echo', '€'.repeat(300));
+  await t.rejects(c.submit('echo', '€'.repeat(400)), { code: ErrorCode.INVALID, message: /payload of 1211 bytes exceeds maxPayload/ });
+  await t.rejects(c.submit('echo', Buffer.alloc(1100)), { code: ErrorCode.INVALID, message: /payload of 1111 bytes exceeds maxPayload/ });
+  t.same(await within(10_000, 'the early results', Promise.all(early)), inputs, 'every early submission, answered');
+  t.equal(await near, '€'.repeat(300), 'the 900-byte one went through');
+  t.equal(await c.submit('echo', 'after'), 'after', 'the connection is intact after the refusals');
+  t.same(ran, [...inputs, '€'.repeat(300), 'after'], 'run in submission order, and nothing refused was sent');
+});
+
 t.test('client errors: unreachable scheduler, closed client, lost connection', async (t) => {
   const scheduler = await startScheduler(t);
   const port = scheduler.port;

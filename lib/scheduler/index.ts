@@ -18,7 +18,6 @@ import {
   decodeReady,
   decodeResult,
   decodeSubmit,
-  encode,
   encodeKeepalive,
   writeCancel,
   writeCompleted,
@@ -334,9 +333,13 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     peer.conn.maxPayload = this.maxPayload;
     const name = hello.name || peer.conn.remote;
     peer.record = hello.role === Role.CLIENT ? this.core.addClient(peer, name) : this.core.addWorker(peer, name);
-    peer.conn.send(
-      encode(writeHello, { version: PROTOCOL_VERSION, role: Role.SCHEDULER, heartbeatMs: this.heartbeatMs, name: this.name, token: '' }),
-    );
+    writeHello(peer.conn.frames(), {
+      version: PROTOCOL_VERSION,
+      role: Role.SCHEDULER,
+      heartbeatMs: this.heartbeatMs,
+      name: this.name,
+      token: '',
+    });
     this.emit(peer.record.kind === 'client' ? 'clientJoined' : 'workerJoined', info(peer));
   }
 
@@ -345,16 +348,19 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     peer.conn.close(error);
   }
 
-  /** The core's outputs, bound to this shell's connections and events. */
+  /**
+   * The core's outputs, bound to this shell's connections and events. Frames are written in place into each
+   * connection's writer, which sends a whole turn of them in one write.
+   */
   private output(): CoreOutput<Handle> {
     const has = (event: keyof SchedulerEvents): boolean => this.listenerCount(event) > 0;
     return {
-      sendTask: (worker, task) => worker.handle.conn.send(encode(writeTask, task.id, task.attempt, task.type, task.body)),
+      sendTask: (worker, task) => writeTask(worker.handle.conn.frames(), task.id, task.attempt, task.type, task.body),
       sendCancel: (worker, taskId, attempt, code, message) =>
-        worker.handle.conn.send(encode(writeCancel, taskId, attempt, code, message)),
-      sendCompleted: (client, requestId, body) => client.handle.conn.send(encode(writeCompleted, requestId, body)),
+        writeCancel(worker.handle.conn.frames(), taskId, attempt, code, message),
+      sendCompleted: (client, requestId, body) => writeCompleted(client.handle.conn.frames(), requestId, body),
       sendFailed: (client, requestId, code, message) =>
-        client.handle.conn.send(encode(writeFailed, requestId, code, message)),
+        writeFailed(client.handle.conn.frames(), requestId, code, message),
       sendKeepalive: (peer) => peer.handle.conn.send(encodeKeepalive()),
       closePeer: (peer, error) => peer.handle.conn.close(error),
       taskQueued: (task) => has('taskQueued') && this.emit('taskQueued', taskEvent(task)),
