@@ -884,6 +884,28 @@ t.test('FrameWriter: slabs grow with busy turns, stay under the cap, and are let
   t.equal(idle, 0, 'after a keepalive turn each: none');
 });
 
+t.test('FrameWriter: rewind() starts the slab over only when nothing is pending', async (t) => {
+  const w = new FrameWriter();
+  const a = completed(1, 300);
+  a.write(w);
+  const slab = w.buf;
+  t.ok(w.take()!.equals(a.frame), 'the first turn');
+  const b = completed(2, 300);
+  b.write(w);
+  w.rewind();
+  t.equal(w.length, b.frame.length, 'with bytes pending, rewind() changes nothing');
+  const second = w.take()!;
+  t.equal(second.byteOffset - slab.byteOffset, a.frame.length, 'the second turn went after the first');
+  t.ok(second.equals(b.frame), 'and is intact');
+  w.rewind();
+  const c = completed(3, 300);
+  c.write(w);
+  t.equal(w.buf, slab, 'same slab');
+  const third = w.take()!;
+  t.equal(third.byteOffset, slab.byteOffset, 'after rewind() with nothing pending, the next turn starts at the slab\'s start');
+  t.ok(third.equals(c.frame), 'and is intact');
+});
+
 t.test('FrameWriter: clear() drops what was not taken, nothing else', async (t) => {
   const w = new FrameWriter();
   const a = completed(1, 300);

@@ -16,6 +16,7 @@ interface Pair {
   /** Every byte the other end has received so far. */
   received: () => Buffer;
   ended: Promise<unknown>;
+  peer: net.Socket;
 }
 
 /** A TcpConnection on the accepting side of a loopback connection, and the raw socket at the other end. */
@@ -38,7 +39,7 @@ async function pair(t: Test): Promise<Pair> {
   }) as typeof socket.write;
   const chunks: Buffer[] = [];
   peer.on('data', (chunk: Buffer) => chunks.push(chunk));
-  return { conn: new TcpConnection(socket), writes, received: () => Buffer.concat(chunks), ended: once(peer, 'end') };
+  return { conn: new TcpConnection(socket), writes, received: () => Buffer.concat(chunks), ended: once(peer, 'end'), peer };
 }
 
 t.test('the frames of one turn leave in one write, prebuilt frames in their place', async (t) => {
@@ -60,6 +61,51 @@ t.test('the frames of one turn leave in one write, prebuilt frames in their plac
   await waitFor('every byte at the other end', () => received().length >= all.length);
   t.equal(writes.length, 1, 'one write for the whole turn');
   t.ok(received().equals(all), 'the bytes of every frame, in order');
+});
+
+/** Writes one turn of `count` COMPLETED frames with `size`-byte bodies; returns their bytes. */
+function turn(conn: TcpConnection, first: number, count: number, size: number): Buffer[] {
+  const frames: Buffer[] = [];
+  for (let id = first; id < first + count; id++) {
+    const body = Buffer.alloc(size, id % 251);
+    writeCompleted(conn.frames(), id, body);
+    frames.push(encode(writeCompleted, id, body));
+  }
+  return frames;
+}
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+t.test('a slab is written from its start again once the socket has taken every byte, and only then', async (t) => {
+  const { conn, writes, received, peer } = await pair(t);
+  const expected: Buffer[] = [];
+  expected.push(...turn(conn, 0, 20, 50));
+  await nextTurn();
+  expected.push(...turn(conn, 20, 20, 50));
+  await nextTurn();
+  t.equal(writes.length, 2, 'one write per turn');
+  t.equal(writes[1]!.buffer, writes[0]!.buffer, 'both turns in one slab');
+  t.equal(writes[1]!.byteOffset, writes[0]!.byteOffset, 'the second written over the first, which the kernel had');
+  await waitFor('two turns at the other end', () => received().length >= Buffer.concat(expected).length);
+  t.ok(received().equals(Buffer.concat(expected)), 'both arrived intact');
+
+  // A reader that stops: writes stay queued in the socket, and their bytes must not be written over.
+  peer.pause();
+  let id = 40;
+  let stalledTurns = 0;
+  while (stalledTurns < 5) {
+    expected.push(...turn(conn, id, 100, 200));
+    id += 100;
+    await nextTurn();
+    if (conn.pendingBytes > 0) stalledTurns++;
+  }
+  const last = writes.at(-1)!;
+  const before = writes.at(-2)!;
+  t.ok(last.buffer !== before.buffer || last.byteOffset >= before.byteOffset + before.length, 'queued bytes were not reused');
+  peer.resume();
+  const all = Buffer.concat(expected);
+  await waitFor('every byte at the other end', () => received().length >= all.length);
+  t.ok(received().equals(all), `${all.length} bytes in ${writes.length} writes, all intact`);
 });
 
 t.test('a large prebuilt frame is written as it is, after what was pending and before what follows', async (t) => {

@@ -169,9 +169,10 @@ function fitSlab(n: number): number {
  * whole event-loop turn of frames here and gives the socket one write, instead of a Buffer object and a
  * write() per frame.
  *
- * Bytes handed out by take() are never written over, since the socket may still be sending them: when the slab
+ * Bytes handed out by take() are not written over, since the socket may still be sending them: when the slab
  * is full a new one is allocated and only the bytes not yet taken are copied over; the old slab is freed by the
- * garbage collector once the socket is done with it.
+ * garbage collector once the socket is done with it. Only rewind(), called when the socket says every byte has
+ * gone, lets the next frames start at the slab's start again.
  *
  * Writers reserve the exact size of a frame, then fill it: `const at = w.reserve(n); w.buf[at] = ...`. Read
  * `w.buf` after reserve(), which may have replaced it.
@@ -224,6 +225,14 @@ export class FrameWriter {
     // idle connection (a 5-byte keepalive per heartbeat) then holds no slab at all.
     if (this.end === this.buf.length || this.buf.length > MAX_SLAB || used * 16 < this.buf.length) this.release();
     return bytes;
+  }
+
+  /**
+   * Tells the writer that every byte taken so far has been consumed (a socket handed it all to the kernel):
+   * with nothing pending, the next frames go at the start of the same slab again instead of after those bytes.
+   */
+  rewind(): void {
+    if (this.start === this.end) this.start = this.end = 0;
   }
 
   /** Drops the bytes written and not yet taken. */
