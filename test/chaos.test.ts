@@ -12,16 +12,17 @@ import {
   Role,
   decodeError,
   decodeTask,
-  encodeCompleted,
-  encodeError,
-  encodeFailed,
-  encodeHello,
+  encode,
   encodeKeepalive,
-  encodeReady,
-  encodeResultError,
-  encodeResultOk,
-  encodeSubmit,
-  encodeTask,
+  writeCompleted,
+  writeError,
+  writeFailed,
+  writeHello,
+  writeReady,
+  writeResultError,
+  writeResultOk,
+  writeSubmit,
+  writeTask,
 } from '../lib/protocol/messages.js';
 import { mulberry32 as prng, sha256, spawnTs, startScheduler, waitFor, within, type Child } from './helpers.js';
 
@@ -57,7 +58,7 @@ function submitAll(c: Client, prefix: string, count: number) {
 const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function hello(role: number, name: string): Buffer {
-  return encodeHello({ version: PROTOCOL_VERSION, role: role as 1 | 2 | 3, heartbeatMs: 0, name, token: '' });
+  return encode(writeHello, { version: PROTOCOL_VERSION, role: role as 1 | 2 | 3, heartbeatMs: 0, name, token: '' });
 }
 
 interface Frame {
@@ -442,7 +443,7 @@ t.test('slow-loris: silent, trickling and half-frame sockets are cut off; honest
     }, everyMs);
     timers.add(timer);
   };
-  const bigSubmit = encodeSubmit(1, 'sha256', Buffer.alloc(4096, 0x61));
+  const bigSubmit = encode(writeSubmit, 1, 'sha256', Buffer.alloc(4096, 0x61));
 
   type Kind = 'silent' | 'slow-hello' | 'half-submit' | 'trickle-submit';
   // Before its hello a peer has handshakeTimeoutMs; after it, 3 silent heartbeat intervals (up to 4 ticks, as the
@@ -576,16 +577,16 @@ function validFrames(random: () => number): Array<() => Buffer> {
   const bytes = (max: number): Buffer => Buffer.from(Array.from({ length: Math.floor(random() * max) }, () => Math.floor(random() * 256)));
   return [
     () => hello(pick([Role.CLIENT, Role.WORKER, Role.SCHEDULER, 0, 4, 255]), pick(['fuzz', '', 'é'])),
-    () => encodeHello({ version: pick([0, 1, 2, 255]), role: Role.CLIENT, heartbeatMs: u32(), name: 'v', token: pick(['', 't']) }),
+    () => encode(writeHello, { version: pick([0, 1, 2, 255]), role: Role.CLIENT, heartbeatMs: u32(), name: 'v', token: pick(['', 't']) }),
     () => encodeKeepalive(),
-    () => encodeSubmit(u32(), pick(FUZZ_TYPES), bytes(64)),
-    () => encodeReady(u32() % 64, Array.from({ length: Math.floor(random() * 4) }, () => pick(FUZZ_TYPES))),
-    () => encodeResultOk(u32(), u32(), bytes(32)),
-    () => encodeResultError(u32(), u32(), pick(['E_HANDLER', 'E_X', '']), 'fuzzed failure'),
-    () => encodeError(pick(['E_PROTOCOL', 'E_FUZZ']), 'fuzz says bye'),
-    () => encodeTask(u32(), u32(), pick(FUZZ_TYPES), bytes(16)),
-    () => encodeCompleted(u32(), bytes(16)),
-    () => encodeFailed(u32(), 'E_X', 'nope'),
+    () => encode(writeSubmit, u32(), pick(FUZZ_TYPES), bytes(64)),
+    () => encode(writeReady, u32() % 64, Array.from({ length: Math.floor(random() * 4) }, () => pick(FUZZ_TYPES))),
+    () => encode(writeResultOk, u32(), u32(), bytes(32)),
+    () => encode(writeResultError, u32(), u32(), pick(['E_HANDLER', 'E_X', '']), 'fuzzed failure'),
+    () => encode(writeError, pick(['E_PROTOCOL', 'E_FUZZ']), 'fuzz says bye'),
+    () => encode(writeTask, u32(), u32(), pick(FUZZ_TYPES), bytes(16)),
+    () => encode(writeCompleted, u32(), bytes(16)),
+    () => encode(writeFailed, u32(), 'E_X', 'nope'),
   ];
 }
 
@@ -596,7 +597,7 @@ function fuzzBytes(random: () => number): { bytes: Buffer; parts: number } {
   const parts: Buffer[] = [];
   const opening = random();
   if (opening < 0.35) parts.push(hello(Role.CLIENT, 'fuzz-client'));
-  else if (opening < 0.7) parts.push(hello(Role.WORKER, 'fuzz-worker'), encodeReady(1 + int(8), ['fuzz', 'sha256']));
+  else if (opening < 0.7) parts.push(hello(Role.WORKER, 'fuzz-worker'), encode(writeReady, 1 + int(8), ['fuzz', 'sha256']));
   const count = 1 + int(6);
   for (let i = 0; i < count; i++) {
     const kind = random();
@@ -743,13 +744,13 @@ t.test('role violations: answers for tasks not held, worker frames from clients;
   };
 
   const cases: Array<[string, Buffer]> = [
-    ['worker RESULT for an unknown task', Buffer.concat([hello(Role.WORKER, 'liar'), encodeReady(2, ['sha256']), encodeResultOk(424242, 1, 'forged')])],
-    ['worker RESULT before any READY', Buffer.concat([hello(Role.WORKER, 'early'), encodeResultError(1, 1, 'E_HANDLER', 'forged')])],
-    ['client sending READY', Buffer.concat([hello(Role.CLIENT, 'c'), encodeReady(4, ['sha256'])])],
-    ['client sending RESULT', Buffer.concat([hello(Role.CLIENT, 'c'), encodeResultOk(1, 1, 'x')])],
-    ['client sending TASK', Buffer.concat([hello(Role.CLIENT, 'c'), encodeTask(1, 1, 'sha256', 'x')])],
-    ['worker sending SUBMIT', Buffer.concat([hello(Role.WORKER, 'w'), encodeSubmit(1, 'sha256', 'x')])],
-    ['worker sending COMPLETED', Buffer.concat([hello(Role.WORKER, 'w'), encodeCompleted(1, 'x')])],
+    ['worker RESULT for an unknown task', Buffer.concat([hello(Role.WORKER, 'liar'), encode(writeReady, 2, ['sha256']), encode(writeResultOk, 424242, 1, 'forged')])],
+    ['worker RESULT before any READY', Buffer.concat([hello(Role.WORKER, 'early'), encode(writeResultError, 1, 1, 'E_HANDLER', 'forged')])],
+    ['client sending READY', Buffer.concat([hello(Role.CLIENT, 'c'), encode(writeReady, 4, ['sha256'])])],
+    ['client sending RESULT', Buffer.concat([hello(Role.CLIENT, 'c'), encode(writeResultOk, 1, 1, 'x')])],
+    ['client sending TASK', Buffer.concat([hello(Role.CLIENT, 'c'), encode(writeTask, 1, 1, 'sha256', 'x')])],
+    ['worker sending SUBMIT', Buffer.concat([hello(Role.WORKER, 'w'), encode(writeSubmit, 1, 'sha256', 'x')])],
+    ['worker sending COMPLETED', Buffer.concat([hello(Role.WORKER, 'w'), encode(writeCompleted, 1, 'x')])],
     ['a second HELLO handshake', Buffer.concat([hello(Role.CLIENT, 'c'), hello(Role.CLIENT, 'again')])],
   ];
   for (const [name, bytes] of cases) await expectClosed(name, await connected(), bytes);
@@ -758,15 +759,15 @@ t.test('role violations: answers for tasks not held, worker frames from clients;
   const c = honestClient(t, port);
   await within(5000, 'client', c.connect());
   const holder = await connected();
-  holder.send(Buffer.concat([hello(Role.WORKER, 'holder'), encodeReady(1, ['steal'])]));
+  holder.send(Buffer.concat([hello(Role.WORKER, 'holder'), encode(writeReady, 1, ['steal'])]));
   const thief = await connected();
-  thief.send(Buffer.concat([hello(Role.WORKER, 'thief'), encodeReady(1, ['other'])]));
+  thief.send(Buffer.concat([hello(Role.WORKER, 'thief'), encode(writeReady, 1, ['other'])]));
   await waitFor('both raw workers registered', () => scheduler.stats().workers === 2, 5000);
   const result = c.submit('steal', 'precious');
   await waitFor('the holder to receive the TASK', () => holder.frames().some((f) => f.cmd === Cmd.TASK), 5000);
   const task = decodeTask(holder.frames().find((f) => f.cmd === Cmd.TASK)!.payload);
-  await expectClosed('worker RESULT for a task another worker holds', thief, encodeResultOk(task.taskId, task.attempt, 'stolen'));
-  holder.send(encodeResultOk(task.taskId, task.attempt + 1, 'wrong attempt')); // its own task, but not its lease
+  await expectClosed('worker RESULT for a task another worker holds', thief, encode(writeResultOk, task.taskId, task.attempt, 'stolen'));
+  holder.send(encode(writeResultOk, task.taskId, task.attempt + 1, 'wrong attempt')); // its own task, but not its lease
   await within(5000, 'holder with a wrong attempt: closed', holder.closed);
   t.equal(holder.error()?.code, ErrorCode.PROTOCOL, 'RESULT naming the wrong attempt: E_PROTOCOL');
   // The task went back to the queue when the holder was dropped; an honest worker finishes it.
@@ -806,14 +807,14 @@ t.test('scheduler memory does not grow with hostile peers coming and going', asy
         open((p) => {
           if (kind === 0) {
             // a client that queues tasks of a type nobody runs, then vanishes
-            const submits = Array.from({ length: 50 }, (_, k) => encodeSubmit(k + 1, `orphan-${tag}`, Buffer.alloc(256, k)));
+            const submits = Array.from({ length: 50 }, (_, k) => encode(writeSubmit, k + 1, `orphan-${tag}`, Buffer.alloc(256, k)));
             tasksAbandoned += submits.length;
             p.send(Buffer.concat([hello(Role.CLIENT, `orphans-${tag}`), ...submits]));
           } else if (kind === 1) {
             // a worker announcing hundreds of job types, then vanishing
             const types = Array.from({ length: 200 }, (_, k) => `type-${tag}-${k}`);
             typesAnnounced += types.length;
-            p.send(Buffer.concat([hello(Role.WORKER, `types-${tag}`), encodeReady(16, types)]));
+            p.send(Buffer.concat([hello(Role.WORKER, `types-${tag}`), encode(writeReady, 16, types)]));
           } else if (kind === 2) {
             p.send(hello(Role.CLIENT, `half-${tag}`).subarray(0, 7)); // a hello cut short
           } else {

@@ -12,7 +12,7 @@ import {
   TaskwireError,
   type Worker,
 } from '../lib/index.js';
-import { encodeHello, decodeError, Cmd, Role, PROTOCOL_VERSION } from '../lib/protocol/messages.js';
+import { encode, writeHello, decodeError, Cmd, Role, PROTOCOL_VERSION } from '../lib/protocol/messages.js';
 import { sha256, spawnTs, startScheduler, waitFor, within } from './helpers.js';
 
 function worker(t: Test, port: number, options: Parameters<typeof createWorker>[0] = {}): Worker {
@@ -142,6 +142,30 @@ t.test('submitBuffer returns raw bytes; binary payloads pass through untouched',
   t.same([...(await c.submitBuffer('reverse', bytes))], [0x80, 254, 1, 255, 0]);
 });
 
+t.test('submissions made before the handshake go out after it, in order; an oversized one is refused unsent', async (t) => {
+  const scheduler = await startScheduler(t);
+  const ran: string[] = [];
+  const echo = (p: Buffer): Buffer => {
+    ran.push(p.toString());
+    return p;
+  };
+  const w = worker(t, scheduler.port, { concurrency: 1, handlers: { echo } });
+  await w.ready();
+  const c = createClient({ port: scheduler.port, maxPayload: 1024 });
+  t.teardown(() => c.close());
+  // Before connect() resolves, so these are written to the client's outbox. Multi-byte text near the limit
+  // takes the exact size check: 300 x '€' is 900 bytes (accepted), 400 x '€' is 1200 (refused).
+  const inputs = Array.from({ length: 200 }, (_, i) => `early ${i}`);
+  const early = inputs.map((s) => c.submit('echo', s));
+  const near = c.submit('echo', '€'.repeat(300));
+  await t.rejects(c.submit('echo', '€'.repeat(400)), { code: ErrorCode.INVALID, message: /payload of 1211 bytes exceeds maxPayload/ });
+  await t.rejects(c.submit('echo', Buffer.alloc(1100)), { code: ErrorCode.INVALID, message: /payload of 1111 bytes exceeds maxPayload/ });
+  t.same(await within(10_000, 'the early results', Promise.all(early)), inputs, 'every early submission, answered');
+  t.equal(await near, '€'.repeat(300), 'the 900-byte one went through');
+  t.equal(await c.submit('echo', 'after'), 'after', 'the connection is intact after the refusals');
+  t.same(ran, [...inputs, '€'.repeat(300), 'after'], 'run in submission order, and nothing refused was sent');
+});
+
 t.test('client errors: unreachable scheduler, closed client, lost connection', async (t) => {
   const scheduler = await startScheduler(t);
   const port = scheduler.port;
@@ -169,7 +193,7 @@ t.test('a client that drops its connection loses pending tasks with E_DISCONNECT
   // A fake scheduler that completes the handshake and then resets the connection.
   const server = net.createServer((socket) => {
     socket.once('data', () => {
-      socket.write(encodeHello({ version: PROTOCOL_VERSION, role: Role.SCHEDULER, heartbeatMs: 5000, name: 'fake', token: '' }));
+      socket.write(encode(writeHello, { version: PROTOCOL_VERSION, role: Role.SCHEDULER, heartbeatMs: 5000, name: 'fake', token: '' }));
       setTimeout(() => socket.destroy(), 50);
     });
   });
@@ -234,9 +258,9 @@ t.test('keepalive: a worker that goes silent loses its task at the timeout, then
   const socket = net.connect(scheduler.port, '127.0.0.1');
   t.teardown(() => socket.destroy());
   await new Promise((r) => socket.once('connect', r));
-  const { encodeReady } = await import('../lib/protocol/messages.js');
-  socket.write(encodeHello({ version: PROTOCOL_VERSION, role: Role.WORKER, heartbeatMs: 0, name: 'mute', token: '' }));
-  socket.write(encodeReady(1, ['sha256']));
+  const { writeReady } = await import('../lib/protocol/messages.js');
+  socket.write(encode(writeHello, { version: PROTOCOL_VERSION, role: Role.WORKER, heartbeatMs: 0, name: 'mute', token: '' }));
+  socket.write(encode(writeReady, 1, ['sha256']));
   await waitFor('the mute worker to register', () => scheduler.stats().workers === 1);
 
   const c = client(t, scheduler.port);
@@ -260,13 +284,13 @@ t.test('a peer sending garbage gets an ERROR frame and is closed; others keep be
     ['oversized length', Buffer.from([Cmd.SUBMIT, 0xff, 0xff, 0xff, 0xff]), ErrorCode.FRAME_TOO_LARGE],
     [
       'wrong protocol version',
-      encodeHello({ version: 99, role: Role.CLIENT, heartbeatMs: 0, name: 'x', token: '' }),
+      encode(writeHello, { version: 99, role: Role.CLIENT, heartbeatMs: 0, name: 'x', token: '' }),
       ErrorCode.VERSION,
     ],
     [
       'client sending a worker frame',
       Buffer.concat([
-        encodeHello({ version: PROTOCOL_VERSION, role: Role.CLIENT, heartbeatMs: 0, name: 'x', token: '' }),
+        encode(writeHello, { version: PROTOCOL_VERSION, role: Role.CLIENT, heartbeatMs: 0, name: 'x', token: '' }),
         Buffer.from([Cmd.READY, 0, 0, 0, 6, 0, 0, 0, 1, 0, 0]),
       ]),
       ErrorCode.PROTOCOL,

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { ErrorCode, ProtocolError } from '../lib/errors.js';
-import { DEFAULT_MAX_PAYLOAD, FrameDecoder, HEADER_SIZE, writeHeader } from '../lib/protocol/frame.js';
+import { DEFAULT_MAX_PAYLOAD, FrameDecoder, FrameWriter, HEADER_SIZE, MAX_SLAB, MIN_SLAB, writeHeader } from '../lib/protocol/frame.js';
 import {
   Cmd,
   MAX_STRING_BYTES,
@@ -23,18 +23,19 @@ import {
   decodeResult,
   decodeSubmit,
   decodeTask,
-  encodeCancel,
-  encodeCompleted,
-  encodeError,
-  encodeFailed,
-  encodeHello,
+  encode,
   encodeKeepalive,
-  encodeReady,
-  encodeResultError,
-  encodeResultOk,
-  encodeSubmit,
-  encodeTask,
   isKnownCommand,
+  writeCancel,
+  writeCompleted,
+  writeError,
+  writeFailed,
+  writeHello,
+  writeReady,
+  writeResultError,
+  writeResultOk,
+  writeSubmit,
+  writeTask,
   type SubmitOptions,
 } from '../lib/protocol/messages.js';
 
@@ -265,82 +266,82 @@ const goldenCases: GoldenCase[] = [
   {
     name: 'TASK',
     cmd: Cmd.TASK,
-    encode: () => encodeTask(7, 1, 'arith', '2+3'),
+    encode: () => encode(writeTask, 7, 1, 'arith', '2+3'),
     message: { taskId: 7, attempt: 1, type: 'arith', body: Buffer.from('2+3') },
   },
   {
     name: 'RESULT_OK',
     cmd: Cmd.RESULT,
-    encode: () => encodeResultOk(7, 1, '5'),
+    encode: () => encode(writeResultOk, 7, 1, '5'),
     message: { taskId: 7, attempt: 1, ok: true, body: Buffer.from('5') },
   },
   {
     name: 'RESULT_ERROR',
     cmd: Cmd.RESULT,
-    encode: () => encodeResultError(8, 2, ErrorCode.HANDLER, divByZero),
+    encode: () => encode(writeResultError, 8, 2, ErrorCode.HANDLER, divByZero),
     message: { taskId: 8, attempt: 2, ok: false, code: 'E_HANDLER', message: divByZero },
   },
   {
     name: 'HELLO_WORKER',
     cmd: Cmd.HELLO,
-    encode: () => encodeHello({ version: PROTOCOL_VERSION, role: Role.WORKER, heartbeatMs: 0, name: 'w1', token: '' }),
+    encode: () => encode(writeHello, { version: PROTOCOL_VERSION, role: Role.WORKER, heartbeatMs: 0, name: 'w1', token: '' }),
     message: { version: 1, role: 2, heartbeatMs: 0, name: 'w1', token: '' },
   },
   {
     name: 'HELLO_SCHEDULER',
     cmd: Cmd.HELLO,
     encode: () =>
-      encodeHello({ version: PROTOCOL_VERSION, role: Role.SCHEDULER, heartbeatMs: 5000, name: 'taskwire-0a1b2c3d', token: '' }),
+      encode(writeHello, { version: PROTOCOL_VERSION, role: Role.SCHEDULER, heartbeatMs: 5000, name: 'taskwire-0a1b2c3d', token: '' }),
     message: { version: 1, role: 3, heartbeatMs: 5000, name: 'taskwire-0a1b2c3d', token: '' },
   },
   { name: 'KEEPALIVE', cmd: Cmd.HELLO, encode: () => encodeKeepalive(), message: null },
   {
     name: 'SUBMIT',
     cmd: Cmd.SUBMIT,
-    encode: () => encodeSubmit(42, 'sha256', 'Hello'),
+    encode: () => encode(writeSubmit, 42, 'sha256', 'Hello'),
     message: { requestId: 42, type: 'sha256', body: Buffer.from('Hello'), options: undefined },
   },
   {
     name: 'SUBMIT_OPTIONS',
     cmd: Cmd.SUBMIT,
     // Keys deliberately out of tag order: the encoder writes tags in ascending order whatever the object's.
-    encode: () => encodeSubmit(42, 'sha256', 'Hello', { retries: 2, timeoutMs: 30000 }),
+    encode: () => encode(writeSubmit, 42, 'sha256', 'Hello', { retries: 2, timeoutMs: 30000 }),
     message: { requestId: 42, type: 'sha256', body: Buffer.from('Hello'), options: { timeoutMs: 30000, retries: 2 } },
   },
   {
     name: 'COMPLETED',
     cmd: Cmd.COMPLETED,
-    encode: () => encodeCompleted(43, '5'),
+    encode: () => encode(writeCompleted, 43, '5'),
     message: { requestId: 43, body: Buffer.from('5') },
   },
   {
     name: 'FAILED',
     cmd: Cmd.FAILED,
-    encode: () => encodeFailed(44, ErrorCode.HANDLER, divByZero),
+    encode: () => encode(writeFailed, 44, ErrorCode.HANDLER, divByZero),
     message: { requestId: 44, code: 'E_HANDLER', message: divByZero },
   },
   {
     name: 'ERROR',
     cmd: Cmd.ERROR,
-    encode: () => encodeError(ErrorCode.PROTOCOL, 'a client may not send READY'),
+    encode: () => encode(writeError, ErrorCode.PROTOCOL, 'a client may not send READY'),
     message: { code: 'E_PROTOCOL', message: 'a client may not send READY' },
   },
   {
     name: 'READY',
     cmd: Cmd.READY,
-    encode: () => encodeReady(16, ['sha256', 'arith']),
+    encode: () => encode(writeReady, 16, ['sha256', 'arith']),
     message: { concurrency: 16, types: ['sha256', 'arith'] },
   },
   {
     name: 'READY_DRAIN',
     cmd: Cmd.READY,
-    encode: () => encodeReady(0, ['sha256', 'arith']),
+    encode: () => encode(writeReady, 0, ['sha256', 'arith']),
     message: { concurrency: 0, types: ['sha256', 'arith'] },
   },
   {
     name: 'CANCEL',
     cmd: Cmd.CANCEL,
-    encode: () => encodeCancel(7, 2, ErrorCode.TIMEOUT, 'timed out after 30000 ms'),
+    encode: () => encode(writeCancel, 7, 2, ErrorCode.TIMEOUT, 'timed out after 30000 ms'),
     message: { taskId: 7, attempt: 2, code: 'E_TIMEOUT', message: 'timed out after 30000 ms' },
   },
 ];
@@ -399,19 +400,19 @@ t.test('docs/PROTOCOL.md shows every golden fixture verbatim', async (t) => {
 
 t.test('streaming: the same frames whatever the chunking', async (t) => {
   const parts = [
-    encodeHello({ version: 1, role: Role.CLIENT, heartbeatMs: 0, name: 'clïent-☃', token: '' }),
+    encode(writeHello, { version: 1, role: Role.CLIENT, heartbeatMs: 0, name: 'clïent-☃', token: '' }),
     encodeKeepalive(),
-    encodeSubmit(1, 'ハッシュ', 'héllo wörld €𝄞'), // multi-byte UTF-8 in the type string and the body
-    encodeReady(4, ['sha256', 'arith', 'ünïcode']),
-    encodeTask(0xffffffff, 3, 'arith', Buffer.from([0, 1, 2, 255])),
+    encode(writeSubmit, 1, 'ハッシュ', 'héllo wörld €𝄞'), // multi-byte UTF-8 in the type string and the body
+    encode(writeReady, 4, ['sha256', 'arith', 'ünïcode']),
+    encode(writeTask, 0xffffffff, 3, 'arith', Buffer.from([0, 1, 2, 255])),
     encodeKeepalive(),
-    encodeResultOk(9, 1, Buffer.alloc(0)),
-    encodeResultError(10, 1, 'E_CUSTOM', 'ça a échoué 💥'),
-    encodeCompleted(2, Buffer.alloc(300, 0xab)),
-    encodeFailed(3, 'E_HANDLER', ''),
-    encodeError('E_SHUTDOWN', 'bye'),
-    encodeSubmit(4, 'arith', '1+1', { timeoutMs: 0xffffffff, retries: 0, backoffMs: 250 }),
-    encodeCancel(0xfffffffe, 0xffffffff, 'E_CANCELLED', 'the client left ☃'),
+    encode(writeResultOk, 9, 1, Buffer.alloc(0)),
+    encode(writeResultError, 10, 1, 'E_CUSTOM', 'ça a échoué 💥'),
+    encode(writeCompleted, 2, Buffer.alloc(300, 0xab)),
+    encode(writeFailed, 3, 'E_HANDLER', ''),
+    encode(writeError, 'E_SHUTDOWN', 'bye'),
+    encode(writeSubmit, 4, 'arith', '1+1', { timeoutMs: 0xffffffff, retries: 0, backoffMs: 250 }),
+    encode(writeCancel, 0xfffffffe, 0xffffffff, 'E_CANCELLED', 'the client left ☃'),
   ];
   const stream = Buffer.concat(parts);
   const expected: Frame[] = parts.map((p) => ({ cmd: p[0]!, hex: p.subarray(HEADER_SIZE).toString('hex') }));
@@ -468,6 +469,17 @@ interface Generated {
   frame: Buffer;
   cmd: number;
   message: unknown;
+  /** Writes the same frame in place into a writer. */
+  write: (w: FrameWriter) => void;
+}
+
+function generated<A extends unknown[]>(
+  cmd: number,
+  message: unknown,
+  write: (w: FrameWriter, ...args: A) => void,
+  ...args: NoInfer<A>
+): Generated {
+  return { frame: encode(write, ...args), cmd, message, write: (w) => write(w, ...args) };
 }
 
 const genHello = fc
@@ -478,8 +490,13 @@ const genHello = fc
     name: text,
     token: text,
   })
-  .map((m): Generated => ({ frame: encodeHello(m), cmd: Cmd.HELLO, message: m }));
-const genKeepalive = fc.constant<Generated>({ frame: encodeKeepalive(), cmd: Cmd.HELLO, message: null });
+  .map((m) => generated(Cmd.HELLO, m, writeHello, m));
+const genKeepalive = fc.constant<Generated>({
+  frame: encodeKeepalive(),
+  cmd: Cmd.HELLO,
+  message: null,
+  write: (w) => w.append(encodeKeepalive()),
+});
 /** Any subset of the SUBMIT options (keys in random order, absent keys sometimes present as undefined), or none. */
 const submitOptions = fc.option(
   fc
@@ -496,52 +513,42 @@ const submitOptions = fc.option(
   { nil: undefined },
 );
 
-/** What decodeSubmit returns for the options given to encodeSubmit: keys in tag order, undefined when none. */
+/** What decodeSubmit returns for the options given to writeSubmit: keys in tag order, undefined when none. */
 function decodedOptions(options: SubmitOptions | undefined): SubmitOptions | undefined {
   const out: SubmitOptions = {};
   for (const key of ['timeoutMs', 'retries', 'backoffMs'] as const) if (options?.[key] !== undefined) out[key] = options[key];
   return Object.keys(out).length > 0 ? out : undefined;
 }
 
-const genSubmit = fc.record({ requestId: u32, type: text, body, options: submitOptions }).map(
-  (m): Generated => ({
-    frame: encodeSubmit(m.requestId, m.type, m.body, m.options),
-    cmd: Cmd.SUBMIT,
-    message: { requestId: m.requestId, type: m.type, body: m.body, options: decodedOptions(m.options) },
-  }),
-);
+const genSubmit = fc.record({ requestId: u32, type: text, body, options: submitOptions }).map((m) => {
+  const message = { requestId: m.requestId, type: m.type, body: m.body, options: decodedOptions(m.options) };
+  return generated(Cmd.SUBMIT, message, writeSubmit, m.requestId, m.type, m.body, m.options);
+});
 const genTask = fc
   .record({ taskId: u32, attempt: u32, type: text, body })
-  .map((m): Generated => ({ frame: encodeTask(m.taskId, m.attempt, m.type, m.body), cmd: Cmd.TASK, message: m }));
+  .map((m) => generated(Cmd.TASK, m, writeTask, m.taskId, m.attempt, m.type, m.body));
 const genResultOk = fc
   .record({ taskId: u32, attempt: u32, body })
-  .map((m): Generated => ({
-    frame: encodeResultOk(m.taskId, m.attempt, m.body),
-    cmd: Cmd.RESULT,
-    message: { taskId: m.taskId, attempt: m.attempt, ok: true, body: m.body },
-  }));
-const genResultError = fc
-  .record({ taskId: u32, attempt: u32, code: text, message: text })
-  .map((m): Generated => ({
-    frame: encodeResultError(m.taskId, m.attempt, m.code, m.message),
-    cmd: Cmd.RESULT,
-    message: { taskId: m.taskId, attempt: m.attempt, ok: false, code: m.code, message: m.message },
-  }));
+  .map((m) =>
+    generated(Cmd.RESULT, { taskId: m.taskId, attempt: m.attempt, ok: true, body: m.body }, writeResultOk, m.taskId, m.attempt, m.body),
+  );
+const genResultError = fc.record({ taskId: u32, attempt: u32, code: text, message: text }).map((m) => {
+  const message = { taskId: m.taskId, attempt: m.attempt, ok: false, code: m.code, message: m.message };
+  return generated(Cmd.RESULT, message, writeResultError, m.taskId, m.attempt, m.code, m.message);
+});
 const genCompleted = fc
   .record({ requestId: u32, body })
-  .map((m): Generated => ({ frame: encodeCompleted(m.requestId, m.body), cmd: Cmd.COMPLETED, message: m }));
+  .map((m) => generated(Cmd.COMPLETED, m, writeCompleted, m.requestId, m.body));
 const genFailed = fc
   .record({ requestId: u32, code: text, message: text })
-  .map((m): Generated => ({ frame: encodeFailed(m.requestId, m.code, m.message), cmd: Cmd.FAILED, message: m }));
-const genError = fc
-  .record({ code: text, message: text })
-  .map((m): Generated => ({ frame: encodeError(m.code, m.message), cmd: Cmd.ERROR, message: m }));
+  .map((m) => generated(Cmd.FAILED, m, writeFailed, m.requestId, m.code, m.message));
+const genError = fc.record({ code: text, message: text }).map((m) => generated(Cmd.ERROR, m, writeError, m.code, m.message));
 const genReady = fc
   .record({ concurrency: u32, types: fc.array(text, { maxLength: 6 }) })
-  .map((m): Generated => ({ frame: encodeReady(m.concurrency, m.types), cmd: Cmd.READY, message: m }));
+  .map((m) => generated(Cmd.READY, m, writeReady, m.concurrency, m.types));
 const genCancel = fc
   .record({ taskId: u32, attempt: u32, code: text, message: text })
-  .map((m): Generated => ({ frame: encodeCancel(m.taskId, m.attempt, m.code, m.message), cmd: Cmd.CANCEL, message: m }));
+  .map((m) => generated(Cmd.CANCEL, m, writeCancel, m.taskId, m.attempt, m.code, m.message));
 
 const generators = {
   HELLO: genHello,
@@ -604,16 +611,16 @@ t.test('properties: a stream of arbitrary frames, re-chunked arbitrarily, decode
 t.test('SUBMIT options: tag order, count, type offset, value range', async (t) => {
   const keys = ['timeoutMs', 'retries', 'backoffMs'] as const;
   const tagOf = { timeoutMs: SubmitOption.TIMEOUT_MS, retries: SubmitOption.RETRIES, backoffMs: SubmitOption.BACKOFF_MS };
-  const plainSubmit = encodeSubmit(5, 'sha256', 'x').toString('hex');
-  t.equal(encodeSubmit(5, 'sha256', 'x', {}).toString('hex'), plainSubmit, '{} encodes as no options (count 0)');
+  const plainSubmit = encode(writeSubmit, 5, 'sha256', 'x').toString('hex');
+  t.equal(encode(writeSubmit, 5, 'sha256', 'x', {}).toString('hex'), plainSubmit, '{} encodes as no options (count 0)');
   t.equal(
-    encodeSubmit(5, 'sha256', 'x', { timeoutMs: undefined, retries: undefined }).toString('hex'),
+    encode(writeSubmit, 5, 'sha256', 'x', { timeoutMs: undefined, retries: undefined }).toString('hex'),
     plainSubmit,
     'options that are all undefined encode as no options',
   );
   t.equal(decodeSubmit(fromHex(plainSubmit).subarray(HEADER_SIZE)).options, undefined, 'count 0 decodes as options undefined');
   t.equal(
-    encodeSubmit(42, 'sha256', 'Hello', { timeoutMs: 30000, retries: 2, backoffMs: undefined }).toString('hex'),
+    encode(writeSubmit, 42, 'sha256', 'Hello', { timeoutMs: 30000, retries: 2, backoffMs: undefined }).toString('hex'),
     GOLDEN.SUBMIT_OPTIONS,
     'an undefined option is left out',
   );
@@ -623,14 +630,14 @@ t.test('SUBMIT options: tag order, count, type offset, value range', async (t) =
     'values 0 and 0xffffffff are carried as they are (0 means "the scheduler\'s default" to the scheduler, not to the codec)',
   );
   for (const bad of [-1, 2 ** 32]) {
-    t.throws(() => encodeSubmit(1, 't', '', { retries: bad }), RangeError, `option value ${bad}: RangeError`);
+    t.throws(() => encode(writeSubmit, 1, 't', '', { retries: bad }), RangeError, `option value ${bad}: RangeError`);
   }
 
   property(
     t,
     'the encoder writes count = present options, tags ascending, and the type right after them',
     fc.property(fc.record({ requestId: u32, type: text, body, options: submitOptions }), (m) => {
-      const payload = encodeSubmit(m.requestId, m.type, m.body, m.options).subarray(HEADER_SIZE);
+      const payload = encode(writeSubmit, m.requestId, m.type, m.body, m.options).subarray(HEADER_SIZE);
       const present = keys.filter((k) => m.options?.[k] !== undefined);
       if (payload[4] !== present.length) throw new Error(`count ${payload[4]}, expected ${present.length}`);
       present.forEach((key, i) => {
@@ -708,15 +715,210 @@ t.test('truncation at every byte: fixed fields and str16 are E_PROTOCOL, a short
 
 t.test('strings: up to 65535 UTF-8 bytes fit a str16; more is refused by the encoder', async (t) => {
   const longest = 'é'.repeat(32767) + 'x'; // 65535 bytes
-  const frame = encodeSubmit(1, longest, 'b');
+  const frame = encode(writeSubmit, 1, longest, 'b');
   const payloads: Buffer[] = [];
   new FrameDecoder((_cmd, p) => payloads.push(p), { isKnownCommand }).push(frame);
   t.equal(decodeSubmit(payloads[0]!).type, longest, '65535-byte type round trips');
-  t.throws(() => encodeSubmit(1, longest + 'x', 'b'), RangeError, '65536 bytes: RangeError before anything is sent');
-  t.throws(() => encodeReady(1, [longest + 'x']), RangeError, 'READY type over the limit: RangeError');
-  t.throws(() => encodeCancel(1, 1, longest + 'x', ''), RangeError, 'CANCEL code over the limit: RangeError');
-  const withOptions = encodeSubmit(1, longest, 'b', { timeoutMs: 1, retries: 2, backoffMs: 3 });
+  t.throws(() => encode(writeSubmit, 1, longest + 'x', 'b'), RangeError, '65536 bytes: RangeError before anything is sent');
+  t.throws(() => encode(writeReady, 1, [longest + 'x']), RangeError, 'READY type over the limit: RangeError');
+  t.throws(() => encode(writeCancel, 1, 1, longest + 'x', ''), RangeError, 'CANCEL code over the limit: RangeError');
+  const withOptions = encode(writeSubmit, 1, longest, 'b', { timeoutMs: 1, retries: 2, backoffMs: 3 });
   t.same(decodeSubmit(withOptions.subarray(HEADER_SIZE)).options, { timeoutMs: 1, retries: 2, backoffMs: 3 }, 'and with options');
+});
+
+// ---- FrameWriter ---------------------------------------------------------------------------------------------
+
+/** A COMPLETED frame with an n-byte body: a frame of n + 9 bytes whose bytes tell where it came from. */
+function completed(requestId: number, n: number): Generated {
+  const bytes = Buffer.alloc(n, requestId % 251);
+  return generated(Cmd.COMPLETED, { requestId, body: bytes }, writeCompleted, requestId, bytes);
+}
+
+t.test('FrameWriter: turns of frames written in place come out byte-identical, in order, and never change', async (t) => {
+  // Mostly small frames of every kind (dozens per turn make the slab grow), now and then one past the cap.
+  const large = fc.integer({ min: MAX_SLAB - 64, max: 2 * MAX_SLAB }).map((n) => completed(n, n));
+  const turns = fc.array(fc.array(fc.oneof({ weight: 60, arbitrary: anyFrame }, { weight: 1, arbitrary: large }), { maxLength: 80 }), {
+    minLength: 1,
+    maxLength: 30,
+  });
+  const seen = { replacedWithPending: 0, overCap: 0, sharedSlab: 0 };
+  property(
+    t,
+    'every turn',
+    fc.property(turns, (turns) => {
+      const w = new FrameWriter();
+      const taken: { view: Buffer; copy: Buffer }[] = [];
+      for (const turn of turns) {
+        for (const g of turn) {
+          const before = w.buf;
+          const pending = w.length;
+          g.write(w);
+          if (w.buf !== before && pending > 0) seen.replacedWithPending++;
+          if (w.buf.length > MAX_SLAB) seen.overCap++;
+        }
+        const expected = Buffer.concat(turn.map((g) => g.frame));
+        if (w.length !== expected.length) throw new Error(`length ${w.length}, expected ${expected.length}`);
+        const view = w.take();
+        if (turn.length === 0) {
+          if (view !== null) throw new Error('an empty turn took bytes');
+          continue;
+        }
+        if (!view || !view.equals(expected)) throw new Error('a turn came out different from its frames');
+        if (taken.length > 0 && taken.at(-1)!.view.buffer === view.buffer) seen.sharedSlab++;
+        taken.push({ view, copy: Buffer.from(view) });
+        if (w.length !== 0 || w.take() !== null) throw new Error('take() left bytes behind');
+      }
+      taken.forEach(({ view, copy }, i) => {
+        if (!view.equals(copy)) throw new Error(`turn ${i} was written over after it was taken`);
+      });
+    }),
+    150,
+  );
+  t.ok(seen.replacedWithPending > 0, `slabs were replaced with bytes pending: ${seen.replacedWithPending}`);
+  t.ok(seen.overCap > 0, `frames past the cap were written: ${seen.overCap}`);
+  t.ok(seen.sharedSlab > 0, `turns followed each other in one slab: ${seen.sharedSlab}`);
+});
+
+t.test('FrameWriter: a taken view survives later writes into its slab and the slab being replaced', async (t) => {
+  const w = new FrameWriter();
+  const first = completed(1, 200);
+  first.write(w);
+  const slab = w.buf;
+  const view = w.take()!;
+  t.ok(view.equals(first.frame), 'the first turn');
+  t.equal(w.buf, slab, 'a 209-byte turn keeps its 1 KiB slab for the next turns');
+  const next: Generated[] = [];
+  let inSameSlab = 0;
+  while (w.buf === slab) {
+    const g = completed(next.length + 2, 100);
+    g.write(w);
+    next.push(g);
+    if (w.buf === slab) inSameSlab++;
+    t.ok(view.equals(first.frame), `unchanged after frame ${next.length}`);
+  }
+  t.ok(inSameSlab >= 5, `${inSameSlab} frames were written after the view in its own slab`);
+  t.not(w.buf, slab, 'then the slab was replaced');
+  t.ok(w.take()!.equals(Buffer.concat(next.map((g) => g.frame))), 'the second turn: every frame, the pending ones copied over');
+  t.ok(view.equals(first.frame), 'the first view is unchanged');
+});
+
+t.test('FrameWriter: frames larger than the cap', async (t) => {
+  const small = completed(1, 10);
+  const big = completed(2, 3 * MAX_SLAB);
+  const w = new FrameWriter();
+  small.write(w);
+  big.write(w);
+  t.equal(w.buf.length, small.frame.length + big.frame.length, 'one slab of exactly the pending bytes and the large frame');
+  t.ok(w.take()!.equals(Buffer.concat([small.frame, big.frame])), 'both frames, in order');
+  t.equal(w.buf.length, 0, 'the oversized slab is let go once taken');
+  small.write(w);
+  t.equal(w.buf.length, MAX_SLAB, 'the next turn gets a slab at the cap, not an oversized one');
+  w.take();
+  small.write(w);
+  t.equal(w.buf.length, MIN_SLAB, 'and after that small turn, the smallest');
+  w.take();
+
+  // Large frames piling up in one turn: each new slab at least doubles, so the copies stay linear.
+  const frames = Array.from({ length: 10 }, (_, i) => completed(i, 100_000));
+  const slabs = new Set<Buffer>();
+  for (const g of frames) {
+    g.write(w);
+    slabs.add(w.buf);
+  }
+  t.ok(slabs.size <= 5, `10 frames of 100 kB in one turn took ${slabs.size} slabs`);
+  t.ok(w.take()!.equals(Buffer.concat(frames.map((g) => g.frame))), 'all ten, in order');
+
+  const exact = encode(writeCompleted, 7, Buffer.alloc(3 * MAX_SLAB, 1));
+  t.equal(exact.length, 3 * MAX_SLAB + 9, 'encode() of a large frame: exactly its size');
+  t.equal(exact.buffer.byteLength, exact.length, 'in memory of its own');
+});
+
+t.test('FrameWriter: slabs grow with busy turns, stay under the cap, and are let go after small turns', async (t) => {
+  const w = new FrameWriter();
+  const keepalive = encodeKeepalive();
+  w.append(keepalive);
+  t.equal(w.buf.length, MIN_SLAB, 'the first slab is the smallest');
+  w.take();
+  t.equal(w.buf.length, 0, 'a 5-byte turn holds no slab afterwards');
+
+  // Busy turns of about 20 kB each (200 frames of 109 bytes).
+  const frame = completed(1, 100);
+  let peak = 0;
+  for (let turn = 0; turn < 20; turn++) {
+    for (let i = 0; i < 200; i++) frame.write(w);
+    peak = Math.max(peak, w.buf.length);
+    w.take();
+  }
+  t.equal(peak, MAX_SLAB, 'busy turns grow the slab to the cap and not past it');
+  t.ok(w.buf.length > 0, 'and a busy connection keeps its slab between turns');
+
+  w.append(keepalive);
+  w.take();
+  t.equal(w.buf.length, 0, 'one keepalive turn lets the 64 KiB slab go');
+  w.append(keepalive);
+  t.equal(w.buf.length, MIN_SLAB, 'and the next small turn gets the smallest slab, not a large one');
+  w.take();
+
+  // Steady 3 kB turns settle on a slab that holds a few of them.
+  const sizes: number[] = [];
+  for (let turn = 0; turn < 20; turn++) {
+    for (let i = 0; i < 30; i++) frame.write(w);
+    sizes.push(w.buf.length);
+    w.take();
+  }
+  t.same(sizes.slice(-5), [16384, 16384, 16384, 16384, 16384], `3 kB turns settle on 16 KiB slabs: ${sizes.join(' ')}`);
+
+  // Many connections that were busy once and then only kept alive hold nothing.
+  const writers = Array.from({ length: 10_000 }, () => new FrameWriter());
+  for (const c of writers) {
+    for (let i = 0; i < 40; i++) frame.write(c);
+    c.take();
+  }
+  const busy = writers.reduce((sum, c) => sum + c.buf.length, 0);
+  for (const c of writers) {
+    c.append(keepalive);
+    c.take();
+  }
+  const idle = writers.reduce((sum, c) => sum + c.buf.length, 0);
+  t.ok(busy >= 10_000 * 4096, `after a 4 kB turn each: ${busy} bytes of slabs`);
+  t.equal(idle, 0, 'after a keepalive turn each: none');
+});
+
+t.test('FrameWriter: rewind() starts the slab over only when nothing is pending', async (t) => {
+  const w = new FrameWriter();
+  const a = completed(1, 300);
+  a.write(w);
+  const slab = w.buf;
+  t.ok(w.take()!.equals(a.frame), 'the first turn');
+  const b = completed(2, 300);
+  b.write(w);
+  w.rewind();
+  t.equal(w.length, b.frame.length, 'with bytes pending, rewind() changes nothing');
+  const second = w.take()!;
+  t.equal(second.byteOffset - slab.byteOffset, a.frame.length, 'the second turn went after the first');
+  t.ok(second.equals(b.frame), 'and is intact');
+  w.rewind();
+  const c = completed(3, 300);
+  c.write(w);
+  t.equal(w.buf, slab, 'same slab');
+  const third = w.take()!;
+  t.equal(third.byteOffset, slab.byteOffset, 'after rewind() with nothing pending, the next turn starts at the slab\'s start');
+  t.ok(third.equals(c.frame), 'and is intact');
+});
+
+t.test('FrameWriter: clear() drops what was not taken, nothing else', async (t) => {
+  const w = new FrameWriter();
+  const a = completed(1, 300);
+  const b = completed(2, 20);
+  a.write(w);
+  const view = w.take()!;
+  completed(3, 50).write(w);
+  w.clear();
+  t.equal(w.length, 0, 'nothing pending after clear()');
+  t.equal(w.take(), null, 'and nothing to take');
+  b.write(w);
+  t.ok(w.take()!.equals(b.frame), 'the next frame comes out alone');
+  t.ok(view.equals(a.frame), 'the view taken before is intact');
 });
 
 // ---- rejections ----------------------------------------------------------------------------------------------
@@ -773,7 +975,7 @@ t.test('frame rejections', async (t) => {
 
   t.test('after an error the decoder ignores all further input', async (t) => {
     const { decoder, frames } = recorder();
-    const good = encodeSubmit(1, 'sha256', 'x');
+    const good = encode(writeSubmit, 1, 'sha256', 'x');
     // One good frame, then a bad header, then another good frame, all in one chunk.
     throwsCode(t, () => decoder.push(Buffer.concat([good, header(0, 0), good])), ErrorCode.PROTOCOL, 'bad frame mid-chunk');
     t.equal(frames.length, 1, 'the frame before the error was delivered');
@@ -789,7 +991,7 @@ t.test('frame rejections', async (t) => {
 
   t.test('stop() drops buffered frames and ignores later input', async (t) => {
     const { decoder, frames } = recorder();
-    const good = encodeCompleted(1, 'x');
+    const good = encode(writeCompleted, 1, 'x');
     decoder.push(good.subarray(0, 7));
     decoder.stop();
     decoder.push(good.subarray(7));
@@ -954,7 +1156,7 @@ t.test('a HELLO of another version is E_VERSION whatever its layout', async (t) 
   const future = Buffer.concat([fromHex('02' + '02' + '00000000' + '0000' + '0000'), Buffer.from('extra fields')]);
   t.throws(() => decodeHello(future), { code: ErrorCode.VERSION });
   t.throws(() => decodeHello(fromHex('00')), { code: ErrorCode.VERSION }, 'version 0');
-  t.throws(() => encodeHello({ version: 256, role: Role.CLIENT, heartbeatMs: 0, name: '', token: '' }), RangeError);
+  t.throws(() => encode(writeHello, { version: 256, role: Role.CLIENT, heartbeatMs: 0, name: '', token: '' }), RangeError);
 });
 
 t.test('an error thrown by the frame handler stops the decoder (regression: later frames were delivered)', async (t) => {

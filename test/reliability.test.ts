@@ -3,7 +3,7 @@
 import t, { type Test } from 'tap';
 import net from 'node:net';
 import { createClient, createWorker, ErrorCode, type Handlers, type Worker } from '../lib/index.js';
-import { Cmd, PROTOCOL_VERSION, Role, decodeError, encodeHello } from '../lib/protocol/messages.js';
+import { Cmd, PROTOCOL_VERSION, Role, decodeError, encode, writeHello } from '../lib/protocol/messages.js';
 import { sha256, spawnTs, startScheduler, waitFor, within } from './helpers.js';
 
 function worker(t: Test, port: number, handlers: Handlers, options: Parameters<typeof createWorker>[0] = {}): Worker {
@@ -54,7 +54,7 @@ function lastErrorCode(frames: { cmd: number; payload: Buffer }[]): string | und
 }
 
 const hello = (role: typeof Role.CLIENT | typeof Role.WORKER, token = ''): Buffer =>
-  encodeHello({ version: PROTOCOL_VERSION, role, heartbeatMs: 0, name: 'raw', token });
+  encode(writeHello, { version: PROTOCOL_VERSION, role, heartbeatMs: 0, name: 'raw', token });
 
 t.test('timeout: the task is taken back, the handler aborted, and it runs elsewhere; the late answer is dropped', async (t) => {
   const scheduler = await startScheduler(t);
@@ -260,9 +260,9 @@ t.test('a client that does not read its results is dropped with E_SLOW_CONSUMER'
   socket.on('error', () => {});
   await new Promise((r) => socket.once('connect', r));
   socket.pause(); // never read
-  const { encodeSubmit } = await import('../lib/protocol/messages.js');
+  const { writeSubmit } = await import('../lib/protocol/messages.js');
   socket.write(hello(Role.CLIENT));
-  for (let i = 1; i <= 400; i++) socket.write(encodeSubmit(i, 'big', ''));
+  for (let i = 1; i <= 400; i++) socket.write(encode(writeSubmit, i, 'big', ''));
   const errors: string[] = [];
   scheduler.on('peerError', (e) => errors.push(e.code));
   await waitFor('the slow consumer to be dropped', () => errors.includes(ErrorCode.SLOW_CONSUMER), 10_000);

@@ -4,8 +4,8 @@ import { EventEmitter } from 'node:events';
 import os from 'node:os';
 import { ErrorCode, TaskFailedError, TaskwireError } from '../errors.js';
 import { checkInteger, checkString, stripUndefined } from '../options.js';
-import { Cmd, Role, decodeCompleted, decodeFailed, encodeSubmit } from '../protocol/messages.js';
-import { DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT } from '../protocol/frame.js';
+import { Cmd, Role, decodeCompleted, decodeFailed, submitPayloadLength, writeSubmit } from '../protocol/messages.js';
+import { DEFAULT_MAX_PAYLOAD, FrameWriter, MAX_PAYLOAD_LIMIT } from '../protocol/frame.js';
 import { Session } from '../transport/session.js';
 
 export interface ClientOptions {
@@ -59,8 +59,8 @@ export class Client extends EventEmitter<ClientEvents> {
   private readonly maxPayload: number;
   private session: Session | null = null;
   private readonly opening: Promise<Session>;
-  /** Frames submitted before the handshake finished; sent right after it. */
-  private outbox: Buffer[] | null = [];
+  /** Frames submitted before the handshake finished, written here and sent right after it. */
+  private outbox: FrameWriter | null = new FrameWriter();
   private readonly pending = new Map<number, Pending>();
   private nextId = 0;
   /** Why this client can no longer submit, once it cannot. */
@@ -121,17 +121,19 @@ export class Client extends EventEmitter<ClientEvents> {
     if (typeof payload !== 'string' && !(payload instanceof Uint8Array)) {
       return Promise.reject(new TaskwireError(ErrorCode.INVALID, 'payload must be a string or a Uint8Array'));
     }
-    const id = this.allocateId();
-    const frame = encodeSubmit(id, type, payload, options);
-    if (frame.length - 5 > this.maxPayload) {
-      return Promise.reject(new TaskwireError(ErrorCode.INVALID, `payload of ${frame.length - 5} bytes exceeds maxPayload (${this.maxPayload})`));
+    // Nothing may be written for a SUBMIT that is too large. Its exact size costs a UTF-8 length pass, so it is
+    // only computed when a bound could pass the limit: 3 bytes per UTF-16 unit, under 512 for the other fields.
+    if ((typeof payload === 'string' ? payload.length * 3 : payload.length) + 512 > this.maxPayload) {
+      const size = submitPayloadLength(type, payload, options);
+      if (size > this.maxPayload) {
+        return Promise.reject(new TaskwireError(ErrorCode.INVALID, `payload of ${size} bytes exceeds maxPayload (${this.maxPayload})`));
+      }
     }
-    const promise = new Promise<T>((resolve, reject) => {
+    const id = this.allocateId();
+    writeSubmit(this.outbox ?? this.session!.frames(), id, type, payload, options);
+    return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (value: never) => void, reject, raw });
     });
-    if (this.outbox) this.outbox.push(frame);
-    else this.session!.send(frame);
-    return promise;
   }
 
   /** Request ids are u32 and unique among pending tasks; they wrap after 2^32 submissions. */
@@ -151,7 +153,8 @@ export class Client extends EventEmitter<ClientEvents> {
     session.onClose = (error) => {
       this.end(error ?? new TaskwireError(ErrorCode.DISCONNECTED, 'the connection to the scheduler closed'));
     };
-    for (const frame of this.outbox!) session.send(frame);
+    const queued = this.outbox!.take();
+    if (queued) session.send(queued);
     this.outbox = null;
     this.emit('connected', { scheduler: session.schedulerName, remote: session.remote });
   }

@@ -151,3 +151,119 @@ export function writeHeader(target: Buffer, offset: number, cmd: number, payload
   target[offset] = cmd;
   target.writeUInt32BE(payloadLength, offset + 1);
 }
+
+/** Slab sizes of a FrameWriter; see FrameWriter for the policy. */
+export const MIN_SLAB = 1024;
+export const MAX_SLAB = 64 * 1024;
+
+/** The smallest power-of-two slab size from MIN_SLAB that holds n bytes. */
+function fitSlab(n: number): number {
+  let size = MIN_SLAB;
+  while (size < n) size *= 2;
+  return size;
+}
+
+/**
+ * The outgoing counterpart of FrameDecoder: frames are encoded in place, one after another, into one buffer
+ * (the slab), and take() hands out everything written since the last take as one view. A connection writes a
+ * whole event-loop turn of frames here and gives the socket one write, instead of a Buffer object and a
+ * write() per frame.
+ *
+ * Bytes handed out by take() are not written over, since the socket may still be sending them: when the slab
+ * is full a new one is allocated and only the bytes not yet taken are copied over; the old slab is freed by the
+ * garbage collector once the socket is done with it. Only rewind(), called when the socket says every byte has
+ * gone, lets the next frames start at the slab's start again.
+ *
+ * Writers reserve the exact size of a frame, then fill it: `const at = w.reserve(n); w.buf[at] = ...`. Read
+ * `w.buf` after reserve(), which may have replaced it.
+ */
+export class FrameWriter {
+  /** The current slab; frames are written at offsets returned by reserve(). */
+  buf: Buffer = EMPTY;
+  private start = 0; // first byte not yet taken
+  private end = 0; // first free byte
+  /** The size of the next slab, adapted to the connection's turns (see take()). */
+  private slabSize = MIN_SLAB;
+  private readonly exact: boolean;
+
+  /** With `exact`, every slab is allocated at exactly the size needed: for one-off frames that are kept. */
+  constructor(options: { exact?: boolean } = {}) {
+    this.exact = options.exact ?? false;
+  }
+
+  /** Bytes written and not yet taken. */
+  get length(): number {
+    return this.end - this.start;
+  }
+
+  /** Makes room for n bytes and returns the offset in `buf` where they go. */
+  reserve(n: number): number {
+    if (this.end + n > this.buf.length) this.grow(n);
+    const at = this.end;
+    this.end += n;
+    return at;
+  }
+
+  /** Copies a prebuilt frame in. */
+  append(frame: Uint8Array): void {
+    const at = this.reserve(frame.length);
+    this.buf.set(frame, at);
+  }
+
+  /** Everything written since the last take, as one view; null when nothing was. The next bytes go after it. */
+  take(): Buffer | null {
+    const used = this.end - this.start;
+    if (used === 0) return null;
+    const bytes = this.buf.subarray(this.start, this.end);
+    this.start = this.end;
+    // Sizing, once per turn. A turn that used over a quarter of the slab size doubles it, so a busy connection
+    // fills a slab in several turns; one that used under a sixteenth drops it straight to about four times the
+    // turn, so a burst does not leave large slabs allocated for the small turns after it.
+    if (used * 4 > this.slabSize) this.slabSize = Math.min(this.slabSize * 2, MAX_SLAB);
+    else if (used * 16 < this.slabSize) this.slabSize = fitSlab(used * 4);
+    // The slab is let go when it has no room left, is over the cap, or the turn used a small part of it: an
+    // idle connection (a 5-byte keepalive per heartbeat) then holds no slab at all.
+    if (this.end === this.buf.length || this.buf.length > MAX_SLAB || used * 16 < this.buf.length) this.release();
+    return bytes;
+  }
+
+  /**
+   * Tells the writer that every byte taken so far has been consumed (a socket handed it all to the kernel):
+   * with nothing pending, the next frames go at the start of the same slab again instead of after those bytes.
+   */
+  rewind(): void {
+    if (this.start === this.end) this.start = this.end = 0;
+  }
+
+  /** Drops the bytes written and not yet taken. */
+  clear(): void {
+    this.end = this.start;
+    if (this.buf.length > MAX_SLAB) this.release();
+  }
+
+  private release(): void {
+    this.buf = EMPTY;
+    this.start = this.end = 0;
+  }
+
+  private grow(n: number): void {
+    const pending = this.end - this.start;
+    const need = pending + n;
+    let size: number;
+    if (this.exact) {
+      size = need;
+    } else {
+      // A turn that overflows the slab doubles the size at once, up to the cap.
+      while (this.slabSize < need && this.slabSize < MAX_SLAB) this.slabSize *= 2;
+      // Past the cap a slab fits what is needed exactly: one large frame costs its own size. A turn that keeps
+      // adding to large pending bytes gets at least twice them, so the copies stay linear in the bytes written.
+      size = need <= this.slabSize ? this.slabSize : Math.max(need, 2 * pending);
+    }
+    // Buffer.allocUnsafe takes sizes under 4 KiB from Node's shared 8 KiB pool, larger ones get their own memory.
+    const slab = Buffer.allocUnsafe(size);
+    if (pending > 0) this.buf.copy(slab, 0, this.start, this.end);
+    this.buf = slab;
+    this.start = 0;
+    this.end = pending;
+  }
+}

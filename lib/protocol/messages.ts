@@ -1,9 +1,9 @@
-// The command table and each message's binary layout: encode to a whole frame, decode from a payload.
+// The command table and each message's binary layout: written in place into a FrameWriter, decoded from a payload.
 // docs/PROTOCOL.md describes every layout byte by byte; test/protocol.test.ts pins them with golden bytes.
 
 import { isUtf8 } from 'node:buffer';
 import { ErrorCode, ProtocolError } from '../errors.js';
-import { HEADER_SIZE, writeHeader } from './frame.js';
+import { FrameWriter, HEADER_SIZE, writeHeader } from './frame.js';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -142,29 +142,41 @@ function writeString(target: Buffer, offset: number, value: string, length: numb
   return writeBytes(target, offset + 2, value, length);
 }
 
-function frame(cmd: Cmd, payloadLength: number): Buffer {
-  const out = Buffer.allocUnsafe(HEADER_SIZE + payloadLength);
-  writeHeader(out, 0, cmd, payloadLength);
-  return out;
+// Each writeX reserves its frame's exact size in a FrameWriter and fills it in place. Strings are measured (and
+// refused when too long) before anything is reserved; numbers are range-checked as they are written, so callers
+// pass ids and counts already known to fit, as the library's own always are.
+
+/** Reserves a whole frame in `w` and writes its header; returns the frame's offset in `w.buf`. */
+function begin(w: FrameWriter, cmd: Cmd, payloadLength: number): number {
+  const at = w.reserve(HEADER_SIZE + payloadLength);
+  writeHeader(w.buf, at, cmd, payloadLength);
+  return at;
 }
 
-const KEEPALIVE = frame(Cmd.HELLO, 0);
+/** One message as a standalone Buffer of exactly its size: `encode(writeTask, taskId, attempt, type, body)`. */
+export function encode<A extends unknown[]>(write: (w: FrameWriter, ...args: A) => void, ...args: NoInfer<A>): Buffer {
+  const w = new FrameWriter({ exact: true });
+  write(w, ...args);
+  return w.take()!;
+}
+
+const KEEPALIVE = Buffer.alloc(HEADER_SIZE);
+writeHeader(KEEPALIVE, 0, Cmd.HELLO, 0);
 
 /** The empty HELLO frame used as a keepalive once the handshake is done. Shared; never mutate it. */
 export function encodeKeepalive(): Buffer {
   return KEEPALIVE;
 }
 
-export function encodeHello(hello: Hello): Buffer {
+export function writeHello(w: FrameWriter, hello: Hello): void {
   const nameLen = stringLength(hello.name, 'hello name');
   const tokenLen = stringLength(hello.token, 'hello token');
-  const out = frame(Cmd.HELLO, 10 + nameLen + tokenLen);
-  out.writeUInt8(hello.version, 5);
-  out.writeUInt8(hello.role, 6);
-  out.writeUInt32BE(hello.heartbeatMs, 7);
-  const offset = writeString(out, 11, hello.name, nameLen);
-  writeString(out, offset, hello.token, tokenLen);
-  return out;
+  const at = begin(w, Cmd.HELLO, 10 + nameLen + tokenLen);
+  const out = w.buf;
+  out.writeUInt8(hello.version, at + 5);
+  out.writeUInt8(hello.role, at + 6);
+  out.writeUInt32BE(hello.heartbeatMs, at + 7);
+  writeString(out, writeString(out, at + 11, hello.name, nameLen), hello.token, tokenLen);
 }
 
 const OPTION_FIELDS = [
@@ -173,15 +185,26 @@ const OPTION_FIELDS = [
   ['backoffMs', SubmitOption.BACKOFF_MS],
 ] as const;
 
-export function encodeSubmit(requestId: number, type: string, body: Bytes, options?: SubmitOptions): Buffer {
-  const typeLen = stringLength(type, 'job type');
-  const bodyLen = byteLength(body);
+function optionCount(options: SubmitOptions | undefined): number {
   let count = 0;
   if (options) for (const [key] of OPTION_FIELDS) if (options[key] !== undefined) count++;
-  const out = frame(Cmd.SUBMIT, 7 + count * 5 + typeLen + bodyLen);
-  out.writeUInt32BE(requestId, 5);
-  out[9] = count;
-  let offset = 10;
+  return count;
+}
+
+/** The payload size of a SUBMIT, for a sender that must refuse an oversized one before writing anything. */
+export function submitPayloadLength(type: string, body: Bytes, options?: SubmitOptions): number {
+  return 7 + optionCount(options) * 5 + stringLength(type, 'job type') + byteLength(body);
+}
+
+export function writeSubmit(w: FrameWriter, requestId: number, type: string, body: Bytes, options?: SubmitOptions): void {
+  const typeLen = stringLength(type, 'job type');
+  const bodyLen = byteLength(body);
+  const count = optionCount(options);
+  const at = begin(w, Cmd.SUBMIT, 7 + count * 5 + typeLen + bodyLen);
+  const out = w.buf;
+  out.writeUInt32BE(requestId, at + 5);
+  out[at + 9] = count;
+  let offset = at + 10;
   if (count > 0) {
     for (const [key, tag] of OPTION_FIELDS) {
       const value = options![key];
@@ -192,84 +215,82 @@ export function encodeSubmit(requestId: number, type: string, body: Bytes, optio
     }
   }
   writeBytes(out, writeString(out, offset, type, typeLen), body, bodyLen);
-  return out;
 }
 
-export function encodeCancel(taskId: number, attempt: number, code: string, message: string): Buffer {
+export function writeCancel(w: FrameWriter, taskId: number, attempt: number, code: string, message: string): void {
   const codeLen = stringLength(code, 'error code');
   const messageLen = Buffer.byteLength(message);
-  const out = frame(Cmd.CANCEL, 10 + codeLen + messageLen);
-  out.writeUInt32BE(taskId, 5);
-  out.writeUInt32BE(attempt, 9);
-  writeBytes(out, writeString(out, 13, code, codeLen), message, messageLen);
-  return out;
+  const at = begin(w, Cmd.CANCEL, 10 + codeLen + messageLen);
+  const out = w.buf;
+  out.writeUInt32BE(taskId, at + 5);
+  out.writeUInt32BE(attempt, at + 9);
+  writeBytes(out, writeString(out, at + 13, code, codeLen), message, messageLen);
 }
 
-export function encodeTask(taskId: number, attempt: number, type: string, body: Bytes): Buffer {
+export function writeTask(w: FrameWriter, taskId: number, attempt: number, type: string, body: Bytes): void {
   const typeLen = stringLength(type, 'job type');
   const bodyLen = byteLength(body);
-  const out = frame(Cmd.TASK, 10 + typeLen + bodyLen);
-  out.writeUInt32BE(taskId, 5);
-  out.writeUInt32BE(attempt, 9);
-  writeBytes(out, writeString(out, 13, type, typeLen), body, bodyLen);
-  return out;
+  const at = begin(w, Cmd.TASK, 10 + typeLen + bodyLen);
+  const out = w.buf;
+  out.writeUInt32BE(taskId, at + 5);
+  out.writeUInt32BE(attempt, at + 9);
+  writeBytes(out, writeString(out, at + 13, type, typeLen), body, bodyLen);
 }
 
-export function encodeResultOk(taskId: number, attempt: number, body: Bytes): Buffer {
+export function writeResultOk(w: FrameWriter, taskId: number, attempt: number, body: Bytes): void {
   const bodyLen = byteLength(body);
-  const out = frame(Cmd.RESULT, 9 + bodyLen);
-  out.writeUInt32BE(taskId, 5);
-  out.writeUInt32BE(attempt, 9);
-  out[13] = ResultStatus.OK;
-  writeBytes(out, 14, body, bodyLen);
-  return out;
+  const at = begin(w, Cmd.RESULT, 9 + bodyLen);
+  const out = w.buf;
+  out.writeUInt32BE(taskId, at + 5);
+  out.writeUInt32BE(attempt, at + 9);
+  out[at + 13] = ResultStatus.OK;
+  writeBytes(out, at + 14, body, bodyLen);
 }
 
-export function encodeResultError(taskId: number, attempt: number, code: string, message: string): Buffer {
+export function writeResultError(w: FrameWriter, taskId: number, attempt: number, code: string, message: string): void {
   const codeLen = stringLength(code, 'error code');
   const messageLen = Buffer.byteLength(message);
-  const out = frame(Cmd.RESULT, 11 + codeLen + messageLen);
-  out.writeUInt32BE(taskId, 5);
-  out.writeUInt32BE(attempt, 9);
-  out[13] = ResultStatus.ERROR;
-  writeBytes(out, writeString(out, 14, code, codeLen), message, messageLen);
-  return out;
+  const at = begin(w, Cmd.RESULT, 11 + codeLen + messageLen);
+  const out = w.buf;
+  out.writeUInt32BE(taskId, at + 5);
+  out.writeUInt32BE(attempt, at + 9);
+  out[at + 13] = ResultStatus.ERROR;
+  writeBytes(out, writeString(out, at + 14, code, codeLen), message, messageLen);
 }
 
-export function encodeCompleted(requestId: number, body: Bytes): Buffer {
+export function writeCompleted(w: FrameWriter, requestId: number, body: Bytes): void {
   const bodyLen = byteLength(body);
-  const out = frame(Cmd.COMPLETED, 4 + bodyLen);
-  out.writeUInt32BE(requestId, 5);
-  writeBytes(out, 9, body, bodyLen);
-  return out;
+  const at = begin(w, Cmd.COMPLETED, 4 + bodyLen);
+  const out = w.buf;
+  out.writeUInt32BE(requestId, at + 5);
+  writeBytes(out, at + 9, body, bodyLen);
 }
 
-export function encodeFailed(requestId: number, code: string, message: string): Buffer {
+export function writeFailed(w: FrameWriter, requestId: number, code: string, message: string): void {
   const codeLen = stringLength(code, 'error code');
   const messageLen = Buffer.byteLength(message);
-  const out = frame(Cmd.FAILED, 6 + codeLen + messageLen);
-  out.writeUInt32BE(requestId, 5);
-  writeBytes(out, writeString(out, 9, code, codeLen), message, messageLen);
-  return out;
+  const at = begin(w, Cmd.FAILED, 6 + codeLen + messageLen);
+  const out = w.buf;
+  out.writeUInt32BE(requestId, at + 5);
+  writeBytes(out, writeString(out, at + 9, code, codeLen), message, messageLen);
 }
 
-export function encodeError(code: string, message: string): Buffer {
+export function writeError(w: FrameWriter, code: string, message: string): void {
   const codeLen = stringLength(code, 'error code');
   const messageLen = Buffer.byteLength(message);
-  const out = frame(Cmd.ERROR, 2 + codeLen + messageLen);
-  writeBytes(out, writeString(out, 5, code, codeLen), message, messageLen);
-  return out;
+  const at = begin(w, Cmd.ERROR, 2 + codeLen + messageLen);
+  writeBytes(w.buf, writeString(w.buf, at + 5, code, codeLen), message, messageLen);
 }
 
-export function encodeReady(concurrency: number, types: readonly string[]): Buffer {
+export function writeReady(w: FrameWriter, concurrency: number, types: readonly string[]): void {
   if (types.length > 0xffff) throw new RangeError(`a worker can announce at most ${0xffff} job types`);
   const lengths = types.map((type) => stringLength(type, 'job type'));
-  const out = frame(Cmd.READY, 6 + lengths.reduce((sum, n) => sum + 2 + n, 0));
-  out.writeUInt32BE(concurrency, 5);
-  out.writeUInt16BE(types.length, 9);
-  let offset = 11;
+  const at = begin(w, Cmd.READY, 6 + lengths.reduce((sum, n) => sum + 2 + n, 0));
+  const out = w.buf;
+  out.writeUInt32BE(concurrency, at + 5);
+  out.writeUInt16BE(types.length, at + 9);
+  let offset = at + 11;
   types.forEach((type, i) => (offset = writeString(out, offset, type, lengths[i]!)));
-  return out;
 }
 
 // ---- decoding ------------------------------------------------------------------------------------------------

@@ -18,12 +18,12 @@ import {
   decodeReady,
   decodeResult,
   decodeSubmit,
-  encodeCancel,
-  encodeCompleted,
-  encodeFailed,
-  encodeHello,
   encodeKeepalive,
-  encodeTask,
+  writeCancel,
+  writeCompleted,
+  writeFailed,
+  writeHello,
+  writeTask,
 } from '../protocol/messages.js';
 import type { Connection } from '../transport/connection.js';
 import { TcpConnection } from '../transport/tcp.js';
@@ -331,9 +331,13 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     peer.conn.maxPayload = this.maxPayload;
     const name = hello.name || peer.conn.remote;
     peer.record = hello.role === Role.CLIENT ? this.core.addClient(peer, name) : this.core.addWorker(peer, name);
-    peer.conn.send(
-      encodeHello({ version: PROTOCOL_VERSION, role: Role.SCHEDULER, heartbeatMs: this.heartbeatMs, name: this.name, token: '' }),
-    );
+    writeHello(peer.conn.frames(), {
+      version: PROTOCOL_VERSION,
+      role: Role.SCHEDULER,
+      heartbeatMs: this.heartbeatMs,
+      name: this.name,
+      token: '',
+    });
     this.emit(peer.record.kind === 'client' ? 'clientJoined' : 'workerJoined', info(peer));
   }
 
@@ -342,16 +346,19 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     peer.conn.close(error);
   }
 
-  /** The core's outputs, bound to this shell's connections and events. */
+  /**
+   * The core's outputs, bound to this shell's connections and events. Frames are written in place into each
+   * connection's writer, which sends a whole turn of them in one write.
+   */
   private output(): CoreOutput<Handle> {
     const has = (event: keyof SchedulerEvents): boolean => this.listenerCount(event) > 0;
     return {
-      sendTask: (worker, task) => worker.handle.conn.send(encodeTask(task.id, task.attempt, task.type, task.body)),
+      sendTask: (worker, task) => writeTask(worker.handle.conn.frames(), task.id, task.attempt, task.type, task.body),
       sendCancel: (worker, taskId, attempt, code, message) =>
-        worker.handle.conn.send(encodeCancel(taskId, attempt, code, message)),
-      sendCompleted: (client, requestId, body) => client.handle.conn.send(encodeCompleted(requestId, body)),
+        writeCancel(worker.handle.conn.frames(), taskId, attempt, code, message),
+      sendCompleted: (client, requestId, body) => writeCompleted(client.handle.conn.frames(), requestId, body),
       sendFailed: (client, requestId, code, message) =>
-        client.handle.conn.send(encodeFailed(requestId, code, message)),
+        writeFailed(client.handle.conn.frames(), requestId, code, message),
       sendKeepalive: (peer) => peer.handle.conn.send(encodeKeepalive()),
       closePeer: (peer, error) => peer.handle.conn.close(error),
       taskQueued: (taskId, type, client) =>

@@ -1,5 +1,7 @@
 // The one interface every transport implements: frames in, frames out, one close. TCP today, WebSocket later.
 
+import type { FrameWriter } from '../protocol/frame.js';
+
 /** Why a connection ended, as seen by its owner. */
 export interface CloseInfo {
   /** Set when this side closed it because of an error (e.g. E_PROTOCOL), or when the socket failed. */
@@ -10,7 +12,7 @@ export interface Connection {
   /** "host:port" of the other side, for logs and events. */
   readonly remote: string;
   readonly closed: boolean;
-  /** Bytes accepted by send() but not yet handed to the operating system. */
+  /** Bytes written or sent but not yet handed to the operating system. */
   readonly pendingBytes: number;
   /** Largest payload accepted from now on; a larger declared length closes the connection (E_FRAME_TOO_LARGE). */
   maxPayload: number;
@@ -18,7 +20,12 @@ export interface Connection {
   onFrame: (cmd: number, payload: Buffer) => void;
   /** Called exactly once, when the connection is gone. */
   onClose: (info: CloseInfo) => void;
-  /** Queues a whole frame. Frames sent in one event-loop turn leave in one write. */
+  /**
+   * The writer for outgoing frames: what is written to it in this event-loop turn leaves in one write at the
+   * end of the turn. Once the connection is closing, the writer returned discards what is written to it.
+   */
+  frames(): FrameWriter;
+  /** Queues a prebuilt frame, in order with what is written to frames(). */
   send(frame: Buffer): void;
   /**
    * Ends the connection after queued frames are flushed. With an error, an ERROR frame carrying its code

@@ -9,9 +9,10 @@ import {
   Role,
   decodeError,
   decodeHello,
-  encodeHello,
   encodeKeepalive,
+  writeHello,
 } from '../protocol/messages.js';
+import type { FrameWriter } from '../protocol/frame.js';
 import type { Connection } from './connection.js';
 import { connectTcp } from './tcp.js';
 
@@ -101,10 +102,19 @@ export class Session {
               : new TaskwireError(ErrorCode.DISCONNECTED, `the scheduler at ${where} closed the connection during the handshake`)),
         );
       };
-      conn.send(
-        encodeHello({ version: PROTOCOL_VERSION, role: options.role, heartbeatMs: 0, name: options.name, token: options.token ?? '' }),
-      );
+      writeHello(conn.frames(), {
+        version: PROTOCOL_VERSION,
+        role: options.role,
+        heartbeatMs: 0,
+        name: options.name,
+        token: options.token ?? '',
+      });
     });
+  }
+
+  /** The connection's frame writer; see Connection.frames(). */
+  frames(): FrameWriter {
+    return this.conn.frames();
   }
 
   send(frame: Buffer): void {

