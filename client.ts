@@ -3,7 +3,7 @@
 
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { CLIENT_DEFAULTS, createClient, TaskwireError } from './lib/index.js';
+import { CLIENT_DEFAULTS, createClient, ErrorCode, TaskwireError } from './lib/index.js';
 import { die } from './lib/cli.js';
 
 const program = 'taskwire-client';
@@ -44,7 +44,19 @@ async function main(): Promise<number> {
   // printed, and the exit status says not everything succeeded.
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void client.close());
   const options = { timeoutMs: argv['task-timeout'], retries: argv.retries };
-  await client.connect();
+  // Submitted before the connection is up (the client sends them once it is), so an interruption at any point,
+  // even during the handshake, still settles every task with E_CLOSED and prints it.
+  const settled = Promise.all(
+    inputs.map((input) =>
+      client.submit(argv.type, input, options).then(
+        (result): Outcome => ({ input, ok: true, result }),
+        (err: TaskwireError): Outcome => ({ input, ok: false, code: err.code ?? 'E_UNKNOWN', error: err.message }),
+      ),
+    ),
+  );
+  await client.connect().catch((err: TaskwireError) => {
+    if (err.code !== ErrorCode.CLOSED) throw err; // unreachable or refused: exit 2 with the reason
+  });
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     if (argv.timeout > 0) {
@@ -54,17 +66,7 @@ async function main(): Promise<number> {
       );
     }
   });
-  const outcomes = await Promise.race([
-    Promise.all(
-      inputs.map((input) =>
-        client.submit(argv.type, input, options).then(
-          (result): Outcome => ({ input, ok: true, result }),
-          (err: TaskwireError): Outcome => ({ input, ok: false, code: err.code ?? 'E_UNKNOWN', error: err.message }),
-        ),
-      ),
-    ),
-    timeout,
-  ]).finally(() => {
+  const outcomes = await Promise.race([settled, timeout]).finally(() => {
     clearTimeout(timer);
     void client.close();
   });
