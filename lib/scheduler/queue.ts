@@ -136,7 +136,8 @@ const MIN_ROWS = 16;
  *
  * A row's body is kept as its ArrayBuffer and a range, so no Buffer view per task survives (a view alone is
  * ~100 bytes); the ArrayBuffer is the socket read it arrived in, shared with the frames around it.
- * The capacity doubles when full and halves when a quarter full, so memory returns after a burst drains.
+ * The capacity doubles when full and drops to a quarter when a sixteenth full, so memory returns after a burst
+ * drains.
  */
 export class Rows<L, O> {
   // Allocated on the first push: a queue exists for every job type a worker announces, used or not.
@@ -195,7 +196,9 @@ export class Rows<L, O> {
     this.options[i] = null;
     this.head = (i + 1) & (this.seqs.length - 1);
     this.size--;
-    if (this.size < this.seqs.length >> 2 && this.seqs.length > MIN_ROWS) this.resize(this.seqs.length >> 1);
+    // Shrinking at a sixteenth, to a quarter, leaves room to grow fourfold before the next resize: a queue that
+    // swings between a few hundred and a thousand tasks (W3) resized itself on every swing at halving thresholds.
+    if (this.size < this.seqs.length >> 4 && this.seqs.length > MIN_ROWS) this.resize(Math.max(MIN_ROWS, this.seqs.length >> 2));
   }
 
   /** Calls `each` with every row, head first: lane, request id, seq, then a function making its body. */
