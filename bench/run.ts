@@ -57,6 +57,15 @@ interface W3Point {
   clients: number;
 }
 const W3_POINTS: W3Point[] = W3_GRID.flatMap((d) => d.sizes.map((n) => ({ n, workers: d.workers, clients: d.clients })));
+/**
+ * W3's core sweep (bench/core.ts): the scheduling core alone, in-process, over sizes, workers and clients well past
+ * the end-to-end grid. Sizes largest first, as in W3.
+ */
+const W3_CORE: W3Point[] = [
+  ...(quick ? [100_000, 10_000] : [1_000_000, 100_000, 10_000]).map((n) => ({ n, workers: 1, clients: 1 })),
+  ...[8, 64, 1024].map((workers) => ({ n: 100_000, workers, clients: 1 })),
+  ...[16, 256].map((clients) => ({ n: 100_000, workers: 1, clients })),
+];
 const PLAN = {
   rounds: flags.rounds ? Number(flags.rounds) : quick ? 1 : 3,
   /**
@@ -72,7 +81,17 @@ const PLAN = {
    * warm-up is long because a fresh process spends ~50,000 tasks growing its heap and optimising hot code, at
    * up to twice the steady per-task CPU; a shorter one would make small sizes look dearer for both systems.
    */
-  w3: { window: 2_048, warmup: quick ? 2_000 : 50_000, grid: W3_GRID },
+  w3: {
+    window: 2_048,
+    warmup: quick ? 2_000 : 50_000,
+    /**
+     * The core sweep's warm-up per run. Each run starts after a full collection, which shrinks the young
+     * generation; until ~200,000 tasks have regrown it, collections come more often and a 10,000-task run cost
+     * 0.83 µs per task against 0.50 after this warm-up (0.38 at 1M).
+     */
+    coreWarmup: quick ? 20_000 : 200_000,
+    grid: W3_GRID,
+  },
   w4: { n: quick ? 100_000 : 1_000_000, payloadBytes: 16 },
   /** taskwire's default worker concurrency; the relay's fixed window per worker matches it. */
   window: WORKER_DEFAULTS.concurrency,
@@ -140,6 +159,19 @@ async function w2(system: System): Promise<Figures> {
 }
 
 const w3Key = (p: W3Point): string => `w3.${p.n}.${p.workers}w.${p.clients}c`;
+const coreKey = (p: W3Point): string => `w3core.${p.n}.${p.workers}w.${p.clients}c`;
+
+/** The core sweep, in a fresh process; taskwire only, as the relay has no core to take apart. */
+async function w3core(): Promise<Figures> {
+  return withChildren(async (start) => {
+    const core = await start('bench/core.ts', [], ['--expose-gc']);
+    const figures: Figures = {};
+    for (const p of W3_CORE) {
+      figures[coreKey(p)] = await core.request<number>('run', { ...p, window: PLAN.w3.window, warmup: PLAN.w3.coreWarmup });
+    }
+    return figures;
+  });
+}
 
 async function w3(system: System, deployment: W3Deployment): Promise<Figures> {
   return withChildren(async (start) => {
@@ -227,9 +259,12 @@ function rows(): Row[] {
     { key: 'w2.p99', label: 'W2 latency p99, µs' },
     { key: 'w2.coldP50', label: `W2 cold start p50 (first ${PLAN.w2.cold}), µs` },
   ];
+  const size = (c: W3Point): string => (c.n >= 1e6 ? `${c.n / 1e6}M` : `${c.n / 1e3}k`);
   for (const c of W3_POINTS) {
-    const size = c.n >= 1e6 ? `${c.n / 1e6}M` : `${c.n / 1e3}k`;
-    out.push({ key: `${w3Key(c)}.cpu`, label: `W3 sched CPU/task µs ${size} ${c.workers}w ${c.clients}c`, target: { max: 1.5 } });
+    out.push({ key: `${w3Key(c)}.cpu`, label: `W3 sched CPU/task µs ${size(c)} ${c.workers}w ${c.clients}c`, target: { max: 1.5 } });
+  }
+  for (const c of W3_CORE) {
+    out.push({ key: coreKey(c), label: `W3 core only CPU/task µs ${size(c)} ${c.workers}w ${c.clients}c` });
   }
   out.push(
     { key: 'w4.heap', label: 'W4 heap+buffers B/task - 16', absolute: { max: 150 } },
@@ -241,15 +276,15 @@ function rows(): Row[] {
   return out;
 }
 
-/** Flatness of taskwire's (and the relay's) W3 CPU/task: max/min over each sweep. */
-function flatness(system: System): Record<string, number | undefined> {
+/** Flatness of W3's CPU/task: max/min over each sweep, end to end (both systems) or of the core alone. */
+function flatness(system: System, core = false): Record<string, number | undefined> {
   const spread = (configs: W3Point[]): number | undefined => {
-    const values = configs.map((c) => med(`${w3Key(c)}.cpu`, system));
+    const values = configs.map((c) => med(core ? coreKey(c) : `${w3Key(c)}.cpu`, system));
     if (values.length < 2 || values.some((v) => v === undefined)) return undefined;
     return Math.max(...(values as number[])) / Math.min(...(values as number[]));
   };
-  const grid = W3_POINTS;
-  const mid = quick ? 10_000 : 100_000;
+  const grid = core ? W3_CORE : W3_POINTS;
+  const mid = quick && !core ? 10_000 : 100_000;
   return {
     'sizes (1w 1c)': spread(grid.filter((c) => c.workers === 1 && c.clients === 1)),
     [`workers (${mid / 1000}k, 1c)`]: spread(grid.filter((c) => c.n === mid && c.clients === 1)),
@@ -300,6 +335,10 @@ function table(systems: System[], machine: Record<string, unknown>, bullmqNote: 
     const met = value <= 1.25;
     verdicts[`flat ${sweep}`] = met;
     body.push([`W3 flatness max/min, ${sweep}`, fmt(value), fmt(relayFlat[sweep]), '', ...(systems.includes('bullmq') ? [''] : []), '<= 1.25', met ? 'yes' : 'NO']);
+  }
+  for (const [sweep, value] of Object.entries(flatness('taskwire', true))) {
+    if (value === undefined) continue;
+    body.push([`W3 core only flatness, ${sweep}`, fmt(value), '-', '', ...(systems.includes('bullmq') ? [''] : []), '<= 1.25', value <= 1.25 ? 'yes' : 'NO']);
   }
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
   const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
@@ -377,6 +416,7 @@ async function main(): Promise<void> {
     process.stderr.write(`bench: round ${round}/${PLAN.rounds}\n`);
     if (only.has('w1')) for (const system of systems) await step('W1', () => w1(system), system);
     if (only.has('w2')) for (const system of systems) await step('W2', () => w2(system), system);
+    if (only.has('w3')) await step('W3 core only', w3core, 'taskwire');
     for (const d of only.has('w3') ? W3_GRID : []) {
       const label = `W3 ${d.workers}w ${d.clients}c ${d.sizes.join('+')}`;
       for (const system of ['taskwire', 'relay'] as const) await step(label, () => w3(system, d), system);
@@ -394,7 +434,7 @@ async function main(): Promise<void> {
   mkdirSync(RESULTS, { recursive: true });
   writeFileSync(
     path.join(RESULTS, 'latest.json'),
-    `${JSON.stringify({ machine, quick, plan: PLAN, seconds, bullmq: bullmqNote, flatness: { taskwire: flatness('taskwire'), relay: flatness('relay') }, medians, samples, table: text }, null, 2)}\n`,
+    `${JSON.stringify({ machine, quick, plan: PLAN, seconds, bullmq: bullmqNote, flatness: { taskwire: flatness('taskwire'), relay: flatness('relay'), core: flatness('taskwire', true) }, medians, samples, table: text }, null, 2)}\n`,
   );
 }
 
