@@ -49,6 +49,9 @@ export interface Task<H> extends Timed<Task<H>> {
   retried: number;
   readonly timeoutMs: number;
   readonly backoffMs: number;
+  /** Links among its client's task objects (see ClientRecord.firstTask). */
+  prevOfClient: Task<H> | null;
+  nextOfClient: Task<H> | null;
 }
 
 interface PeerBase<H> {
@@ -65,8 +68,14 @@ export interface ClientRecord<H> extends PeerBase<H> {
   readonly kind: 'client';
   /** Unsettled tasks: queued, running or waiting for a retry. */
   pending: number;
-  /** Its unsettled tasks that are objects (running, requeued, waiting for a retry); queued ones are rows. */
-  readonly tasks: Set<Task<H>>;
+  /**
+   * Its unsettled tasks that are objects (running, requeued, waiting for a retry), linked through the tasks;
+   * queued ones are rows. A Set here was rehashed every few dispatches under churn: 0.4 us per task of
+   * SetGrow, table allocation and page faults in a profile of W1's scheduler.
+   */
+  firstTask: Task<H> | null;
+  /** The last of them: tasks are linked in the order they became objects, so loss and shutdown go oldest first. */
+  lastTask: Task<H> | null;
   /** Its lane in the queue of each job type it has tasks queued in. */
   readonly lanes: Map<string, Lane<H>>;
   /** The lane used last: a client nearly always submits one type after another. */
@@ -299,7 +308,8 @@ export class SchedulerCore<H> {
    * hot path. Tasks still queued as rows come back as copies.
    */
   tasksOf(client: ClientRecord<H>): Task<H>[] {
-    const out = [...client.tasks];
+    const out: Task<H>[] = [];
+    for (let task = client.firstTask; task; task = task.nextOfClient) out.push(task);
     for (const queue of this.queues.values()) {
       queue.rows.forEach((lane, requestId, seq, body) => {
         if (lane.client === client) out.push(newTask(seq, queue.type, body(), requestId, client, this.defaults));
@@ -324,7 +334,8 @@ export class SchedulerCore<H> {
       active: true,
       missedTicks: 0,
       pending: 0,
-      tasks: new Set(),
+      firstTask: null,
+      lastTask: null,
       lanes: new Map(),
       lastLane: null,
     };
@@ -403,7 +414,7 @@ export class SchedulerCore<H> {
   private clientLost(client: ClientRecord<H>, reason: string, cancelMessage = 'the task was cancelled: its client disconnected'): void {
     if (!this.clients.delete(client)) return;
     const touched = new Set<TypeQueue<H>>();
-    for (const task of client.tasks) {
+    for (let task = client.firstTask; task; task = task.nextOfClient) {
       task.client = null;
       // Nothing runs for nobody: queued and delayed tasks go now; running ones are withdrawn from their worker.
       if (task.state === TaskState.QUEUED) {
@@ -429,7 +440,7 @@ export class SchedulerCore<H> {
       lane.queued = 0;
       touched.add(lane.queue);
     }
-    client.tasks.clear();
+    client.firstTask = client.lastTask = null;
     client.lanes.clear();
     client.lastLane = null;
     client.pending = 0;
@@ -506,7 +517,7 @@ export class SchedulerCore<H> {
       });
     }
     for (const client of [...this.clients]) {
-      for (const task of client.tasks) failed(task, client);
+      for (let task = client.firstTask; task; task = task.nextOfClient) failed(task, client);
       this.clientLost(client, message, `the task was cancelled: ${message}`);
     }
     for (const worker of [...this.workers]) this.workerLost(worker, message);
@@ -561,8 +572,23 @@ export class SchedulerCore<H> {
 
   /** Records a task object as its client's. */
   private adopt(task: Task<H>): Task<H> {
-    task.client!.tasks.add(task);
+    const client = task.client!;
+    const last = client.lastTask;
+    task.prevOfClient = last;
+    if (last) last.nextOfClient = task;
+    else client.firstTask = task;
+    client.lastTask = task;
     return task;
+  }
+
+  /** Unlinks a settled task from its client's task objects. */
+  private disown(client: ClientRecord<H>, task: Task<H>): void {
+    const { prevOfClient: prev, nextOfClient: next } = task;
+    if (prev) prev.nextOfClient = next;
+    else client.firstTask = next;
+    if (next) next.prevOfClient = prev;
+    else client.lastTask = prev;
+    task.prevOfClient = task.nextOfClient = null;
   }
 
   private laneOf(client: ClientRecord<H>, queue: TypeQueue<H>): Lane<H> {
@@ -628,7 +654,7 @@ export class SchedulerCore<H> {
     const client = task.client!; // a task whose client left was revoked, so it never gets here
     task.state = TaskState.DONE;
     this.counters.completed++;
-    client.tasks.delete(task);
+    this.disown(client, task);
     client.pending--;
     this.out.sendCompleted(client, task.requestId, body);
     this.out.taskCompleted?.(task, worker);
@@ -638,7 +664,7 @@ export class SchedulerCore<H> {
     const client = task.client!;
     task.state = TaskState.DONE;
     this.counters.failed++;
-    client.tasks.delete(task);
+    this.disown(client, task);
     client.pending--;
     this.remember(task, code, message);
     this.out.sendFailed(client, task.requestId, code, message);
@@ -862,6 +888,8 @@ function newTask<H>(seq: number, type: string, body: Buffer, requestId: number, 
     prev: null,
     next: null,
     list: null,
+    prevOfClient: null,
+    nextOfClient: null,
   };
 }
 
