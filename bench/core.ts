@@ -13,8 +13,9 @@ interface Sweep {
   warmup: number;
 }
 
-const BODY = Buffer.from('0123456789abcdef');
-const OUTCOME = { ok: true as const, body: Buffer.from('0'.repeat(64)) };
+// Bodies as the shell hands them over: ranges of the buffer a frame arrived in.
+const BODY = { buf: Buffer.from('0123456789abcdef'), bodyStart: 0, bodyEnd: 16 };
+const OUTCOME = { ok: true as const, buf: Buffer.from('0'.repeat(64)), bodyStart: 0, bodyEnd: 64 };
 
 /** CPU µs per task with `window` tasks outstanding, completed in dispatch order, submitted round-robin by client. */
 function run({ workers, clients, n, window, warmup }: Sweep): number {

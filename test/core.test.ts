@@ -3,6 +3,7 @@
 
 import t from 'tap';
 import { mulberry32 } from './helpers.js';
+import type { BodyRange } from '../lib/protocol/messages.js';
 import { ErrorCode, TaskwireError } from '../lib/errors.js';
 import {
   CORE_DEFAULTS,
@@ -19,6 +20,21 @@ import {
   type Task,
   type WorkerRecord,
 } from '../lib/scheduler/core.js';
+
+/**
+ * A body as the core receives it: a range of a frame's buffer. Here it sits between other bytes, as it does in
+ * a socket read, so a core that lost track of the range would send the wrong bytes.
+ */
+function bytes(body: string | Buffer): BodyRange {
+  const inner = Buffer.from(body);
+  const buf = Buffer.concat([Buffer.from('<<<'), inner, Buffer.from('>>')]);
+  return { buf, bodyStart: 3, bodyEnd: 3 + inner.length };
+}
+
+/** The bytes of a body range, as a Buffer. */
+function bodyOf(range: BodyRange): Buffer {
+  return range.buf.subarray(range.bodyStart, range.bodyEnd);
+}
 
 type H = string;
 
@@ -107,7 +123,7 @@ class Harness {
         this.cancels.push({ worker: worker.handle, taskId, attempt, code, message });
       },
       sendCompleted: (client, requestId, body) => {
-        this.settled.push({ client: client.handle, requestId, ok: true, body: body.toString(), code: '', message: '' });
+        this.settled.push({ client: client.handle, requestId, ok: true, body: bodyOf(body).toString(), code: '', message: '' });
       },
       sendFailed: (client, requestId, code, message) => {
         this.settled.push({ client: client.handle, requestId, ok: false, body: '', code, message });
@@ -119,7 +135,7 @@ class Harness {
         this.closed.push({ peer: peer.handle, error });
       },
       taskQueued: (_taskId, _type, _client, _requestId, body) => {
-        this.queuedEvents.push(body.toString());
+        this.queuedEvents.push(bodyOf(body).toString());
       },
       taskDispatched: (task) => {
         this.dispatchedEvents.push(task.body.toString());
@@ -171,7 +187,7 @@ class Harness {
   }
 
   submit(client: H, requestId: number, type: string, body: string, options?: SubmitOptions): void {
-    this.core.submit(this.c(client), requestId, type, Buffer.from(body), options);
+    this.core.submit(this.c(client), requestId, type, bytes(body), options);
   }
 
   /** Advances the core's clock. */
@@ -186,7 +202,7 @@ class Harness {
 
   /** Reports success for a dispatched task, with body 'done:<task body>' unless told otherwise. */
   finish(d: Sent, body = `done:${d.body}`): TaskwireError | null {
-    return this.core.result(this.w(d.worker), d.taskId, d.attempt, { ok: true, body: Buffer.from(body) });
+    return this.core.result(this.w(d.worker), d.taskId, d.attempt, { ok: true, ...bytes(body) });
   }
 
   failTask(d: Sent, code: string, message: string): TaskwireError | null {
@@ -200,7 +216,7 @@ class Harness {
   }
 
   /** A result for a lease (task id, attempt) the worker may no longer hold. */
-  answer(worker: H, taskId: number, attempt: number, outcome: OutcomeInput = { ok: true, body: Buffer.from('late') }): TaskwireError | null {
+  answer(worker: H, taskId: number, attempt: number, outcome: OutcomeInput = { ok: true, ...bytes('late') }): TaskwireError | null {
     return this.core.result(this.w(worker), taskId, attempt, outcome);
   }
 
@@ -515,10 +531,10 @@ t.test('stale or foreign results are protocol errors and change nothing', (t) =>
   const calls = h.calls;
 
   const attempts: [string, () => TaskwireError | null][] = [
-    ['from a worker that does not hold it', () => h.core.result(h.w('W2'), d.taskId, 1, { ok: true, body: Buffer.from('x') })],
-    ['with a later attempt number', () => h.core.result(h.w('W1'), d.taskId, 2, { ok: true, body: Buffer.from('x') })],
+    ['from a worker that does not hold it', () => h.core.result(h.w('W2'), d.taskId, 1, { ok: true, ...bytes('x') })],
+    ['with a later attempt number', () => h.core.result(h.w('W1'), d.taskId, 2, { ok: true, ...bytes('x') })],
     ['with attempt 0', () => h.core.result(h.w('W1'), d.taskId, 0, { ok: false, code: 'E_HANDLER', message: 'x' })],
-    ['for an unknown task id', () => h.core.result(h.w('W1'), d.taskId + 1000, 1, { ok: true, body: Buffer.from('x') })],
+    ['for an unknown task id', () => h.core.result(h.w('W1'), d.taskId + 1000, 1, { ok: true, ...bytes('x') })],
   ];
   for (const [what, call] of attempts) {
     const err = call();
@@ -541,8 +557,8 @@ t.test('stale or foreign results are protocol errors and change nothing', (t) =>
   const second = h.find('t2');
   t.not(second.worker, first.worker);
   t.equal(second.attempt, 2);
-  t.equal(h.core.result(h.w(second.worker), second.taskId, 1, { ok: true, body: Buffer.from('x') })?.code, ErrorCode.PROTOCOL);
-  t.equal(h.core.result(h.w(first.worker), first.taskId, 1, { ok: true, body: Buffer.from('x') }), null, 'a departed worker is ignored');
+  t.equal(h.core.result(h.w(second.worker), second.taskId, 1, { ok: true, ...bytes('x') })?.code, ErrorCode.PROTOCOL);
+  t.equal(h.core.result(h.w(first.worker), first.taskId, 1, { ok: true, ...bytes('x') }), null, 'a departed worker is ignored');
   t.equal(h.settled.length, 1, 'neither stale result reached the client');
   t.equal(h.finish(second), null);
   t.same(h.settled.at(-1), { client: 'c1', requestId: 2, ok: true, body: 'done:t2', code: '', message: '' });
@@ -2005,7 +2021,7 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
       e.then();
     },
     sendCompleted(client, requestId, body) {
-      answer(client, requestId, true, '', '', body);
+      answer(client, requestId, true, '', '', bodyOf(body));
     },
     sendFailed(client, requestId, code, message) {
       answer(client, requestId, false, code, message, null);
@@ -2268,7 +2284,7 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
         c.pending.set(requestId, m);
         model.submitted++;
       }
-      core.submit(c.rec, requestId, type, body, options);
+      core.submit(c.rec, requestId, type, bytes(body), options);
       done('submit');
     }],
     [26, 'result', () => {
@@ -2281,7 +2297,7 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
       const r = rnd();
       if (r < 0.12) {
         const other = pick(alive(workers).filter((x) => x !== w));
-        const ok: OutcomeInput = { ok: true, body: Buffer.from('stale') };
+        const ok: OutcomeInput = { ok: true, ...bytes('stale') };
         if (r < 0.04) {
           let attempt = m.attempt > 1 && rnd() < 0.5 ? m.attempt - 1 : m.attempt + 1 + int(2);
           if (w.revoked.has(`${m.id}:${attempt}`)) attempt = m.attempt + 1; // that one would be a late result
@@ -2298,13 +2314,13 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
       }
       const success = rnd() < 0.75;
       const outcome: OutcomeInput = success
-        ? { ok: true, body: Buffer.from(`ok ${keyOf(m)}/${m.attempt}`) }
+        ? { ok: true, ...bytes(`ok ${keyOf(m)}/${m.attempt}`) }
         : { ok: false, code: rnd() < 0.5 ? ErrorCode.HANDLER : 'E_CUSTOM', message: `boom ${keyOf(m)}/${m.attempt}` };
       w.running.delete(m.id); // the slot is free before the core refills the worker
       m.worker = null;
       if (outcome.ok) {
         m.state = 'settling';
-        expSettle.set(keyOf(m), { ok: true, code: '', message: '', body: outcome.body, then: () => { model.completed++; settleTask(m); } });
+        expSettle.set(keyOf(m), { ok: true, code: '', message: '', body: bodyOf(outcome), then: () => { model.completed++; settleTask(m); } });
       } else if (m.retried < m.retries) {
         m.retried++;
         const delay = m.backoffMs * 2 ** (m.retried - 1);
@@ -2330,7 +2346,7 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
       if (lease.clientGone) model.discarded++;
       else model.late++;
       const outcome: OutcomeInput =
-        rnd() < 0.7 ? { ok: true, body: Buffer.from('late') } : { ok: false, code: ErrorCode.HANDLER, message: 'late boom' };
+        rnd() < 0.7 ? { ok: true, ...bytes('late') } : { ok: false, code: ErrorCode.HANDLER, message: 'late boom' };
       const err = core.result(w.rec, lease.id, lease.attempt, outcome);
       if (err) violate(`result for revoked lease ${key} refused: ${err.message}`);
       done('late result');
@@ -2339,12 +2355,12 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
       const w = pick(workers.filter((x) => !x.alive && x.heldAtDeath.length > 0));
       if (!w) return;
       const held = pick(w.heldAtDeath)!;
-      inert('result from a departed worker', false, () => core.result(w.rec, held.id, held.attempt, { ok: true, body: Buffer.from('late') }));
+      inert('result from a departed worker', false, () => core.result(w.rec, held.id, held.attempt, { ok: true, ...bytes('late') }));
     }],
     [1, 'submitFromDepartedClient', () => {
       const c = pick(clients.filter((x) => !x.alive));
       if (!c) return;
-      inert('submit from a departed client', false, () => (core.submit(c.rec, 1, 'x', Buffer.from('late')), null));
+      inert('submit from a departed client', false, () => (core.submit(c.rec, 1, 'x', bytes('late')), null));
     }],
     [4, 'workerLost', () => {
       const w = pick(alive(workers));
@@ -2456,7 +2472,7 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
       now += 1e7;
       core.tick(now);
       core.heartbeat();
-      for (const c of clients) core.submit(c.rec, c.nextRequest++, 'x', Buffer.from('after the end'));
+      for (const c of clients) core.submit(c.rec, c.nextRequest++, 'x', bytes('after the end'));
     }
     if (calls !== callsBefore) violate('output after every peer left');
     check();

@@ -54,7 +54,7 @@ interface Frame {
 function recorder(maxPayload?: number): { decoder: FrameDecoder; frames: Frame[] } {
   const frames: Frame[] = [];
   const decoder = new FrameDecoder(
-    (cmd, payload) => frames.push({ cmd, hex: payload.toString('hex') }),
+    (cmd, buf, start, end) => frames.push({ cmd, hex: buf.toString('hex', start, end) }),
     maxPayload === undefined ? { isKnownCommand } : { isKnownCommand, maxPayload },
   );
   return { decoder, frames };
@@ -91,27 +91,43 @@ function plain(value: unknown): unknown {
   return value;
 }
 
-/** Runs the decoder matching a command byte, as the scheduler, worker and client do. */
-function decodeFor(cmd: number, payload: Buffer): unknown {
+/**
+ * Runs the decoder matching a command byte on buf[start, end), as the scheduler, worker and client do. A body
+ * decoded as a range (SUBMIT, RESULT, COMPLETED) is turned into `body`, a Buffer, to compare with a message.
+ */
+function decodeFor(cmd: number, buf: Buffer, start = 0, end = buf.length): unknown {
+  const decoded = decodeMessage(cmd, buf, start, end);
+  if (decoded === null || !('bodyStart' in decoded)) return decoded;
+  if (decoded.buf !== buf) throw new Error('a body range must point into the buffer that was decoded');
+  // `body` takes the place of `buf`, so keys keep the order of the messages compared with.
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(decoded)) {
+    if (key === 'buf') out.body = buf.subarray(decoded.bodyStart, decoded.bodyEnd);
+    else if (key !== 'bodyStart' && key !== 'bodyEnd') out[key] = value;
+  }
+  return out;
+}
+
+function decodeMessage(cmd: number, buf: Buffer, start: number, end: number) {
   switch (cmd) {
     case Cmd.TASK:
-      return decodeTask(payload);
+      return decodeTask(buf, start, end);
     case Cmd.RESULT:
-      return decodeResult(payload);
+      return decodeResult(buf, start, end);
     case Cmd.HELLO:
-      return decodeHello(payload);
+      return decodeHello(buf, start, end);
     case Cmd.SUBMIT:
-      return decodeSubmit(payload);
+      return decodeSubmit(buf, start, end);
     case Cmd.COMPLETED:
-      return decodeCompleted(payload);
+      return decodeCompleted(buf, start, end);
     case Cmd.FAILED:
-      return decodeFailed(payload);
+      return decodeFailed(buf, start, end);
     case Cmd.ERROR:
-      return decodeError(payload);
+      return decodeError(buf, start, end);
     case Cmd.READY:
-      return decodeReady(payload);
+      return decodeReady(buf, start, end);
     case Cmd.CANCEL:
-      return decodeCancel(payload);
+      return decodeCancel(buf, start, end);
     default:
       throw new Error(`no decoder for command ${cmd}`);
   }
@@ -370,9 +386,9 @@ t.test('golden bytes: every command encodes to its fixture and decodes back', as
     const bytes = fromHex(hex);
     t.equal(bytes.readUInt32BE(1), bytes.length - HEADER_SIZE, `${c.name}: length field counts the payload only`);
     const payloads: Buffer[] = [];
-    const decoder = new FrameDecoder((cmd, payload) => {
+    const decoder = new FrameDecoder((cmd, buf, start, end) => {
       t.equal(cmd, c.cmd, `${c.name}: command byte`);
-      payloads.push(payload);
+      payloads.push(buf.subarray(start, end));
     }, { isKnownCommand });
     decoder.push(bytes);
     t.equal(payloads.length, 1, `${c.name}: exactly one frame`);
@@ -436,7 +452,7 @@ t.test('streaming: the same frames whatever the chunking', async (t) => {
 
   // Each frame decodes to its message, too, after byte-at-a-time delivery (payloads were copied across chunks).
   const messages: unknown[] = [];
-  const decoder = new FrameDecoder((cmd, payload) => messages.push(plain(decodeFor(cmd, payload))), { isKnownCommand });
+  const decoder = new FrameDecoder((cmd, buf, start, end) => messages.push(plain(decodeFor(cmd, buf, start, end))), { isKnownCommand });
   for (const b of bytes) decoder.push(b);
   t.same(messages[2], plain({ requestId: 1, type: 'ハッシュ', body: Buffer.from('héllo wörld €𝄞') }), 'multi-byte SUBMIT');
   t.equal(messages[1], null, 'keepalive decodes as null');
@@ -570,7 +586,7 @@ function roundTrip(g: Generated): void {
   if (g.frame[0] !== g.cmd) throw new Error(`command byte ${g.frame[0]}, expected ${g.cmd}`);
   if (g.frame.readUInt32BE(1) !== g.frame.length - HEADER_SIZE) throw new Error('length field does not match the payload');
   const payloads: Buffer[] = [];
-  new FrameDecoder((_cmd, payload) => payloads.push(payload), { isKnownCommand }).push(g.frame);
+  new FrameDecoder((_cmd, buf, start, end) => payloads.push(buf.subarray(start, end)), { isKnownCommand }).push(g.frame);
   if (payloads.length !== 1) throw new Error(`${payloads.length} frames`);
   const got = JSON.stringify(plain(decodeFor(g.cmd, payloads[0]!)));
   const want = JSON.stringify(plain(g.message));
@@ -674,7 +690,9 @@ t.test('SUBMIT options: tag order, count, type offset, value range', async (t) =
         // decodedOptions() puts the keys in tag order, so the comparison ignores the order they were decoded in.
         const gotOptions = JSON.stringify(decodedOptions(got.options));
         if (got.options === undefined || gotOptions !== JSON.stringify(want)) throw new Error(`${gotOptions} != ${JSON.stringify(want)}`);
-        if (got.type !== 't' || got.body.toString('hex') !== 'beef' || got.requestId !== 9) throw new Error('other fields');
+        if (got.type !== 't' || payload.toString('hex', got.bodyStart, got.bodyEnd) !== 'beef' || got.requestId !== 9) {
+          throw new Error('other fields');
+        }
       },
     ),
     200,
@@ -717,7 +735,7 @@ t.test('strings: up to 65535 UTF-8 bytes fit a str16; more is refused by the enc
   const longest = 'é'.repeat(32767) + 'x'; // 65535 bytes
   const frame = encode(writeSubmit, 1, longest, 'b');
   const payloads: Buffer[] = [];
-  new FrameDecoder((_cmd, p) => payloads.push(p), { isKnownCommand }).push(frame);
+  new FrameDecoder((_cmd, buf, start, end) => payloads.push(buf.subarray(start, end)), { isKnownCommand }).push(frame);
   t.equal(decodeSubmit(payloads[0]!).type, longest, '65535-byte type round trips');
   t.throws(() => encode(writeSubmit, 1, longest + 'x', 'b'), RangeError, '65536 bytes: RangeError before anything is sent');
   t.throws(() => encode(writeReady, 1, [longest + 'x']), RangeError, 'READY type over the limit: RangeError');
@@ -1110,11 +1128,11 @@ t.test('fuzz-lite: random bytes only ever raise ProtocolError, and nothing is de
         let failed = false;
         let fromHandler = false;
         const decoder = new FrameDecoder(
-          (cmd, payload) => {
+          (cmd, buf, start, end) => {
             if (failed) throw new Error('a frame was delivered after an error');
             delivered++;
             try {
-              decodeFor(cmd, payload);
+              decodeFor(cmd, buf, start, end);
             } catch (err) {
               fromHandler = true;
               throw err;
@@ -1176,4 +1194,40 @@ t.test('SUBMIT with a repeated option tag is E_PROTOCOL', async (t) => {
   // request id 1, two options, both tag 1 (timeoutMs), type "a", no body
   const payload = fromHex('00000001' + '02' + '0100000064' + '01000000c8' + '0001' + '61');
   t.throws(() => decodeSubmit(payload), { code: ErrorCode.PROTOCOL });
+});
+
+t.test('a payload is handed out as a range of the chunk it arrived in; only one that straddles chunks is copied', async (t) => {
+  const one = encode(writeSubmit, 1, 'sha256', 'first');
+  const frames = Buffer.concat([one, encode(writeSubmit, 2, 'sha256', 'second')]);
+  const got: { buf: Buffer; start: number; end: number }[] = [];
+  const decoder = new FrameDecoder((_cmd, buf, start, end) => got.push({ buf, start, end }), { isKnownCommand });
+  decoder.push(frames);
+  t.equal(got.length, 2);
+  t.ok(got.every((g) => g.buf === frames), 'both frames point into the chunk itself: no view, no copy');
+  t.same(got.map((g) => [g.start, g.end]), [[HEADER_SIZE, one.length], [one.length + HEADER_SIZE, frames.length]]);
+  t.same(got.map((g) => decodeSubmit(g.buf, g.start, g.end).requestId), [1, 2], 'each range decodes to its own frame');
+
+  got.length = 0;
+  const cut = one.length + HEADER_SIZE + 3; // inside the second payload
+  const [head, tail] = [frames.subarray(0, cut), frames.subarray(cut)];
+  decoder.push(head);
+  decoder.push(tail);
+  t.equal(got[0]!.buf, head, 'the first still points into its chunk');
+  t.ok(got[1]!.buf !== head && got[1]!.buf !== tail && got[1]!.start === 0, 'the straddling one is a copy of its own');
+  const second = decodeSubmit(got[1]!.buf, got[1]!.start, got[1]!.end);
+  t.equal(second.buf.toString('utf8', second.bodyStart, second.bodyEnd), 'second');
+});
+
+t.test('decoders read buf[start, end) only: bytes around the payload are neither read nor allowed to fill it', async (t) => {
+  const payload = encode(writeResultOk, 7, 1, 'digest').subarray(HEADER_SIZE);
+  const framed = Buffer.concat([Buffer.from('junk!'), payload, Buffer.from('more junk')]);
+  const result = decodeResult(framed, 5, 5 + payload.length);
+  t.ok(result.ok && framed.toString('utf8', result.bodyStart, result.bodyEnd) === 'digest', 'the body range stops at the end given');
+  t.same([result.taskId, result.attempt], [7, 1]);
+  // A SUBMIT cut short inside a larger buffer is too short, though the buffer has bytes after its end.
+  const submit = encode(writeSubmit, 3, 'sha256', 'x').subarray(HEADER_SIZE);
+  const inside = Buffer.concat([submit, Buffer.alloc(64, 0x61)]);
+  throwsCode(t, () => decodeSubmit(inside, 0, 8), ErrorCode.PROTOCOL, 'SUBMIT cut inside its job type');
+  t.equal(decodeSubmit(inside, 0, submit.length).type, 'sha256', 'and whole, it decodes');
+  t.throws(() => decodeSubmit(inside, 4, inside.length + 1), RangeError, 'a range outside the buffer is a bug: RangeError');
 });

@@ -115,7 +115,8 @@ export class Client extends EventEmitter<ClientEvents> {
     if (this.ended) return Promise.reject(this.ended);
     const invalid = options && checkSubmitOptions(options);
     if (invalid) return Promise.reject(new TaskwireError(ErrorCode.INVALID, invalid));
-    if (typeof type !== 'string' || type.length === 0 || Buffer.byteLength(type) > 255) {
+    // A UTF-16 unit is at most 3 UTF-8 bytes, so only a type over 85 units needs measuring.
+    if (typeof type !== 'string' || type.length === 0 || (type.length > 85 && Buffer.byteLength(type) > 255)) {
       return Promise.reject(new TaskwireError(ErrorCode.INVALID, 'type must be a job type name of 1 to 255 bytes'));
     }
     if (typeof payload !== 'string' && !(payload instanceof Uint8Array)) {
@@ -149,7 +150,7 @@ export class Client extends EventEmitter<ClientEvents> {
       return;
     }
     this.session = session;
-    session.onFrame = (cmd, payload) => this.frame(cmd, payload);
+    session.onFrame = (cmd, buf, start, end) => this.frame(cmd, buf, start, end);
     session.onClose = (error) => {
       this.end(error ?? new TaskwireError(ErrorCode.DISCONNECTED, 'the connection to the scheduler closed'));
     };
@@ -159,16 +160,17 @@ export class Client extends EventEmitter<ClientEvents> {
     this.emit('connected', { scheduler: session.schedulerName, remote: session.remote });
   }
 
-  private frame(cmd: number, payload: Buffer): void {
+  private frame(cmd: number, buf: Buffer, start: number, end: number): void {
     if (cmd === Cmd.COMPLETED) {
-      const { requestId, body } = decodeCompleted(payload);
+      const { requestId, bodyStart, bodyEnd } = decodeCompleted(buf, start, end);
       const task = this.take(requestId);
       // toString() copies; a raw result is copied too so it does not pin the socket's whole read buffer.
-      task.resolve((task.raw ? Buffer.from(body) : body.toString('utf8')) as never);
+      const result = task.raw ? Buffer.copyBytesFrom(buf, bodyStart, bodyEnd - bodyStart) : buf.toString('utf8', bodyStart, bodyEnd);
+      task.resolve(result as never);
       return;
     }
     if (cmd === Cmd.FAILED) {
-      const { requestId, code, message } = decodeFailed(payload);
+      const { requestId, code, message } = decodeFailed(buf, start, end);
       this.take(requestId).reject(new TaskFailedError(code, message));
       return;
     }

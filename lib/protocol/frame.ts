@@ -10,7 +10,13 @@ export const MAX_PAYLOAD_LIMIT = 0xffff_ffff;
 
 const EMPTY = Buffer.alloc(0);
 
-export type FrameHandler = (cmd: number, payload: Buffer) => void;
+/**
+ * Receives one frame. Its payload is buf[start, end): a range of the chunk it arrived in, or of a copy when it
+ * straddled chunks. The range is not a Buffer of its own: a view per frame (and another per body inside it) was
+ * a visible share of the scheduler's CPU and garbage, so decoders read fields in place and a handler makes a
+ * view only of what it keeps. The bytes stay valid after the call.
+ */
+export type FrameHandler = (cmd: number, buf: Buffer, start: number, end: number) => void;
 
 export interface DecoderOptions {
   /** Declared payload lengths above this are refused before anything is allocated. */
@@ -23,7 +29,7 @@ export interface DecoderOptions {
  * A streaming frame decoder: feed it chunks cut anywhere, it calls `onFrame` once per complete frame.
  *
  * It keeps the unread chunks in a list and an offset into the first one, so a payload that lies inside a
- * single chunk is handed out as a zero-copy view; only a payload that straddles chunks is copied, once.
+ * single chunk is handed out as a range of that chunk; only a payload that straddles chunks is copied, once.
  * Errors are thrown from push() as ProtocolError (or whatever onFrame threw); after one, the decoder ignores all
  * further input.
  */
@@ -72,11 +78,24 @@ export class FrameDecoder {
         if (this.buffered < HEADER_SIZE) return;
         this.readHeader();
       }
-      if (this.buffered < this.length) return;
-      const payload = this.length === 0 ? EMPTY : this.take(this.length);
+      const n = this.length;
+      if (this.buffered < n) return;
       this.length = -1;
+      let buf: Buffer = EMPTY;
+      let start = 0;
+      if (n === 0) {
+        // an empty payload (a keepalive) may end the buffered bytes: there is no chunk to point into
+      } else if (this.chunks[0]!.length - this.offset >= n) {
+        buf = this.chunks[0]!;
+        start = this.offset;
+        this.skip(n);
+      } else {
+        buf = Buffer.allocUnsafe(n);
+        start = 0;
+        this.copyInto(buf, n);
+      }
       try {
-        this.onFrame(this.cmd, payload);
+        this.onFrame(this.cmd, buf, start, start + n);
       } catch (err) {
         this.stop(); // the connection is going down; frames behind the bad one must not be delivered
         throw err;
@@ -110,19 +129,6 @@ export class FrameDecoder {
     }
     this.cmd = cmd;
     this.length = length;
-  }
-
-  /** Returns the next n bytes: a view when they lie in one chunk, a copy when they straddle chunks. */
-  private take(n: number): Buffer {
-    const first = this.chunks[0]!;
-    if (first.length - this.offset >= n) {
-      const view = first.subarray(this.offset, this.offset + n);
-      this.skip(n);
-      return view;
-    }
-    const out = Buffer.allocUnsafe(n);
-    this.copyInto(out, n);
-    return out;
   }
 
   private skip(n: number): void {

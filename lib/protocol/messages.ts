@@ -74,10 +74,19 @@ export interface SubmitOptions {
   backoffMs?: number;
 }
 
-export interface Submit {
+/**
+ * A body that a receiver forwards or converts rather than keeps (SUBMIT, RESULT and COMPLETED): it is
+ * buf[bodyStart, bodyEnd) of the buffer that was decoded. No Buffer view is made for it.
+ */
+export interface BodyRange {
+  buf: Buffer;
+  bodyStart: number;
+  bodyEnd: number;
+}
+
+export interface Submit extends BodyRange {
   requestId: number;
   type: string;
-  body: Buffer;
   options: SubmitOptions | undefined;
 }
 
@@ -94,12 +103,11 @@ export interface TaskMessage {
 }
 
 export type ResultMessage =
-  | { taskId: number; attempt: number; ok: true; body: Buffer }
+  | ({ taskId: number; attempt: number; ok: true } & BodyRange)
   | { taskId: number; attempt: number; ok: false; code: string; message: string };
 
-export interface Completed {
+export interface Completed extends BodyRange {
   requestId: number;
-  body: Buffer;
 }
 
 export interface Failure {
@@ -141,12 +149,21 @@ function byteLength(value: Bytes): number {
 
 /** Writes bytes or a UTF-8 string at `offset`, returns the new offset. */
 function writeBytes(target: Buffer, offset: number, value: Bytes, length: number): number {
-  if (typeof value !== 'string') target.set(value, offset);
+  if (typeof value !== 'string') copyBytes(target, offset, value, 0, length);
   else if (length === value.length && length <= SHORT_STRING) {
     // As many UTF-8 bytes as UTF-16 units: every char is ASCII.
     for (let i = 0; i < length; i++) target[offset + i] = value.charCodeAt(i);
   } else target.write(value, offset, length, 'utf8');
   return offset + length;
+}
+
+/** Copies src[start, end) to target at `offset`; a few bytes by a loop, which costs less than the view set() needs. */
+function copyBytes(target: Buffer, offset: number, src: Uint8Array, start: number, end: number): void {
+  if (end - start <= SHORT_STRING) {
+    for (let i = start; i < end; i++) target[offset++] = src[i]!;
+  } else {
+    target.set(start === 0 && end === src.length ? src : src.subarray(start, end), offset);
+  }
 }
 
 function stringLength(value: string, field: string): number {
@@ -277,12 +294,13 @@ export function writeResultError(w: FrameWriter, taskId: number, attempt: number
   writeBytes(out, writeString(out, at + 14, code, codeLen), message, messageLen);
 }
 
-export function writeCompleted(w: FrameWriter, requestId: number, body: Bytes): void {
-  const bodyLen = byteLength(body);
-  const at = begin(w, Cmd.COMPLETED, 4 + bodyLen);
+/** Bytes given with `start` and `end` are sent as body[start, end): a result forwarded from its RESULT frame. */
+export function writeCompleted(w: FrameWriter, requestId: number, body: Bytes, start = 0, end = byteLength(body)): void {
+  const at = begin(w, Cmd.COMPLETED, 4 + end - start);
   const out = w.buf;
   out.writeUInt32BE(requestId, at + 5);
-  writeBytes(out, at + 9, body, bodyLen);
+  if (typeof body === 'string') writeBytes(out, at + 9, body, end);
+  else copyBytes(out, at + 9, body, start, end);
 }
 
 export function writeFailed(w: FrameWriter, requestId: number, code: string, message: string): void {
@@ -313,6 +331,9 @@ export function writeReady(w: FrameWriter, concurrency: number, types: readonly 
 }
 
 // ---- decoding ------------------------------------------------------------------------------------------------
+//
+// Each decodeX(buf, start, end) reads the payload buf[start, end) (the whole of buf by default), as a FrameDecoder
+// hands it out.
 
 const EMPTY = Buffer.alloc(0);
 
@@ -326,19 +347,24 @@ const EMPTY = Buffer.alloc(0);
 class Reader {
   private buf: Buffer = EMPTY;
   private offset = 0;
+  /** Where the payload starts and ends in buf. */
+  private start = 0;
+  private end = 0;
   private what = '';
 
-  reset(buf: Buffer, what: string): this {
+  reset(buf: Buffer, start: number, end: number, what: string): this {
+    if (start < 0 || end > buf.length || start > end) throw new RangeError(`${what}: payload range ${start}..${end} is outside its buffer`);
     this.buf = buf;
-    this.offset = 0;
+    this.offset = this.start = start;
+    this.end = end;
     this.what = what;
     return this;
   }
 
   private need(n: number, field: string): void {
-    if (this.offset + n > this.buf.length) {
+    if (this.offset + n > this.end) {
       throw new ProtocolError(
-        `${this.what} payload too short for ${field}: needs ${this.offset + n} bytes, has ${this.buf.length}`,
+        `${this.what} payload too short for ${field}: needs ${this.offset - this.start + n} bytes, has ${this.end - this.start}`,
       );
     }
   }
@@ -370,22 +396,26 @@ class Reader {
     return decodeString(this.buf, start, n, this.what, field);
   }
 
+  /** Where the rest of the payload starts; the read position moves to the end. */
+  skipRest(): number {
+    const at = this.offset;
+    this.offset = this.end;
+    return at;
+  }
+
   /** The rest of the payload as a view. */
   rest(): Buffer {
-    const out = this.buf.subarray(this.offset);
-    this.offset = this.buf.length;
-    return out;
+    return this.buf.subarray(this.skipRest(), this.end);
   }
 
   restString(field: string): string {
-    const start = this.offset;
-    this.offset = this.buf.length;
-    return decodeString(this.buf, start, this.buf.length - start, this.what, field);
+    const start = this.skipRest();
+    return decodeString(this.buf, start, this.end - start, this.what, field);
   }
 
-  end(): void {
-    if (this.offset !== this.buf.length) {
-      throw new ProtocolError(`${this.what} payload has ${this.buf.length - this.offset} unexpected trailing bytes`);
+  done(): void {
+    if (this.offset !== this.end) {
+      throw new ProtocolError(`${this.what} payload has ${this.end - this.offset} unexpected trailing bytes`);
     }
   }
 }
@@ -431,9 +461,9 @@ function decodeString(buf: Buffer, start: number, length: number, what: string, 
  * Returns null for the empty keepalive form. The version is checked before anything else so that a peer from a
  * later version, whose HELLO may be laid out differently, is told E_VERSION rather than E_PROTOCOL.
  */
-export function decodeHello(payload: Buffer): Hello | null {
-  if (payload.length === 0) return null;
-  const r = reader.reset(payload, 'HELLO');
+export function decodeHello(buf: Buffer, start = 0, end = buf.length): Hello | null {
+  if (end === start) return null;
+  const r = reader.reset(buf, start, end, 'HELLO');
   const version = r.u8('version');
   if (version !== PROTOCOL_VERSION) {
     throw new ProtocolError(`protocol version ${version} is not supported; this side speaks version ${PROTOCOL_VERSION}`, ErrorCode.VERSION);
@@ -443,12 +473,12 @@ export function decodeHello(payload: Buffer): Hello | null {
     throw new ProtocolError(`HELLO has unknown role ${role}`);
   }
   const hello: Hello = { version, role, heartbeatMs: r.u32('heartbeat'), name: r.string('name'), token: r.string('token') };
-  r.end();
+  r.done();
   return hello;
 }
 
-export function decodeSubmit(payload: Buffer): Submit {
-  const r = reader.reset(payload, 'SUBMIT');
+export function decodeSubmit(buf: Buffer, start = 0, end = buf.length): Submit {
+  const r = reader.reset(buf, start, end, 'SUBMIT');
   const requestId = r.u32('request id');
   const count = r.u8('option count');
   let options: SubmitOptions | undefined;
@@ -464,11 +494,12 @@ export function decodeSubmit(payload: Buffer): Submit {
     else if (tag === SubmitOption.BACKOFF_MS) options.backoffMs = value;
     else throw new ProtocolError(`SUBMIT has unknown option tag ${tag}`);
   }
-  return { requestId, type: r.string('job type'), body: r.rest(), options };
+  const type = r.string('job type');
+  return { requestId, type, buf, bodyStart: r.skipRest(), bodyEnd: end, options };
 }
 
-export function decodeCancel(payload: Buffer): Cancel {
-  const r = reader.reset(payload, 'CANCEL');
+export function decodeCancel(buf: Buffer, start = 0, end = buf.length): Cancel {
+  const r = reader.reset(buf, start, end, 'CANCEL');
   return {
     taskId: r.u32('task id'),
     attempt: r.u32('attempt'),
@@ -477,44 +508,45 @@ export function decodeCancel(payload: Buffer): Cancel {
   };
 }
 
-export function decodeTask(payload: Buffer): TaskMessage {
-  const r = reader.reset(payload, 'TASK');
+export function decodeTask(buf: Buffer, start = 0, end = buf.length): TaskMessage {
+  const r = reader.reset(buf, start, end, 'TASK');
   return { taskId: r.u32('task id'), attempt: r.u32('attempt'), type: r.string('job type'), body: r.rest() };
 }
 
-export function decodeResult(payload: Buffer): ResultMessage {
-  const r = reader.reset(payload, 'RESULT');
+export function decodeResult(buf: Buffer, start = 0, end = buf.length): ResultMessage {
+  const r = reader.reset(buf, start, end, 'RESULT');
   const taskId = r.u32('task id');
   const attempt = r.u32('attempt');
   const status = r.u8('status');
-  if (status === ResultStatus.OK) return { taskId, attempt, ok: true, body: r.rest() };
+  if (status === ResultStatus.OK) return { taskId, attempt, ok: true, buf, bodyStart: r.skipRest(), bodyEnd: end };
   if (status === ResultStatus.ERROR) {
     return { taskId, attempt, ok: false, code: r.string('error code'), message: r.restString('message') };
   }
   throw new ProtocolError(`RESULT has unknown status ${status}`);
 }
 
-export function decodeCompleted(payload: Buffer): Completed {
-  const r = reader.reset(payload, 'COMPLETED');
-  return { requestId: r.u32('request id'), body: r.rest() };
+export function decodeCompleted(buf: Buffer, start = 0, end = buf.length): Completed {
+  const r = reader.reset(buf, start, end, 'COMPLETED');
+  const requestId = r.u32('request id');
+  return { requestId, buf, bodyStart: r.skipRest(), bodyEnd: end };
 }
 
-export function decodeFailed(payload: Buffer): Failed {
-  const r = reader.reset(payload, 'FAILED');
+export function decodeFailed(buf: Buffer, start = 0, end = buf.length): Failed {
+  const r = reader.reset(buf, start, end, 'FAILED');
   return { requestId: r.u32('request id'), code: r.string('error code'), message: r.restString('message') };
 }
 
-export function decodeError(payload: Buffer): Failure {
-  const r = reader.reset(payload, 'ERROR');
+export function decodeError(buf: Buffer, start = 0, end = buf.length): Failure {
+  const r = reader.reset(buf, start, end, 'ERROR');
   return { code: r.string('error code'), message: r.restString('message') };
 }
 
-export function decodeReady(payload: Buffer): Ready {
-  const r = reader.reset(payload, 'READY');
+export function decodeReady(buf: Buffer, start = 0, end = buf.length): Ready {
+  const r = reader.reset(buf, start, end, 'READY');
   const concurrency = r.u32('concurrency');
   const count = r.u16('type count');
   const types: string[] = [];
   for (let i = 0; i < count; i++) types.push(r.string('job type'));
-  r.end();
+  r.done();
   return { concurrency, types };
 }

@@ -8,6 +8,7 @@
 // Peer "handles" (H) are opaque to the core: the shell passes its connection objects, tests pass anything.
 
 import { ErrorCode, TaskwireError } from '../errors.js';
+import type { BodyRange } from '../protocol/messages.js';
 import { LinkedList, Rows, Timeline, type Linked, type Timed } from './queue.js';
 
 /** Where a task is. Exactly one holds at any time. */
@@ -149,13 +150,14 @@ export interface CoreOutput<H> {
   sendTask(worker: WorkerRecord<H>, task: Task<H>): void;
   /** Tell a worker to abort a task it runs; it still answers for it, which returns the slot. */
   sendCancel?(worker: WorkerRecord<H>, taskId: number, attempt: number, code: string, message: string): void;
-  sendCompleted(client: ClientRecord<H>, requestId: number, body: Buffer): void;
+  /** `body` is the result as it arrived: a range of the RESULT frame's buffer, valid during the call only. */
+  sendCompleted(client: ClientRecord<H>, requestId: number, body: BodyRange): void;
   sendFailed(client: ClientRecord<H>, requestId: number, code: string, message: string): void;
   sendKeepalive(peer: PeerRecord<H>): void;
   /** Close the peer's connection, telling it why. The core has already forgotten the peer. */
   closePeer(peer: PeerRecord<H>, error: TaskwireError): void;
   // Notifications for observers; the shell turns them into public events.
-  taskQueued?(taskId: number, type: string, client: ClientRecord<H>, requestId: number, body: Buffer): void;
+  taskQueued?(taskId: number, type: string, client: ClientRecord<H>, requestId: number, body: BodyRange): void;
   taskDispatched?(task: Task<H>, worker: WorkerRecord<H>): void;
   taskCompleted?(task: Task<H>, worker: WorkerRecord<H>): void;
   taskFailed?(task: Task<H>, code: string, message: string): void;
@@ -241,7 +243,8 @@ export interface CoreStats {
   deadLetters: number;
 }
 
-export type OutcomeInput = { ok: true; body: Buffer } | { ok: false; code: string; message: string };
+/** A worker's report on a task: a decoded RESULT, whose body is a range of the frame's buffer. */
+export type OutcomeInput = ({ ok: true } & BodyRange) | { ok: false; code: string; message: string };
 
 export class SchedulerCore<H> {
   private readonly out: CoreOutput<H>;
@@ -533,7 +536,7 @@ export class SchedulerCore<H> {
    * of every queued task's id would cost more memory than the row itself. A client that reuses one gets both
    * answers under it.
    */
-  submit(client: ClientRecord<H>, requestId: number, type: string, body: Buffer, options?: SubmitOptions): void {
+  submit(client: ClientRecord<H>, requestId: number, type: string, body: BodyRange, options?: SubmitOptions): void {
     if (!this.clients.has(client)) return;
     const queue = this.queueFor(type);
     const slot = queue.ready.head;
@@ -549,12 +552,13 @@ export class SchedulerCore<H> {
     client.pending++;
     this.counters.submitted++;
     if (slot) {
-      this.assign(slot.worker, this.adopt(newTask(seq, type, body, requestId, client, settings)));
+      const view = body.buf.subarray(body.bodyStart, body.bodyEnd);
+      this.assign(slot.worker, this.adopt(newTask(seq, type, view, requestId, client, settings)));
       queue.ready.moveToBack(slot); // round-robin among workers with room
       return;
     }
     const lane = this.laneOf(client, queue);
-    queue.rows.push(seq, requestId, lane, body, settings);
+    queue.rows.push(seq, requestId, lane, body.buf, body.bodyStart, body.bodyEnd, settings);
     lane.queued++;
     queue.live++;
     this.queued++;
@@ -643,14 +647,14 @@ export class SchedulerCore<H> {
     }
     worker.running.delete(taskId);
     this.release(task);
-    if (outcome.ok) this.complete(task, worker, outcome.body);
+    if (outcome.ok) this.complete(task, worker, outcome);
     else if (task.retriesLeft > 0) this.retry(task, worker, outcome.message);
     else this.fail(task, outcome.code, outcome.message);
     this.fill(worker);
     return null;
   }
 
-  private complete(task: Task<H>, worker: WorkerRecord<H>, body: Buffer): void {
+  private complete(task: Task<H>, worker: WorkerRecord<H>, body: BodyRange): void {
     const client = task.client!; // a task whose client left was revoked, so it never gets here
     task.state = TaskState.DONE;
     this.counters.completed++;

@@ -269,7 +269,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     }, this.handshakeTimeoutMs);
     peer.handshakeTimer.unref();
     this.peers.add(peer);
-    conn.onFrame = (cmd, payload) => this.frame(peer, cmd, payload);
+    conn.onFrame = (cmd, buf, start, end) => this.frame(peer, cmd, buf, start, end);
     conn.onClose = (info) => {
       this.peers.delete(peer);
       if (peer.handshakeTimer) clearTimeout(peer.handshakeTimer);
@@ -281,33 +281,34 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     };
   }
 
-  private frame(peer: Peer, cmd: number, payload: Buffer): void {
+  /** One frame from a peer; its payload is buf[start, end) (see FrameHandler). */
+  private frame(peer: Peer, cmd: number, buf: Buffer, start: number, end: number): void {
     const record = peer.record;
-    if (!record) return this.handshake(peer, cmd, payload);
+    if (!record) return this.handshake(peer, cmd, buf.subarray(start, end));
     this.core.seen(record);
     if (cmd === Cmd.HELLO) {
-      if (payload.length !== 0) throw new ProtocolError('HELLO with a payload after the handshake');
+      if (end !== start) throw new ProtocolError('HELLO with a payload after the handshake');
       return; // keepalive
     }
     if (cmd === Cmd.ERROR) {
       // The peer is leaving and says why; answering with an ERROR of our own would be noise.
-      const { code, message } = decodeError(payload);
+      const { code, message } = decodeError(buf, start, end);
       this.emit('peerError', { remote: peer.conn.remote, code, message: `peer reported: ${message}` });
       return peer.conn.close();
     }
     if (record.kind === 'client') {
       if (cmd !== Cmd.SUBMIT) throw wrongCommand(cmd, 'client');
-      const submit = decodeSubmit(payload);
-      return this.core.submit(record, submit.requestId, submit.type, submit.body, submit.options);
+      const submit = decodeSubmit(buf, start, end);
+      return this.core.submit(record, submit.requestId, submit.type, submit, submit.options);
     }
     if (cmd === Cmd.RESULT) {
-      const result = decodeResult(payload);
+      const result = decodeResult(buf, start, end);
       const error = this.core.result(record, result.taskId, result.attempt, result);
       if (error) this.reject(peer, error);
       return;
     }
     if (cmd === Cmd.READY) {
-      const ready = decodeReady(payload);
+      const ready = decodeReady(buf, start, end);
       this.core.ready(record, ready.concurrency, ready.types);
       if (this.listenerCount('workerReady') > 0) {
         this.emit('workerReady', { ...info(peer), concurrency: ready.concurrency, types: record.types });
@@ -356,7 +357,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       sendTask: (worker, task) => writeTask(worker.handle.conn.frames(), task.id, task.attempt, task.type, task.body),
       sendCancel: (worker, taskId, attempt, code, message) =>
         writeCancel(worker.handle.conn.frames(), taskId, attempt, code, message),
-      sendCompleted: (client, requestId, body) => writeCompleted(client.handle.conn.frames(), requestId, body),
+      sendCompleted: (client, requestId, { buf, bodyStart, bodyEnd }) =>
+        writeCompleted(client.handle.conn.frames(), requestId, buf, bodyStart, bodyEnd),
       sendFailed: (client, requestId, code, message) =>
         writeFailed(client.handle.conn.frames(), requestId, code, message),
       sendKeepalive: (peer) => peer.handle.conn.send(encodeKeepalive()),

@@ -138,7 +138,7 @@ class Block<L, O> {
   readonly starts: Uint32Array;
   readonly lengths: Uint32Array;
   readonly lanes: (L | null)[];
-  readonly bodies: (ArrayBufferLike | null)[];
+  readonly bodies: (Buffer | null)[];
   readonly options: (O | null)[];
   /** Next row to read, and next row to write. */
   read = 0;
@@ -151,7 +151,7 @@ class Block<L, O> {
     this.starts = new Uint32Array(size);
     this.lengths = new Uint32Array(size);
     this.lanes = new Array<L | null>(size).fill(null);
-    this.bodies = new Array<ArrayBufferLike | null>(size).fill(null);
+    this.bodies = new Array<Buffer | null>(size).fill(null);
     this.options = new Array<O | null>(size).fill(null);
   }
 }
@@ -161,8 +161,8 @@ class Block<L, O> {
  * here where an object per task, with its Buffer view and index entry, cost about 300. Tasks become objects only
  * when dispatched, and the number in flight is bounded by the workers' credits.
  *
- * A row's body is kept as its ArrayBuffer and a range, so no Buffer view per task survives (a view alone is
- * ~100 bytes); the ArrayBuffer is the socket read it arrived in, shared with the frames around it.
+ * A row's body is kept as the buffer it arrived in and a range of it, so no Buffer view per task survives (a
+ * view alone is ~100 bytes): the buffer is the socket read, shared with the frames around it.
  *
  * The rows live in a chain of blocks (16 rows, doubling to 1,024), so the queue never copies a row to grow and
  * gives a block back as soon as it is read through: memory follows the queue's length down as it drains. A ring
@@ -177,8 +177,9 @@ export class Rows<L, O> {
   /** Rows the blocks held can take; exposed for tests of the memory policy. */
   capacity = 0;
 
-  push(seq: number, requestId: number, lane: L, body: Buffer, options: O): void {
-    this.place(seq, requestId, lane, body.buffer, body.byteOffset, body.length, options);
+  /** Appends a row; its body is buf[start, end). */
+  push(seq: number, requestId: number, lane: L, buf: Buffer, start: number, end: number, options: O): void {
+    this.place(seq, requestId, lane, buf, start, end - start, options);
   }
 
   // The head row's fields; only valid while size > 0.
@@ -201,7 +202,8 @@ export class Rows<L, O> {
   /** The head row's body as a Buffer (a new view over the bytes it arrived in). */
   body(): Buffer {
     const b = this.head!;
-    return Buffer.from(b.bodies[b.read]!, b.starts[b.read], b.lengths[b.read]);
+    const start = b.starts[b.read]!;
+    return b.bodies[b.read]!.subarray(start, start + b.lengths[b.read]!);
   }
 
   /** Drops the head row; a block read through is let go, or reused when it was the last one. */
@@ -226,7 +228,7 @@ export class Rows<L, O> {
     for (let b = this.head; b; b = b.next) {
       for (let i = b.read; i < b.write; i++) {
         const block = b;
-        each(b.lanes[i]!, b.requestIds[i]!, b.seqs[i]!, () => Buffer.from(block.bodies[i]!, block.starts[i], block.lengths[i]));
+        each(b.lanes[i]!, b.requestIds[i]!, b.seqs[i]!, () => block.bodies[i]!.subarray(block.starts[i], block.starts[i]! + block.lengths[i]!));
       }
     }
   }
@@ -243,7 +245,7 @@ export class Rows<L, O> {
     }
   }
 
-  private place(seq: number, requestId: number, lane: L, body: ArrayBufferLike, start: number, length: number, options: O): void {
+  private place(seq: number, requestId: number, lane: L, body: Buffer, start: number, length: number, options: O): void {
     let b = this.tail;
     if (b === null || b.write === b.size) b = this.grow();
     const i = b.write++;

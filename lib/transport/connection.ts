@@ -1,6 +1,6 @@
 // The one interface every transport implements: frames in, frames out, one close. TCP today, WebSocket later.
 
-import type { FrameWriter } from '../protocol/frame.js';
+import type { FrameHandler, FrameWriter } from '../protocol/frame.js';
 
 /** Why a connection ended, as seen by its owner. */
 export interface CloseInfo {
@@ -16,8 +16,11 @@ export interface Connection {
   readonly pendingBytes: number;
   /** Largest payload accepted from now on; a larger declared length closes the connection (E_FRAME_TOO_LARGE). */
   maxPayload: number;
-  /** Called once per decoded frame. Exceptions thrown here close the connection with E_PROTOCOL. */
-  onFrame: (cmd: number, payload: Buffer) => void;
+  /**
+   * Called once per decoded frame, with its payload as buf[start, end) (see FrameHandler). Exceptions thrown
+   * here close the connection with E_PROTOCOL.
+   */
+  onFrame: FrameHandler;
   /** Called exactly once, when the connection is gone. */
   onClose: (info: CloseInfo) => void;
   /**

@@ -12,7 +12,7 @@ import {
   encodeKeepalive,
   writeHello,
 } from '../protocol/messages.js';
-import type { FrameWriter } from '../protocol/frame.js';
+import type { FrameHandler, FrameWriter } from '../protocol/frame.js';
 import type { Connection } from './connection.js';
 import { connectTcp } from './tcp.js';
 
@@ -36,7 +36,7 @@ export class Session {
   readonly schedulerName: string;
   readonly heartbeatMs: number;
   /** Frames other than HELLO and ERROR, after the handshake. */
-  onFrame: (cmd: number, payload: Buffer) => void = () => {};
+  onFrame: FrameHandler = () => {};
   /** Called once when the session ends; `error` says why, absent after a clean close(). */
   onClose: (error: TaskwireError | null) => void = () => {};
   private readonly conn: Connection;
@@ -50,7 +50,7 @@ export class Session {
     this.conn = conn;
     this.schedulerName = schedulerName;
     this.heartbeatMs = heartbeatMs;
-    conn.onFrame = (cmd, payload) => this.frame(cmd, payload);
+    conn.onFrame = (cmd, buf, start, end) => this.frame(cmd, buf, start, end);
     conn.onClose = (info) => this.end(info.error);
     // Unref'd: liveness checks alone must not keep a process alive; the socket itself does.
     this.timer = setInterval(() => this.tick(), heartbeatMs);
@@ -74,17 +74,17 @@ export class Session {
         conn.close(new TaskwireError(ErrorCode.TIMEOUT, 'no HELLO from the scheduler in time'));
       }, options.handshakeTimeoutMs ?? 10_000);
       let failure: TaskwireError | null = null;
-      conn.onFrame = (cmd, payload) => {
+      conn.onFrame = (cmd, buf, start, end) => {
         try {
           if (cmd === Cmd.ERROR) {
-            const { code, message } = decodeError(payload);
+            const { code, message } = decodeError(buf, start, end);
             failure = new TaskwireError(code, `the scheduler at ${where} refused the connection: ${message}`);
             return conn.close();
           }
-          if (cmd !== Cmd.HELLO || payload.length === 0) {
+          if (cmd !== Cmd.HELLO || end === start) {
             throw new ProtocolError(`expected the scheduler's HELLO, got ${CMD_NAMES[cmd] ?? cmd}`);
           }
-          const hello = decodeHello(payload)!; // throws E_VERSION for another protocol version
+          const hello = decodeHello(buf, start, end)!; // throws E_VERSION for another protocol version
           if (hello.role !== Role.SCHEDULER) throw new ProtocolError('the peer is not a scheduler');
           clearTimeout(timeout);
           resolve(new Session(conn, hello.name, hello.heartbeatMs || 5000));
@@ -127,19 +127,19 @@ export class Session {
     this.conn.close(error);
   }
 
-  private frame(cmd: number, payload: Buffer): void {
+  private frame(cmd: number, buf: Buffer, start: number, end: number): void {
     this.active = true;
     if (cmd === Cmd.HELLO) {
-      if (payload.length !== 0) throw new ProtocolError('HELLO with a payload after the handshake');
+      if (end !== start) throw new ProtocolError('HELLO with a payload after the handshake');
       return; // keepalive
     }
     if (cmd === Cmd.ERROR) {
-      const { code, message } = decodeError(payload);
+      const { code, message } = decodeError(buf, start, end);
       this.end(new TaskwireError(code, `the scheduler closed the connection: ${message}`));
       this.conn.close();
       return;
     }
-    this.onFrame(cmd, payload);
+    this.onFrame(cmd, buf, start, end);
   }
 
   private tick(): void {

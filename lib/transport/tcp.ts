@@ -2,7 +2,7 @@
 
 import net from 'node:net';
 import { ErrorCode, ProtocolError, TaskwireError } from '../errors.js';
-import { FrameDecoder, FrameWriter, MAX_SLAB } from '../protocol/frame.js';
+import { FrameDecoder, type FrameHandler, FrameWriter, MAX_SLAB } from '../protocol/frame.js';
 import { isKnownCommand, writeError } from '../protocol/messages.js';
 import type { CloseInfo, Connection } from './connection.js';
 
@@ -22,7 +22,7 @@ const SINK = new FrameWriter();
 
 export class TcpConnection implements Connection {
   readonly remote: string;
-  onFrame: (cmd: number, payload: Buffer) => void = noop;
+  onFrame: FrameHandler = noop;
   onClose: (info: CloseInfo) => void = noop;
   private readonly socket: net.Socket;
   private readonly decoder: FrameDecoder;
@@ -41,7 +41,7 @@ export class TcpConnection implements Connection {
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
     this.maxBufferedBytes = options.maxBufferedBytes ?? Infinity;
-    this.decoder = new FrameDecoder((cmd, payload) => this.onFrame(cmd, payload), {
+    this.decoder = new FrameDecoder((cmd, buf, start, end) => this.onFrame(cmd, buf, start, end), {
       maxPayload: options.maxPayload,
       isKnownCommand,
     });

@@ -201,9 +201,9 @@ export class Worker extends EventEmitter<WorkerEvents> {
     }
     this.failures = 0;
     this.session = session;
-    session.onFrame = (cmd, payload) => {
-      if (cmd === Cmd.TASK) return this.run(session, payload);
-      if (cmd === Cmd.CANCEL) return this.cancel(payload);
+    session.onFrame = (cmd, buf, start, end) => {
+      if (cmd === Cmd.TASK) return this.run(session, buf, start, end);
+      if (cmd === Cmd.CANCEL) return this.cancel(buf, start, end);
       throw new TaskwireError(ErrorCode.PROTOCOL, `a scheduler may not send command ${cmd} to a worker`);
     };
     session.onClose = (error) => {
@@ -240,8 +240,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
 
   // ---- tasks -----------------------------------------------------------------------------------------------
 
-  private run(session: Session, payload: Buffer): void {
-    const { taskId, attempt, type, body } = decodeTask(payload);
+  private run(session: Session, buf: Buffer, start: number, end: number): void {
+    const { taskId, attempt, type, body } = decodeTask(buf, start, end);
     const handler = this.handlers.get(type);
     if (!handler) {
       writeResultError(session.frames(), taskId, attempt, ErrorCode.NO_HANDLER, `this worker has no handler for job type '${type}'`);
@@ -269,8 +269,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
    * The scheduler took a task back (timeout, or its client left): abort the handler. Its answer is still sent
    * when it settles, because the scheduler keeps the slot busy until then.
    */
-  private cancel(payload: Buffer): void {
-    const { taskId, attempt, code, message } = decodeCancel(payload);
+  private cancel(buf: Buffer, start: number, end: number): void {
+    const { taskId, attempt, code, message } = decodeCancel(buf, start, end);
     const running = this.running.get(leaseKey(taskId, attempt));
     if (!running) return; // already answered; the answer and the cancel crossed on the wire
     running.controller ??= new AbortController();
