@@ -129,15 +129,15 @@ export interface Ready {
 type Bytes = Buffer | Uint8Array | string;
 
 /**
- * Strings up to this many UTF-16 units are measured and copied by a loop in JavaScript when they are ASCII, as
- * job types, error codes and hex digests are: Buffer.byteLength() and buf.write() are calls into C++ that cost
- * more than copying a few bytes (StringBytes::Write alone was 0.1 us per task in a profile of W1's scheduler).
+ * ASCII strings up to this many characters (job types, error codes, hex digests) and byte ranges up to this many
+ * bytes are measured and copied by a loop in JavaScript: Buffer.byteLength(), buf.write() and a view for set()
+ * cost more than copying a few bytes (StringBytes::Write alone was 0.1 us per task in a profile of W1's scheduler).
  */
-const SHORT_STRING = 64;
+const SHORT = 64;
 
 /** Whether `value` is short and ASCII-only, so its UTF-8 bytes are its char codes. */
 function isShortAscii(value: string): boolean {
-  if (value.length > SHORT_STRING) return false;
+  if (value.length > SHORT) return false;
   for (let i = 0; i < value.length; i++) if (value.charCodeAt(i) > 0x7f) return false;
   return true;
 }
@@ -150,7 +150,7 @@ function byteLength(value: Bytes): number {
 /** Writes bytes or a UTF-8 string at `offset`, returns the new offset. */
 function writeBytes(target: Buffer, offset: number, value: Bytes, length: number): number {
   if (typeof value !== 'string') copyBytes(target, offset, value, 0, length);
-  else if (length === value.length && length <= SHORT_STRING) {
+  else if (length === value.length && length <= SHORT) {
     // As many UTF-8 bytes as UTF-16 units: every char is ASCII.
     for (let i = 0; i < length; i++) target[offset + i] = value.charCodeAt(i);
   } else target.write(value, offset, length, 'utf8');
@@ -159,7 +159,7 @@ function writeBytes(target: Buffer, offset: number, value: Bytes, length: number
 
 /** Copies src[start, end) to target at `offset`; a few bytes by a loop, which costs less than the view set() needs. */
 function copyBytes(target: Buffer, offset: number, src: Uint8Array, start: number, end: number): void {
-  if (end - start <= SHORT_STRING) {
+  if (end - start <= SHORT) {
     for (let i = start; i < end; i++) target[offset++] = src[i]!;
   } else {
     target.set(start === 0 && end === src.length ? src : src.subarray(start, end), offset);
