@@ -3,6 +3,7 @@
 import { EventEmitter } from 'node:events';
 import os from 'node:os';
 import { ErrorCode, TaskFailedError, TaskwireError } from '../errors.js';
+import { IdTable } from '../id-table.js';
 import { checkInteger, checkString, stripUndefined } from '../options.js';
 import { Cmd, Role, decodeCompleted, decodeFailed, submitPayloadLength, writeSubmit } from '../protocol/messages.js';
 import { DEFAULT_MAX_PAYLOAD, FrameWriter, MAX_PAYLOAD_LIMIT } from '../protocol/frame.js';
@@ -61,7 +62,8 @@ export class Client extends EventEmitter<ClientEvents> {
   private readonly opening: Promise<Session>;
   /** Frames submitted before the handshake finished, written here and sent right after it. */
   private outbox: FrameWriter | null = new FrameWriter();
-  private readonly pending = new Map<number, Pending>();
+  /** By request id; an IdTable rather than a Map for the churn of one entry per task (see lib/id-table.ts). */
+  private readonly pending = new IdTable<Pending>();
   private nextId = 0;
   /** Why this client can no longer submit, once it cannot. */
   private ended: TaskwireError | null = null;

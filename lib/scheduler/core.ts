@@ -8,6 +8,7 @@
 // Peer "handles" (H) are opaque to the core: the shell passes its connection objects, tests pass anything.
 
 import { ErrorCode, TaskwireError } from '../errors.js';
+import { IdTable } from '../id-table.js';
 import type { BodyRange } from '../protocol/messages.js';
 import { LinkedList, Rows, Timeline, type Linked, type Timed } from './queue.js';
 
@@ -112,8 +113,8 @@ export interface WorkerRecord<H> extends PeerBase<H> {
   /** Tasks it may hold at once (its credits); 0 until it sends READY, and again once it is draining. */
   concurrency: number;
   types: string[];
-  /** The tasks it runs, by wire id. */
-  readonly running: Map<number, Task<H>>;
+  /** The tasks it runs, by wire id (an IdTable, not a Map: see lib/id-table.ts). */
+  readonly running: IdTable<Task<H>>;
   /**
    * Leases taken back whose handler may still be running, "id:attempt" -> whether the client had left (else it
    * timed out). Each keeps its slot busy until the worker answers for it, so a worker is never sent more tasks
@@ -356,7 +357,7 @@ export class SchedulerCore<H> {
       missedTicks: 0,
       concurrency: 0,
       types: [],
-      running: new Map(),
+      running: new IdTable(),
       revoked: new Map(),
       slots: [],
     };

@@ -1,0 +1,110 @@
+// A map from u32 ids to objects for the hot bookkeeping of in-flight work: a worker's running tasks in the
+// scheduler, a client's pending requests.
+//
+// Why not a Map: those ids only ever grow, so each entry is set once and deleted once, and a JS Map under that
+// churn rebuilds its hash table every few dozen operations. Once a long-lived Map's table has been promoted to
+// the old generation, the tables it leaves behind keep the objects they held alive through young-generation
+// collections until the next full one, so nearly every task object was promoted. In the scheduling core alone that cost
+// 2.2 us per task against 0.33 (a million tasks, 1 worker); a Map with 16 live entries and that churn, alone in
+// a process, 1.9-2.6 us per operation against 0.25 for this table.
+//
+// Open addressing with linear probing in two parallel arrays allocated once (and again only when the number of
+// entries doubles or falls to an eighth): a deletion shifts the entries after it back into place instead of
+// leaving a tombstone, so churn never reallocates anything.
+
+const MIN_CAPACITY = 16;
+
+export class IdTable<T extends object> {
+  private keys: Uint32Array;
+  private slots: (T | null)[];
+  private mask: number;
+  private count = 0;
+
+  constructor() {
+    this.keys = new Uint32Array(MIN_CAPACITY);
+    this.slots = new Array<T | null>(MIN_CAPACITY).fill(null);
+    this.mask = MIN_CAPACITY - 1;
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  get(id: number): T | undefined {
+    for (let i = this.home(id); ; i = (i + 1) & this.mask) {
+      const value = this.slots[i]!;
+      if (value === null) return undefined;
+      if (this.keys[i] === id) return value;
+    }
+  }
+
+  has(id: number): boolean {
+    return this.get(id) !== undefined;
+  }
+
+  /** Adds or replaces the entry for `id` (a u32). */
+  set(id: number, value: T): void {
+    let i = this.home(id);
+    for (; this.slots[i] !== null; i = (i + 1) & this.mask) {
+      if (this.keys[i] === id) {
+        this.slots[i] = value;
+        return;
+      }
+    }
+    this.keys[i] = id;
+    this.slots[i] = value;
+    // At most half full, so probe runs stay short and an empty slot always ends a search.
+    if (++this.count * 2 > this.slots.length) this.resize(this.slots.length * 2);
+  }
+
+  delete(id: number): boolean {
+    let i = this.home(id);
+    for (; ; i = (i + 1) & this.mask) {
+      if (this.slots[i] === null) return false;
+      if (this.keys[i] === id) break;
+    }
+    // Backward-shift deletion: each later entry of the run moves into the hole unless its home slot lies
+    // (cyclically) after the hole, so every entry stays reachable from its home without tombstones.
+    for (let j = (i + 1) & this.mask; this.slots[j] !== null; j = (j + 1) & this.mask) {
+      const home = this.home(this.keys[j]!);
+      const stays = i <= j ? i < home && home <= j : i < home || home <= j;
+      if (stays) continue;
+      this.keys[i] = this.keys[j]!;
+      this.slots[i] = this.slots[j]!;
+      i = j;
+    }
+    this.slots[i] = null;
+    this.count--;
+    if (this.count * 8 < this.slots.length && this.slots.length > MIN_CAPACITY) this.resize(this.slots.length / 2);
+    return true;
+  }
+
+  clear(): void {
+    this.keys = new Uint32Array(MIN_CAPACITY);
+    this.slots = new Array<T | null>(MIN_CAPACITY).fill(null);
+    this.mask = MIN_CAPACITY - 1;
+    this.count = 0;
+  }
+
+  /** The values, in no particular order. Do not change the table while iterating. */
+  *values(): IterableIterator<T> {
+    for (const value of this.slots) if (value !== null) yield value;
+  }
+
+  /** Fibonacci hashing: consecutive ids spread over the table instead of filling one run. */
+  private home(id: number): number {
+    return (Math.imul(id, 0x9e3779b1) >>> 0) & this.mask;
+  }
+
+  private resize(capacity: number): void {
+    const { keys, slots } = this;
+    this.keys = new Uint32Array(capacity);
+    this.slots = new Array<T | null>(capacity).fill(null);
+    this.mask = capacity - 1;
+    this.count = 0;
+    for (let i = 0; i < slots.length; i++) {
+      const value = slots[i]!;
+      if (value !== null) this.set(keys[i]!, value);
+    }
+  }
+}
