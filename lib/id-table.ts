@@ -18,12 +18,15 @@ export class IdTable<T extends object> {
   private keys: Uint32Array;
   private slots: (T | null)[];
   private mask: number;
+  /** 32 - log2(capacity): the hash's top bits pick the slot. */
+  private shift: number;
   private count = 0;
 
   constructor() {
     this.keys = new Uint32Array(MIN_CAPACITY);
     this.slots = new Array<T | null>(MIN_CAPACITY).fill(null);
     this.mask = MIN_CAPACITY - 1;
+    this.shift = 32 - Math.log2(MIN_CAPACITY);
   }
 
   get size(): number {
@@ -83,6 +86,7 @@ export class IdTable<T extends object> {
     this.keys = new Uint32Array(MIN_CAPACITY);
     this.slots = new Array<T | null>(MIN_CAPACITY).fill(null);
     this.mask = MIN_CAPACITY - 1;
+    this.shift = 32 - Math.log2(MIN_CAPACITY);
     this.count = 0;
   }
 
@@ -91,9 +95,13 @@ export class IdTable<T extends object> {
     for (const value of this.slots) if (value !== null) yield value;
   }
 
-  /** Fibonacci hashing: consecutive ids spread over the table instead of filling one run. */
+  /**
+   * Fibonacci hashing, taking the product's top bits. Its low bits would send ids that differ by a multiple of
+   * the capacity to one slot, and a worker among 64 holds every 64th task id: with the low bits the core
+   * sweep's 64-worker point cost 0.52-0.53 us per task against 0.29-0.30 for 1 worker; with the top bits, 0.40.
+   */
   private home(id: number): number {
-    return (Math.imul(id, 0x9e3779b1) >>> 0) & this.mask;
+    return Math.imul(id, 0x9e3779b1) >>> this.shift;
   }
 
   private resize(capacity: number): void {
@@ -101,6 +109,7 @@ export class IdTable<T extends object> {
     this.keys = new Uint32Array(capacity);
     this.slots = new Array<T | null>(capacity).fill(null);
     this.mask = capacity - 1;
+    this.shift = 32 - Math.log2(capacity);
     this.count = 0;
     for (let i = 0; i < slots.length; i++) {
       const value = slots[i]!;
