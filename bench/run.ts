@@ -78,12 +78,14 @@ const PLAN = {
   w2: { n: quick ? 200 : 2_000, warmup: quick ? 20 : 2_000, cold: quick ? 20 : 200 },
   /**
    * W3 keeps this many tasks outstanding in total, so the queue stays bounded whatever the task count. The
-   * warm-up is long because a fresh process spends ~50,000 tasks growing its heap and optimising hot code, at
-   * up to twice the steady per-task CPU; a shorter one would make small sizes look dearer for both systems.
+   * warm-up is long because a fresh process spends ~50,000 tasks optimising hot code, at up to twice the steady
+   * per-task CPU, and its heap keeps adapting for longer. With 50,000, the points measured later on the 1-worker
+   * deployment (after its 1M tasks) came out up to 1.35x cheaper than the fresh 8-worker and 16-client
+   * deployments for reasons of age alone (100k 1w 1c: 3.97-4.25 µs against 4.96-5.01 measured fresh).
    */
   w3: {
     window: 2_048,
-    warmup: quick ? 2_000 : 50_000,
+    warmup: quick ? 2_000 : 200_000,
     /**
      * The core sweep's warm-up per run. Each run starts after a full collection, which shrinks the young
      * generation; until ~200,000 tasks have regrown it, collections come more often and a 10,000-task run cost
