@@ -23,7 +23,7 @@ function run({ workers, clients, n, window, warmup }: Sweep): number {
   const ring: { worker: WorkerRecord<number>; task: Task<number> }[] = [];
   let head = 0;
   const core = new SchedulerCore<number>({
-    sendTask: (worker, task) => void ring.push({ worker, task }),
+    sendTask: (worker, task) => ring.push({ worker, task }) > 0,
     sendCompleted: () => {},
     sendFailed: () => {},
     sendKeepalive: () => {},

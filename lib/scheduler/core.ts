@@ -6,149 +6,37 @@
 // keep the hot path free of per-task allocations, and a test records the calls just as easily.
 //
 // Peer "handles" (H) are opaque to the core: the shell passes its connection objects, tests pass anything.
+//
+// No operation costs more than its own work: requeueing N tasks is O(N log N), a new job type O(1), and nothing
+// scans the queue or every worker on the way.
 
 import { ErrorCode, TaskwireError } from '../errors.js';
 import { IdTable } from '../id-table.js';
 import type { BodyRange } from '../protocol/messages.js';
-import { LinkedList, Rows, Timeline, type Linked, type Timed } from './queue.js';
+import { Timeline } from './queue.js';
+import {
+  TaskState,
+  newTask,
+  type ClientRecord,
+  type Lane,
+  type PeerRecord,
+  type Queue,
+  type Settings,
+  type Task,
+  type WorkerRecord,
+} from './records.js';
+import { TypeQueue } from './type-queue.js';
 
-/** Where a task is. Exactly one holds at any time. */
-export const TaskState = {
-  /** In its type's queue, waiting for a worker: a row, or an object if it was requeued. */
-  QUEUED: 0,
-  /** Dispatched; held by `worker` under lease `attempt`. */
-  RUNNING: 1,
-  /** Waiting out a retry backoff before it is queued again. */
-  DELAYED: 2,
-  /** Settled, or dropped because its client left. */
-  DONE: 3,
-} as const;
-export type TaskState = (typeof TaskState)[keyof typeof TaskState];
-
-/**
- * A dispatched task, and one that was requeued or waits for a retry. A task that has only been queued is a row
- * in its queue's Rows instead, and becomes a Task when it is dispatched.
- */
-export interface Task<H> extends Timed<Task<H>> {
-  /** Monotonic submission number; orders tasks across job types and requeues. */
-  readonly seq: number;
-  /** The id on the wire to workers (u32; wraps after 2^32 tasks, far beyond any task's lifetime). */
-  readonly id: number;
-  readonly type: string;
-  readonly body: Buffer;
-  readonly requestId: number;
-  /** The submitting client; null once that client has gone, so the task is never run or answered again. */
-  client: ClientRecord<H> | null;
-  /** The worker running the task, or null. */
-  worker: WorkerRecord<H> | null;
-  state: TaskState;
-  /** Dispatch count, the lease number: a result must name the current one. */
-  attempt: number;
-  /** Dispatches that ended in an infrastructure fault (worker lost, timeout); at maxAttempts the task fails. */
-  faults: number;
-  /** Handler failures still to be retried, and how many were retried so far (for the backoff). */
-  retriesLeft: number;
-  retried: number;
-  readonly timeoutMs: number;
-  readonly backoffMs: number;
-  /** Links among its client's task objects (see ClientRecord.firstTask). */
-  prevOfClient: Task<H> | null;
-  nextOfClient: Task<H> | null;
-}
-
-interface PeerBase<H> {
-  readonly id: number;
-  readonly name: string;
-  readonly handle: H;
-  /** Set by seen(); cleared by each heartbeat. */
-  active: boolean;
-  /** Consecutive heartbeats without any frame from the peer. */
-  missedTicks: number;
-}
-
-export interface ClientRecord<H> extends PeerBase<H> {
-  readonly kind: 'client';
-  /** Unsettled tasks: queued, running or waiting for a retry. */
-  pending: number;
-  /**
-   * Its unsettled tasks that are objects (running, requeued, waiting for a retry), linked through the tasks;
-   * queued ones are rows. A Set here was rehashed every few dispatches under churn: 0.4 us per task of
-   * SetGrow, table allocation and page faults in a profile of W1's scheduler.
-   */
-  firstTask: Task<H> | null;
-  /** The last of them: tasks are linked in the order they became objects, so loss and shutdown go oldest first. */
-  lastTask: Task<H> | null;
-  /** Its lane in the queue of each job type it has tasks queued in. */
-  readonly lanes: Map<string, Lane<H>>;
-  /** The lane used last: a client nearly always submits one type after another. */
-  lastLane: Lane<H> | null;
-}
-
-/**
- * A client's queued rows in one job type's queue, counted so that they can all be written off at once when the
- * client leaves: the rows stay where they are, with `client` null, and are skipped when they reach the head.
- */
-interface Lane<H> {
-  client: ClientRecord<H> | null;
-  queue: TypeQueue<H>;
-  /** Its live rows in `queue`. */
-  queued: number;
-}
-
-/** A task's own settings; the scheduler's defaults are one object shared by every task without options. */
-interface Settings {
-  readonly timeoutMs: number;
-  readonly retries: number;
-  readonly backoffMs: number;
-}
-
-/** A worker's place in one job type's list of workers with a free slot. */
-interface ReadySlot<H> extends Linked<ReadySlot<H>> {
-  readonly worker: WorkerRecord<H>;
-  readonly queue: TypeQueue<H>;
-}
-
-export interface WorkerRecord<H> extends PeerBase<H> {
-  readonly kind: 'worker';
-  /** Tasks it may hold at once (its credits); 0 until it sends READY, and again once it is draining. */
-  concurrency: number;
-  types: string[];
-  /** The tasks it runs, by wire id (an IdTable, not a Map: see lib/id-table.ts). */
-  readonly running: IdTable<Task<H>>;
-  /**
-   * Leases taken back whose handler may still be running, "id:attempt" -> whether the client had left (else it
-   * timed out). Each keeps its slot busy until the worker answers for it, so a worker is never sent more tasks
-   * than its concurrency even while it finishes work nobody waits for.
-   */
-  readonly revoked: Map<string, boolean>;
-  slots: ReadySlot<H>[];
-}
-
-export type PeerRecord<H> = ClientRecord<H> | WorkerRecord<H>;
-
-/**
- * Tasks waiting for one job type, and the workers of that type that have a free slot. New tasks wait as rows;
- * tasks put back after a fault or a retry delay wait as objects in `requeued`. Both are in submission order, and
- * the older of the two heads goes first.
- */
-interface TypeQueue<H> {
-  readonly type: string;
-  readonly rows: Rows<Lane<H>, Settings>;
-  readonly requeued: LinkedList<Task<H>>;
-  readonly ready: LinkedList<ReadySlot<H>>;
-  /** Workers announcing this type; the queue is dropped when no task waits in it and this is 0. */
-  workers: number;
-  /** Tasks waiting: live rows and requeued tasks. */
-  live: number;
-  /** Rows of clients that left, not yet skipped or swept. */
-  dead: number;
-}
-
-/** A client's lanes are pruned of empty ones past this many job types, so a client cycling types cannot grow them. */
-const MAX_LANES = 1024;
+export { TaskState } from './records.js';
+export type { ClientRecord, PeerRecord, Task, WorkerRecord } from './records.js';
 
 export interface CoreOutput<H> {
-  sendTask(worker: WorkerRecord<H>, task: Task<H>): void;
+  /**
+   * Send a task to a worker. Returns false when the worker's connection is not draining what it was sent: the
+   * core then sends it nothing more (its credits stay owed, its tasks wait or go to other workers) until
+   * writable(worker).
+   */
+  sendTask(worker: WorkerRecord<H>, task: Task<H>): boolean;
   /** Tell a worker to abort a task it runs; it still answers for it, which returns the slot. */
   sendCancel?(worker: WorkerRecord<H>, taskId: number, attempt: number, code: string, message: string): void;
   /** `body` is the result as it arrived: a range of the RESULT frame's buffer, valid during the call only. */
@@ -184,8 +72,14 @@ export interface CoreOptions {
   backoffMs?: number;
   /** Tasks queued (waiting for a worker) at most; more are refused with E_QUEUE_FULL. Default 10,000,000. */
   maxQueued?: number;
+  /** Bytes of the bodies of queued tasks at most; more are refused with E_QUEUE_FULL. Default 1 GiB. */
+  maxQueuedBytes?: number;
   /** Unsettled tasks per client at most; more are refused with E_TOO_MANY_PENDING. Default 1,048,576. */
   maxPendingPerClient?: number;
+  /** Bytes of the bodies of a client's unsettled tasks at most; more are refused with E_TOO_MANY_PENDING. Default 256 MiB. */
+  maxPendingBytesPerClient?: number;
+  /** The largest concurrency a worker may announce; a larger one is capped to it. Default 65,536. */
+  maxConcurrency?: number;
   /** Failed tasks remembered for inspection. Default 1000. */
   deadLetterLimit?: number;
 }
@@ -199,7 +93,10 @@ export const CORE_DEFAULTS = {
   maxAttempts: 3,
   backoffMs: 1000,
   maxQueued: 10_000_000,
+  maxQueuedBytes: 1024 * 1024 * 1024,
   maxPendingPerClient: 1_048_576,
+  maxPendingBytesPerClient: 256 * 1024 * 1024,
+  maxConcurrency: 65_536,
   deadLetterLimit: 1000,
 } as const;
 
@@ -219,6 +116,8 @@ export interface DeadLetter {
 export interface CoreStats {
   /** Tasks waiting for a worker. */
   queued: number;
+  /** Bytes of their bodies. */
+  queuedBytes: number;
   /** Tasks running on a worker. */
   inFlight: number;
   /** Tasks waiting out a retry backoff. */
@@ -250,7 +149,7 @@ export type OutcomeInput = ({ ok: true } & BodyRange) | { ok: false; code: strin
 export class SchedulerCore<H> {
   private readonly out: CoreOutput<H>;
   private readonly config: Required<CoreOptions>;
-  private readonly queues = new Map<string, TypeQueue<H>>();
+  private readonly queues = new Map<string, Queue<H>>();
   private readonly clients = new Set<ClientRecord<H>>();
   private readonly workers = new Set<WorkerRecord<H>>();
   /** Running tasks by timeout, so those overdue are found without scanning. */
@@ -262,6 +161,7 @@ export class SchedulerCore<H> {
   private nextPeerId = 1;
   private nextSeq = 1;
   private queued = 0;
+  private queuedBytes = 0;
   private inFlight = 0;
   private draining = false;
   private readonly counters = {
@@ -288,6 +188,7 @@ export class SchedulerCore<H> {
   stats(): CoreStats {
     return {
       queued: this.queued,
+      queuedBytes: this.queuedBytes,
       inFlight: this.inFlight,
       delayed: this.backoffs.size,
       workers: this.workers.size,
@@ -338,6 +239,7 @@ export class SchedulerCore<H> {
       active: true,
       missedTicks: 0,
       pending: 0,
+      pendingBytes: 0,
       firstTask: null,
       lastTask: null,
       lanes: new Map(),
@@ -358,7 +260,9 @@ export class SchedulerCore<H> {
       concurrency: 0,
       types: [],
       running: new IdTable(),
+      untimed: 0,
       revoked: new Map(),
+      blocked: false,
       slots: [],
     };
     this.workers.add(worker);
@@ -372,20 +276,38 @@ export class SchedulerCore<H> {
 
   /**
    * A worker declares the job types it runs and its concurrency. Sent once after the handshake and again to
-   * change either; concurrency 0 means "send me nothing more" (a worker shutting down).
+   * change either; concurrency 0 means "send me nothing more" (a worker shutting down). A concurrency above
+   * maxConcurrency is capped to it.
    */
   ready(worker: WorkerRecord<H>, concurrency: number, types: readonly string[]): void {
     if (!this.workers.has(worker)) return;
+    const touched = new Set<Queue<H>>();
     if (!sameTypes(worker.types, types)) {
-      this.releaseTypes(worker);
+      this.releaseTypes(worker, touched);
       worker.types = [...new Set(types)];
       worker.slots = worker.types.map((type) => {
         const queue = this.queueFor(type);
         queue.workers++;
+        if (worker.concurrency > 0) queue.active++;
         return { worker, queue, prev: null, next: null, list: null };
       });
     }
-    worker.concurrency = concurrency;
+    const capped = Math.min(concurrency, this.config.maxConcurrency);
+    if (capped > 0 !== worker.concurrency > 0) {
+      for (const slot of worker.slots) {
+        slot.queue.active += capped > 0 ? 1 : -1;
+        if (capped === 0 && slot.queue.avoidsAny) touched.add(slot.queue);
+      }
+    }
+    worker.concurrency = capped;
+    this.fill(worker);
+    this.refill(touched);
+  }
+
+  /** A worker's connection drains again after sendTask() returned false: it takes tasks again. */
+  writable(worker: WorkerRecord<H>): void {
+    if (!this.workers.has(worker) || !worker.blocked) return;
+    worker.blocked = false;
     this.fill(worker);
   }
 
@@ -400,12 +322,12 @@ export class SchedulerCore<H> {
     const held = [...worker.running.values()].sort((a, b) => a.seq - b.seq);
     worker.running.clear();
     worker.revoked.clear();
-    this.releaseTypes(worker);
+    const touched = new Set<Queue<H>>();
+    this.releaseTypes(worker, touched);
     let requeued = 0;
-    const touched = new Set<TypeQueue<H>>();
     for (const task of held) {
-      this.release(task);
-      const queue = this.fault(task, worker, `worker ${worker.name} was lost: ${reason}`);
+      this.release(task, worker);
+      const queue = this.fault(task, worker, `worker ${worker.name} was lost: ${reason}`, false);
       if (queue) {
         touched.add(queue);
         requeued++;
@@ -417,15 +339,15 @@ export class SchedulerCore<H> {
 
   private clientLost(client: ClientRecord<H>, reason: string, cancelMessage = 'the task was cancelled: its client disconnected'): void {
     if (!this.clients.delete(client)) return;
-    const touched = new Set<TypeQueue<H>>();
+    const touched = new Set<Queue<H>>();
     for (let task = client.firstTask; task; task = task.nextOfClient) {
       task.client = null;
       // Nothing runs for nobody: queued and delayed tasks go now; running ones are withdrawn from their worker.
       if (task.state === TaskState.QUEUED) {
         const queue = this.queues.get(task.type)!;
-        queue.requeued.remove(task);
-        queue.live--;
+        queue.remove(task);
         this.queued--;
+        this.queuedBytes -= task.body.length;
         touched.add(queue);
       } else if (task.state === TaskState.DELAYED) {
         this.backoffs.remove(task);
@@ -437,18 +359,21 @@ export class SchedulerCore<H> {
     // Its queued rows are written off by lane, in O(job types) rather than O(tasks).
     for (const lane of client.lanes.values()) {
       lane.client = null;
-      if (lane.queued === 0) continue;
       lane.queue.live -= lane.queued;
       lane.queue.dead += lane.queued;
       this.queued -= lane.queued;
-      lane.queued = 0;
+      this.queuedBytes -= lane.bytes;
+      lane.queued = lane.bytes = 0;
       touched.add(lane.queue);
     }
     client.firstTask = client.lastTask = null;
     client.lanes.clear();
     client.lastLane = null;
-    client.pending = 0;
-    for (const queue of touched) this.sweep(queue);
+    client.pending = client.pendingBytes = 0;
+    for (const queue of touched) {
+      queue.sweep();
+      this.dropQueueIfIdle(queue.type);
+    }
     this.out.peerLeft?.(client, reason, 0);
   }
 
@@ -463,7 +388,7 @@ export class SchedulerCore<H> {
   heartbeat(): void {
     for (const peers of [this.clients, this.workers] as Set<PeerRecord<H>>[]) {
       for (const peer of peers) {
-        if (peer.active || (peer.kind === 'worker' && silenceExcused(peer))) {
+        if (peer.active || (peer.kind === 'worker' && peer.running.size > 0 && peer.untimed === 0)) {
           peer.active = false;
           peer.missedTicks = 0;
         } else if (++peer.missedTicks >= this.config.deadAfterTicks) {
@@ -481,23 +406,23 @@ export class SchedulerCore<H> {
   tick(now: number): void {
     this.now = now;
     if (this.deadlines.size > 0) {
-      // Due tasks come out grouped by timeout length; all are requeued, in submission order, before any worker
-      // is refilled, so a younger task never overtakes an older one.
+      // Due tasks come out grouped by timeout length; all are requeued before any worker is refilled (the queue
+      // orders them by submission), and handled oldest first so their cancels and events come in that order.
       const due = this.deadlines.popDue(now).sort((a, b) => a.seq - b.seq);
-      const touched = new Set<TypeQueue<H>>();
+      const touched = new Set<Queue<H>>();
       for (const task of due) {
         const worker = task.worker!;
         this.counters.timedOut++;
         const message = `timed out after ${task.timeoutMs} ms on worker ${worker.name}`;
         this.revoke(task, ErrorCode.TIMEOUT, message);
-        const queue = this.fault(task, worker, message);
+        const queue = this.fault(task, worker, message, true);
         if (queue) touched.add(queue);
       }
       this.refill(touched);
     }
     if (this.backoffs.size > 0) {
-      const touched = new Set<TypeQueue<H>>();
-      for (const task of this.backoffs.popDue(now)) touched.add(this.requeue(task));
+      const touched = new Set<Queue<H>>();
+      for (const task of this.backoffs.popDue(now)) touched.add(this.requeue(task, task.avoid));
       this.refill(touched);
     }
   }
@@ -541,7 +466,8 @@ export class SchedulerCore<H> {
     if (!this.clients.has(client)) return;
     const queue = this.queueFor(type);
     const slot = queue.ready.head;
-    const refusal = this.refusal(client, slot === null);
+    const size = body.bodyEnd - body.bodyStart;
+    const refusal = this.refusal(client, size, slot === null);
     if (refusal) {
       this.dropQueueIfIdle(type);
       this.counters.rejected++;
@@ -551,6 +477,7 @@ export class SchedulerCore<H> {
     const seq = this.nextSeq++;
     const settings = options ? this.settings(options) : this.defaults;
     client.pending++;
+    client.pendingBytes += size;
     this.counters.submitted++;
     if (slot) {
       const view = body.buf.subarray(body.bodyStart, body.bodyEnd);
@@ -561,8 +488,10 @@ export class SchedulerCore<H> {
     const lane = this.laneOf(client, queue);
     queue.rows.push(seq, requestId, lane, body.buf, body.bodyStart, body.bodyEnd, settings);
     lane.queued++;
+    lane.bytes += size;
     queue.live++;
     this.queued++;
+    this.queuedBytes += size;
     this.out.taskQueued?.(seq >>> 0, type, client, requestId, body);
   }
 
@@ -586,7 +515,7 @@ export class SchedulerCore<H> {
     return task;
   }
 
-  /** Unlinks a settled task from its client's task objects. */
+  /** Unlinks a settled task from its client's task objects and its body from the client's budget. */
   private disown(client: ClientRecord<H>, task: Task<H>): void {
     const { prevOfClient: prev, nextOfClient: next } = task;
     if (prev) prev.nextOfClient = next;
@@ -594,35 +523,51 @@ export class SchedulerCore<H> {
     if (next) next.prevOfClient = prev;
     else client.lastTask = prev;
     task.prevOfClient = task.nextOfClient = null;
+    client.pending--;
+    client.pendingBytes -= task.body.length;
   }
 
-  private laneOf(client: ClientRecord<H>, queue: TypeQueue<H>): Lane<H> {
+  /**
+   * The client's lane in a queue, made on first use. A lane goes as soon as its last row leaves (take()), so a
+   * client holds lanes only in the queues where it has rows: a client submitting a new job type with every task
+   * costs O(1) per task, not a scan of its lanes.
+   */
+  private laneOf(client: ClientRecord<H>, queue: Queue<H>): Lane<H> {
     const last = client.lastLane;
     if (last !== null && last.queue === queue) return last;
     let lane = client.lanes.get(queue.type);
     if (lane === undefined) {
-      if (client.lanes.size >= MAX_LANES) {
-        for (const [type, idle] of client.lanes) if (idle.queued === 0) client.lanes.delete(type);
-      }
-      lane = { client, queue, queued: 0 };
+      lane = { client, queue, queued: 0, bytes: 0 };
       client.lanes.set(queue.type, lane);
-    } else if (lane.queue !== queue) {
-      lane.queue = queue; // its old queue was dropped, which it was only once this lane had nothing in it
     }
     client.lastLane = lane;
     return lane;
   }
 
-  private refusal(client: ClientRecord<H>, mustQueue: boolean): { code: string; message: string } | null {
+  private refusal(client: ClientRecord<H>, size: number, mustQueue: boolean): { code: string; message: string } | null {
     if (this.draining) return { code: ErrorCode.SHUTDOWN, message: 'the scheduler is shutting down' };
-    if (client.pending >= this.config.maxPendingPerClient) {
+    const c = this.config;
+    if (client.pending >= c.maxPendingPerClient) {
       return {
         code: ErrorCode.TOO_MANY_PENDING,
         message: `this client already has ${client.pending} unsettled tasks (maxPendingPerClient)`,
       };
     }
-    if (mustQueue && this.queued >= this.config.maxQueued) {
+    if (client.pendingBytes + size > c.maxPendingBytesPerClient) {
+      return {
+        code: ErrorCode.TOO_MANY_PENDING,
+        message: `this client's unsettled tasks hold ${client.pendingBytes} bytes; ${size} more would pass maxPendingBytesPerClient (${c.maxPendingBytesPerClient})`,
+      };
+    }
+    if (!mustQueue) return null;
+    if (this.queued >= c.maxQueued) {
       return { code: ErrorCode.QUEUE_FULL, message: `the queue is full: ${this.queued} tasks waiting (maxQueued)` };
+    }
+    if (this.queuedBytes + size > c.maxQueuedBytes) {
+      return {
+        code: ErrorCode.QUEUE_FULL,
+        message: `the queue is full: its tasks hold ${this.queuedBytes} bytes; ${size} more would pass maxQueuedBytes (${c.maxQueuedBytes})`,
+      };
     }
     return null;
   }
@@ -647,7 +592,7 @@ export class SchedulerCore<H> {
       return null;
     }
     worker.running.delete(taskId);
-    this.release(task);
+    this.release(task, worker);
     if (outcome.ok) this.complete(task, worker, outcome);
     else if (task.retriesLeft > 0) this.retry(task, worker, outcome.message);
     else this.fail(task, outcome.code, outcome.message);
@@ -660,7 +605,6 @@ export class SchedulerCore<H> {
     task.state = TaskState.DONE;
     this.counters.completed++;
     this.disown(client, task);
-    client.pending--;
     this.out.sendCompleted(client, task.requestId, body);
     this.out.taskCompleted?.(task, worker);
   }
@@ -670,28 +614,29 @@ export class SchedulerCore<H> {
     task.state = TaskState.DONE;
     this.counters.failed++;
     this.disown(client, task);
-    client.pending--;
     this.remember(task, code, message);
     this.out.sendFailed(client, task.requestId, code, message);
     this.out.taskFailed?.(task, code, message);
   }
 
-  /** A handler failure with retries left: back in the queue after an exponential backoff. */
+  /** A handler failure with retries left: back in the queue after an exponential backoff, for another worker. */
   private retry(task: Task<H>, worker: WorkerRecord<H>, message: string): void {
     task.retriesLeft--;
     task.retried++;
     this.counters.retried++;
     task.state = TaskState.DELAYED;
+    task.avoid = worker;
     const delay = Math.min(task.backoffMs * 2 ** (task.retried - 1), 86_400_000);
     this.backoffs.add(task, this.now, delay);
     this.out.taskRequeued?.(task, worker, `handler failed (${message}); retry ${task.retried} in ${delay} ms`);
   }
 
   /**
-   * An infrastructure fault ended the task's current attempt. Requeues it (returning its queue) or, on its
-   * maxAttempts-th fault, fails it with E_ATTEMPTS so a task that kills every worker cannot loop forever.
+   * An infrastructure fault ended the task's current attempt. Requeues it (returning its queue), for another
+   * worker than this one if `avoid` (a timeout: the worker may be stuck), or, on its maxAttempts-th fault, fails it
+   * with E_ATTEMPTS so a task that kills every worker cannot loop forever.
    */
-  private fault(task: Task<H>, worker: WorkerRecord<H>, reason: string): TypeQueue<H> | null {
+  private fault(task: Task<H>, worker: WorkerRecord<H>, reason: string, avoid: boolean): Queue<H> | null {
     if (!task.client) {
       task.state = TaskState.DONE; // its client left; nobody waits for it
       return null;
@@ -702,7 +647,7 @@ export class SchedulerCore<H> {
       return null;
     }
     this.counters.requeued++;
-    const queue = this.requeue(task);
+    const queue = this.requeue(task, avoid ? worker : null);
     this.out.taskRequeued?.(task, worker, reason);
     return queue;
   }
@@ -712,15 +657,16 @@ export class SchedulerCore<H> {
     const worker = task.worker!;
     worker.running.delete(task.id);
     worker.revoked.set(`${task.id}:${task.attempt}`, task.client === null);
-    this.release(task);
+    this.release(task, worker);
     this.out.sendCancel?.(worker, task.id, task.attempt, code, message);
   }
 
-  /** Clears a running task's lease bookkeeping. */
-  private release(task: Task<H>): void {
+  /** Clears a running task's lease bookkeeping; `worker` is the one that held it. */
+  private release(task: Task<H>, worker: WorkerRecord<H>): void {
     if (task.state === TaskState.RUNNING) {
       this.inFlight--;
       this.deadlines.remove(task);
+      if (task.timeoutMs === 0) worker.untimed--;
     }
     task.worker = null;
   }
@@ -748,11 +694,12 @@ export class SchedulerCore<H> {
     task.attempt++;
     worker.running.set(task.id, task);
     if (task.timeoutMs > 0) this.deadlines.add(task, this.now, task.timeoutMs);
+    else worker.untimed++;
     this.inFlight++;
     this.counters.dispatched++;
-    this.out.sendTask(worker, task);
+    if (!this.out.sendTask(worker, task)) worker.blocked = true;
     this.out.taskDispatched?.(task, worker);
-    if (this.busy(worker) >= worker.concurrency) this.unready(worker);
+    if (worker.blocked || this.busy(worker) >= worker.concurrency) this.unready(worker);
   }
 
   private busy(worker: WorkerRecord<H>): number {
@@ -760,15 +707,16 @@ export class SchedulerCore<H> {
   }
 
   /**
-   * Gives a worker queued tasks until it is full; if its queues run dry first, it waits in the ready list of
-   * each of its types. Picking the oldest head among its types costs O(types it runs), never O(workers).
+   * Gives a worker queued tasks until it is full or blocked; if its queues have nothing for it, it waits in the
+   * ready list of each of its types. Picking the oldest head among its types costs O(types it runs), never
+   * O(workers).
    */
   private fill(worker: WorkerRecord<H>): void {
-    while (this.busy(worker) < worker.concurrency) {
-      let best: TypeQueue<H> | null = null;
+    while (!worker.blocked && this.busy(worker) < worker.concurrency) {
+      let best: Queue<H> | null = null;
       let bestSeq = Infinity;
       for (const slot of worker.slots) {
-        const seq = this.headSeq(slot.queue);
+        const seq = slot.queue.headSeq(worker);
         if (seq < bestSeq) {
           best = slot.queue;
           bestSeq = seq;
@@ -778,51 +726,32 @@ export class SchedulerCore<H> {
         for (const slot of worker.slots) if (!slot.list) slot.queue.ready.pushBack(slot);
         return;
       }
-      this.assign(worker, this.take(best));
+      this.assign(worker, this.take(best, worker));
     }
     this.unready(worker);
   }
 
-  /** The submission number of the oldest task waiting in `queue`, or Infinity; skips rows of clients that left. */
-  private headSeq(queue: TypeQueue<H>): number {
-    const rows = queue.rows;
-    while (rows.size > 0 && rows.lane.client === null) {
-      rows.shift();
-      queue.dead--;
-    }
-    const requeued = queue.requeued.head;
-    if (rows.size === 0) return requeued ? requeued.seq : Infinity;
-    return requeued && requeued.seq < rows.seq ? requeued.seq : rows.seq;
-  }
-
-  /** Takes the oldest waiting task out of `queue`, right after headSeq() found one; a row becomes a Task here. */
-  private take(queue: TypeQueue<H>): Task<H> {
-    queue.live--;
+  /** Takes the oldest task `worker` may take out of `queue`, right after headSeq() found one; a row becomes a Task here. */
+  private take(queue: Queue<H>, worker: WorkerRecord<H>): Task<H> {
     this.queued--;
-    const rows = queue.rows;
-    const requeued = queue.requeued.head;
-    if (requeued && (rows.size === 0 || requeued.seq < rows.seq)) {
-      queue.requeued.remove(requeued);
+    const requeued = queue.take(worker);
+    if (requeued) {
+      this.queuedBytes -= requeued.body.length;
       return requeued;
     }
+    const rows = queue.rows;
     const lane = rows.lane;
-    lane.queued--;
-    const task = newTask(rows.seq, queue.type, rows.body(), rows.requestId, lane.client!, rows.option);
+    const body = rows.body();
+    const task = newTask(rows.seq, queue.type, body, rows.requestId, lane.client!, rows.option);
     rows.shift();
+    this.queuedBytes -= body.length;
+    lane.bytes -= body.length;
+    if (--lane.queued === 0) dropLane(lane);
     return this.adopt(task);
   }
 
-  /** After a client left: sweeps its rows out once they outnumber the live ones (so O(1) per row, amortised). */
-  private sweep(queue: TypeQueue<H>): void {
-    if (queue.dead > queue.live) {
-      queue.rows.filter((lane) => lane.client !== null);
-      queue.dead = 0;
-    }
-    this.dropQueueIfIdle(queue.type);
-  }
-
-  /** After tasks went back into queues, the workers waiting on those queues take them. */
-  private refill(touched: Set<TypeQueue<H>>): void {
+  /** After tasks went back into queues (or a worker left them), the workers waiting on those queues take them. */
+  private refill(touched: Set<Queue<H>>): void {
     if (touched.size === 0) return;
     const ready = new Set<WorkerRecord<H>>();
     for (const queue of touched) for (let slot = queue.ready.head; slot; slot = slot.next) ready.add(slot.worker);
@@ -830,17 +759,15 @@ export class SchedulerCore<H> {
   }
 
   /**
-   * Puts a task back in its queue at the place its submission order gives it, among the other requeued tasks
-   * (few: those a fault or a retry delay put back and no worker took yet).
+   * Puts a task back in its queue at the place its submission order gives it, in O(log n). With `avoid`, the
+   * other workers of its type get it first, if that worker still runs the type.
    */
-  private requeue(task: Task<H>): TypeQueue<H> {
+  private requeue(task: Task<H>, avoid: WorkerRecord<H> | null): Queue<H> {
     const queue = this.queueFor(task.type);
-    let after = queue.requeued.head;
-    while (after && after.seq < task.seq) after = after.next;
     task.state = TaskState.QUEUED;
-    queue.requeued.insertBefore(task, after);
-    queue.live++;
+    queue.requeue(task, avoid !== null && avoid.slots.some((slot) => slot.queue === queue) ? avoid : null);
     this.queued++;
+    this.queuedBytes += task.body.length;
     return queue;
   }
 
@@ -848,19 +775,27 @@ export class SchedulerCore<H> {
     for (const slot of worker.slots) slot.list?.remove(slot);
   }
 
-  private releaseTypes(worker: WorkerRecord<H>): void {
+  /**
+   * The worker stops announcing its types. Queues where tasks were kept from another worker that is now alone go
+   * into `touched`, so that worker is given them (see TypeQueue).
+   */
+  private releaseTypes(worker: WorkerRecord<H>, touched: Set<Queue<H>>): void {
     this.unready(worker);
     for (const slot of worker.slots) {
-      slot.queue.workers--;
-      this.dropQueueIfIdle(slot.queue.type);
+      const queue = slot.queue;
+      queue.workers--;
+      if (worker.concurrency > 0) queue.active--;
+      queue.forget(worker);
+      if (queue.avoidsAny) touched.add(queue);
+      this.dropQueueIfIdle(queue.type);
     }
     worker.slots = [];
   }
 
-  private queueFor(type: string): TypeQueue<H> {
+  private queueFor(type: string): Queue<H> {
     let queue = this.queues.get(type);
     if (!queue) {
-      queue = { type, rows: new Rows(), requeued: new LinkedList(), ready: new LinkedList(), workers: 0, live: 0, dead: 0 };
+      queue = new TypeQueue(type);
       this.queues.set(type, queue);
     }
     return queue;
@@ -873,36 +808,11 @@ export class SchedulerCore<H> {
   }
 }
 
-function newTask<H>(seq: number, type: string, body: Buffer, requestId: number, client: ClientRecord<H>, s: Settings): Task<H> {
-  return {
-    seq,
-    id: seq >>> 0,
-    type,
-    body,
-    requestId,
-    client,
-    worker: null,
-    state: TaskState.QUEUED,
-    attempt: 0,
-    faults: 0,
-    retriesLeft: s.retries,
-    retried: 0,
-    timeoutMs: s.timeoutMs,
-    backoffMs: s.backoffMs,
-    deadline: 0,
-    prev: null,
-    next: null,
-    list: null,
-    prevOfClient: null,
-    nextOfClient: null,
-  };
-}
-
-/** A silent worker is presumed busy, not dead, while every task it runs has a timeout to end the wait. */
-function silenceExcused<H>(worker: WorkerRecord<H>): boolean {
-  if (worker.running.size === 0) return false;
-  for (const task of worker.running.values()) if (task.timeoutMs === 0) return false;
-  return true;
+/** Forgets a lane whose last row left, so a client's lanes are only those holding rows. */
+function dropLane<H>(lane: Lane<H>): void {
+  const client = lane.client!;
+  if (client.lanes.get(lane.queue.type) === lane) client.lanes.delete(lane.queue.type);
+  if (client.lastLane === lane) client.lastLane = null;
 }
 
 function sameTypes(a: readonly string[], b: readonly string[]): boolean {

@@ -354,7 +354,10 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   private output(): CoreOutput<Handle> {
     const has = (event: keyof SchedulerEvents): boolean => this.listenerCount(event) > 0;
     return {
-      sendTask: (worker, task) => writeTask(worker.handle.conn.frames(), task.id, task.attempt, task.type, task.body),
+      sendTask: (worker, task) => {
+        writeTask(worker.handle.conn.frames(), task.id, task.attempt, task.type, task.body);
+        return true;
+      },
       sendCancel: (worker, taskId, attempt, code, message) =>
         writeCancel(worker.handle.conn.frames(), taskId, attempt, code, message),
       sendCompleted: (client, requestId, { buf, bodyStart, bodyEnd }) =>

@@ -1,8 +1,9 @@
-// Intrusive doubly linked lists: O(1) push and pop at both ends and O(1) removal of any member.
+// Intrusive doubly linked lists (O(1) push, pop and removal of any member), timelines of deadlines built on
+// them, and Rows, the FIFO of queued tasks as parallel arrays.
 //
-// Tasks and ready-worker slots carry their own prev/next links, so queuing allocates nothing, a requeued task
-// goes back to the head in O(1), and a task whose client left is unlinked from the middle without a scan.
-// (A ring buffer would cost less per entry but cannot remove from the middle.)
+// Ready-worker slots and running tasks carry their own prev/next links, so listing them allocates nothing and a
+// member is unlinked from the middle without a scan. (A ring buffer would cost less per entry but cannot remove
+// from the middle.)
 
 export interface Linked<T> {
   prev: T | null;
@@ -23,28 +24,6 @@ export class LinkedList<T extends Linked<T>> {
     if (this.tail) this.tail.next = item;
     else this.head = item;
     this.tail = item;
-    this.length++;
-  }
-
-  pushFront(item: T): void {
-    item.list = this;
-    item.prev = null;
-    item.next = this.head;
-    if (this.head) this.head.prev = item;
-    else this.tail = item;
-    this.head = item;
-    this.length++;
-  }
-
-  /** Inserts `item` before `before`, or at the back when `before` is null. */
-  insertBefore(item: T, before: T | null): void {
-    if (!before) return this.pushBack(item);
-    if (!before.prev) return this.pushFront(item);
-    item.list = this;
-    item.prev = before.prev;
-    item.next = before;
-    before.prev.next = item;
-    before.prev = item;
     this.length++;
   }
 
