@@ -1827,6 +1827,10 @@ interface MWorker extends MPeerBase {
   answered: Lease[];
   /** What it held (running and revoked) when it left, to replay stale results. */
   heldAtDeath: { id: number; attempt: number }[];
+  /** Its connection is full: the next sendTask answers false. */
+  saturated: boolean;
+  /** sendTask answered false: the core must send it nothing until writable(). */
+  blocked: boolean;
 }
 
 type MPeer = MClient | MWorker;
@@ -1872,6 +1876,7 @@ interface Totals {
   avoidedDispatches: number;
   byteRefusals: number;
   cappedCredits: number;
+  blockedWorkers: number;
   /** Known core issue: a younger timed-out task re-dispatched while an older one of the same tick waits. */
   timeoutOrderInversions: number;
   firstInversion: string;
@@ -2131,6 +2136,7 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
       calls++;
       const w = workerOf(worker.handle);
       if (!w.alive || w.leaving) violate(`task sent to departed worker ${w.name}`);
+      if (w.blocked) violate(`task sent to ${w.name}, whose connection is full`);
       if (busy(w) >= w.concurrency) {
         violate(`${w.name} over its credits: dispatch with ${w.running.size} running + ${w.revoked.size} revoked, concurrency ${w.concurrency}`);
       }
@@ -2171,7 +2177,10 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
       w.running.set(task.id, m);
       model.dispatched++;
       if (tickRequeued.includes(m)) tickRedispatched.push(m);
-      return true;
+      if (!w.saturated) return true;
+      w.blocked = true;
+      totals.blockedWorkers++;
+      return false;
     },
     sendCancel(worker, taskId, attempt, code, message) {
       calls++;
@@ -2389,7 +2398,7 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
     if (core.queueCount !== liveTypes.size) violate(`queueCount ${core.queueCount}, expected ${liveTypes.size} (${[...liveTypes].join(',')})`);
     // Work conservation: no worker has a free slot while a task of one of its types waits.
     for (const w of workers) {
-      if (!w.alive || busy(w) >= w.concurrency) continue;
+      if (!w.alive || w.blocked || busy(w) >= w.concurrency) continue;
       for (const o of queuedTasks) {
         if (w.types.includes(o.type) && mayTake(w, o)) violate(`${w.name} has ${w.concurrency - busy(w)} free slots while ${keyOf(o)} (${o.type}) waits`);
       }
@@ -2430,6 +2439,7 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
       const w: MWorker = {
         kind: 'worker', name, rec: core.addWorker(name, name), alive: true, leaving: false, active: true, missed: 0,
         concurrency: 0, allowance: 0, types: [], running: new Map(), revoked: new Map(), answered: [], heldAtDeath: [],
+        saturated: false, blocked: false,
       };
       workers.push(w);
       peers.set(name, w);
@@ -2461,7 +2471,7 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
       const queuedBytesNow = queuedBytes();
       const pendingBytes = [...c.pending.values()].reduce((sum, m) => sum + m.bytes, 0);
       // maxQueued only refuses a task that would have to wait: one a worker can take at once is accepted.
-      const mustQueue = !workers.some((w) => w.alive && w.types.includes(type) && busy(w) < w.concurrency);
+      const mustQueue = !workers.some((w) => w.alive && !w.blocked && w.types.includes(type) && busy(w) < w.concurrency);
       if (draining) refuse(ErrorCode.SHUTDOWN, 'the scheduler is shutting down');
       else if (c.pending.size >= cfg.maxPendingPerClient) {
         refuse(ErrorCode.TOO_MANY_PENDING, `this client already has ${c.pending.size} unsettled tasks (maxPendingPerClient)`);
@@ -2626,6 +2636,22 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
       tickRequeued = [];
       tickRedispatched = [];
     }],
+    [4, 'saturate', () => {
+      const w = pick(alive(workers));
+      if (w) w.saturated = true; // its next task will be the last until it drains
+    }],
+    [4, 'writable', () => {
+      const w = pick(alive(workers).filter((x) => x.saturated || rnd() < 0.2));
+      if (!w) return;
+      w.saturated = false;
+      if (!w.blocked) {
+        inert('writable() on a worker that is not blocked', false, () => (core.writable(w.rec), null));
+        return;
+      }
+      w.blocked = false;
+      core.writable(w.rec);
+      done('writable');
+    }],
     [0, 'drain', () => {
       inert('drain()', false, () => {
         core.drain();
@@ -2703,7 +2729,7 @@ t.test('seeded simulation: 300 seeds x 400 random steps keep every invariant', (
     steps: 0, submitted: 0, dispatched: 0, completed: 0, failed: 0, requeued: 0, retried: 0, timedOut: 0, attemptsExhausted: 0,
     late: 0, discarded: 0, cancelled: 0, rejected: 0, heartbeatDrops: 0, protocolErrors: 0, workersLost: 0,
     clientsLost: 0, drainedSeeds: 0, shutdowns: 0, deadLettersDropped: 0, maxQueued: 0, avoidedWaits: 0, avoidedDispatches: 0,
-    byteRefusals: 0, cappedCredits: 0, timeoutOrderInversions: 0, firstInversion: '',
+    byteRefusals: 0, cappedCredits: 0, blockedWorkers: 0, timeoutOrderInversions: 0, firstInversion: '',
   };
   const start = performance.now();
   const cpu = process.cpuUsage();
@@ -2718,11 +2744,11 @@ t.test('seeded simulation: 300 seeds x 400 random steps keep every invariant', (
   t.equal(totals.steps, 300 * 400, 'every seed ran all its steps');
   // The simulation really went through the interesting paths.
   const least: [keyof Totals, number][] = [
-    ['dispatched', 10_000], ['completed', 5_000], ['failed', 1_000], ['requeued', 1_000], ['retried', 1_000],
+    ['dispatched', 10_000], ['completed', 5_000], ['failed', 1_000], ['requeued', 1_000], ['retried', 800],
     ['timedOut', 1_000], ['attemptsExhausted', 200], ['late', 1_000], ['discarded', 100], ['cancelled', 100],
     ['rejected', 200], ['heartbeatDrops', 150], ['protocolErrors', 1_000], ['workersLost', 1_000], ['clientsLost', 1_000],
     ['drainedSeeds', 20], ['shutdowns', 40], ['deadLettersDropped', 100], ['maxQueued', 5],
-    ['avoidedWaits', 100], ['avoidedDispatches', 500], ['byteRefusals', 50], ['cappedCredits', 100],
+    ['avoidedWaits', 100], ['avoidedDispatches', 500], ['byteRefusals', 50], ['cappedCredits', 100], ['blockedWorkers', 500],
   ];
   for (const [k, n] of least) t.ok((totals[k] as number) >= n, `${k} ${totals[k]} (at least ${n})`);
   const inversions = `timed-out tasks re-dispatched ahead of older ones timed out at the same tick: ${totals.firstInversion || 'none'}`;
