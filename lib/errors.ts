@@ -4,8 +4,10 @@
 export const ErrorCode = {
   /** A peer broke the wire protocol: malformed frame, unknown command, wrong command for its role. */
   PROTOCOL: 'E_PROTOCOL',
-  /** A frame declared a payload longer than the receiver's maxPayload. */
+  /** A frame declared a payload longer than the receiver's maxPayload; the connection was closed. */
   FRAME_TOO_LARGE: 'E_FRAME_TOO_LARGE',
+  /** One task's payload or result does not fit a maxPayload on its way; that task alone failed. */
+  TOO_LARGE: 'E_TOO_LARGE',
   /** The peer speaks a protocol version this side does not. */
   VERSION: 'E_VERSION',
   /** The task's handler threw or rejected on the worker. */
@@ -36,7 +38,7 @@ export const ErrorCode = {
   TOO_MANY_CONNECTIONS: 'E_TOO_MANY_CONNECTIONS',
   /** The peer did not present the scheduler's shared-secret token. */
   AUTH: 'E_AUTH',
-  /** The peer does not read what is sent to it, and its backlog passed the limit. */
+  /** The peer had bytes waiting for it and read none of them for slowConsumerMs. */
   SLOW_CONSUMER: 'E_SLOW_CONSUMER',
 } as const;
 

@@ -158,8 +158,8 @@ t.test('submissions made before the handshake go out after it, in order; an over
   const inputs = Array.from({ length: 200 }, (_, i) => `early ${i}`);
   const early = inputs.map((s) => c.submit('echo', s));
   const near = c.submit('echo', '€'.repeat(300));
-  await t.rejects(c.submit('echo', '€'.repeat(400)), { code: ErrorCode.INVALID, message: /payload of 1211 bytes exceeds maxPayload/ });
-  await t.rejects(c.submit('echo', Buffer.alloc(1100)), { code: ErrorCode.INVALID, message: /payload of 1111 bytes exceeds maxPayload/ });
+  await t.rejects(c.submit('echo', '€'.repeat(400)), { code: ErrorCode.TOO_LARGE, message: /a task of 1214 bytes exceeds maxPayload \(1024\)/ });
+  await t.rejects(c.submit('echo', Buffer.alloc(1100)), { code: ErrorCode.TOO_LARGE, message: /a task of 1114 bytes exceeds maxPayload/ });
   t.same(await within(10_000, 'the early results', Promise.all(early)), inputs, 'every early submission, answered');
   t.equal(await near, '€'.repeat(300), 'the 900-byte one went through');
   t.equal(await c.submit('echo', 'after'), 'after', 'the connection is intact after the refusals');
@@ -281,7 +281,16 @@ t.test('a peer sending garbage gets an ERROR frame and is closed; others keep be
 
   const cases: Array<[string, Buffer, string]> = [
     ['garbage first frame', Buffer.from('GET / HTTP/1.1\r\n\r\n'), ErrorCode.PROTOCOL],
-    ['oversized length', Buffer.from([Cmd.SUBMIT, 0xff, 0xff, 0xff, 0xff]), ErrorCode.FRAME_TOO_LARGE],
+    // Before the handshake only a HELLO is expected, so an oversized first frame is "not a HELLO" (PROTOCOL.md 4.1).
+    ['oversized first frame', Buffer.from([Cmd.SUBMIT, 0xff, 0xff, 0xff, 0xff]), ErrorCode.PROTOCOL],
+    [
+      'oversized frame that cannot be skipped, after the handshake',
+      Buffer.concat([
+        encode(writeHello, { version: PROTOCOL_VERSION, role: Role.CLIENT, heartbeatMs: 0, name: 'x', token: '', settings: {} }),
+        Buffer.from([Cmd.HELLO, 0xff, 0xff, 0xff, 0xff]),
+      ]),
+      ErrorCode.FRAME_TOO_LARGE,
+    ],
     [
       'wrong protocol version',
       encode(writeHello, { version: 99, role: Role.CLIENT, heartbeatMs: 0, name: 'x', token: '' }),

@@ -9,8 +9,12 @@ import path from 'node:path';
 import { ErrorCode, ProtocolError } from '../lib/errors.js';
 import { DEFAULT_MAX_PAYLOAD, FrameDecoder, FrameWriter, HEADER_SIZE, MAX_SLAB, MIN_SLAB, writeHeader } from '../lib/protocol/frame.js';
 import {
+  CMD_NAMES,
   Cmd,
+  HelloSetting,
+  MAX_HELLO_PAYLOAD,
   MAX_STRING_BYTES,
+  OLDEST_VERSION,
   PROTOCOL_VERSION,
   Role,
   SubmitOption,
@@ -26,6 +30,7 @@ import {
   encode,
   encodeKeepalive,
   isKnownCommand,
+  skippedHead,
   writeCancel,
   writeCompleted,
   writeError,
@@ -44,6 +49,13 @@ const docsPath = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..'
 // ---- helpers -------------------------------------------------------------------------------------------------
 
 const fromHex = (hex: string): Buffer => Buffer.from(hex, 'hex');
+
+/** A HELLO as decodeHello returns it: version 1 has no `settings` key at all. */
+function plainHello<T extends { settings?: unknown }>(hello: T): T {
+  const out = { ...hello };
+  if (out.settings === undefined) delete out.settings;
+  return out;
+}
 
 interface Frame {
   cmd: number;
@@ -103,7 +115,12 @@ function decodeFor(cmd: number, buf: Buffer, start = 0, end = buf.length): unkno
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(decoded)) {
     if (key === 'buf') out.body = buf.subarray(decoded.bodyStart, decoded.bodyEnd);
-    else if (key !== 'bodyStart' && key !== 'bodyEnd') out[key] = value;
+    else if (key !== 'bodyStart' && key !== 'bodyEnd' && key !== 'taskLength') out[key] = value;
+  }
+  if ('taskLength' in decoded) {
+    // A SUBMIT says how long the TASK it becomes will be: task id, attempt, the same type and body.
+    const want = 10 + Buffer.byteLength((decoded as unknown as { type: string }).type) + decoded.bodyEnd - decoded.bodyStart;
+    if (decoded.taskLength !== want) throw new Error(`SUBMIT taskLength ${decoded.taskLength}, its TASK is ${want}`);
   }
   return out;
 }
@@ -186,17 +203,38 @@ const GOLDEN = {
 
   HELLO_WORKER:
     '03' + //                       cmd HELLO
-    '0000000c' + //                 payload length 12
-    '01' + //                       protocol version 1
+    '0000000d' + //                 payload length 13
+    '02' + //                       protocol version 2
     '02' + //                       role 2 = worker
     '00000000' + //                 heartbeat 0 ms (clients and workers follow the scheduler's)
     '0002' + '7731' + //            name: str16 "w1"
-    '0000', //                      token: str16 "" (empty)
+    '0000' + //                     token: str16 "" (empty)
+    '00', //                        setting count 0
 
   HELLO_SCHEDULER:
     '03' + //                       cmd HELLO
-    '0000001b' + //                 payload length 27
+    '00000021' + //                 payload length 33
+    '02' + //                       protocol version 2
+    '03' + //                       role 3 = scheduler
+    '00001388' + //                 heartbeat 5000 ms
+    '0011' + '7461736b776972652d3061316232633364' + // name: str16 "taskwire-0a1b2c3d"
+    '0000' + //                     token: str16 "" (empty)
+    '01' + //                       setting count 1
+    '01' + '01000000', //           setting tag 1 = maxPayload, value 16777216
+
+  HELLO_WORKER_V1:
+    '03' + //                       cmd HELLO
+    '0000000c' + //                 payload length 12
     '01' + //                       protocol version 1
+    '02' + //                       role 2 = worker
+    '00000000' + //                 heartbeat 0 ms
+    '0002' + '7731' + //            name: str16 "w1"
+    '0000', //                      token: str16 "" (empty); version 1 ends here
+
+  HELLO_SCHEDULER_V1:
+    '03' + //                       cmd HELLO
+    '0000001b' + //                 payload length 27
+    '01' + //                       protocol version 1: the scheduler's answer to a peer of version 1
     '03' + //                       role 3 = scheduler
     '00001388' + //                 heartbeat 5000 ms
     '0011' + '7461736b776972652d3061316232633364' + // name: str16 "taskwire-0a1b2c3d"
@@ -300,14 +338,35 @@ const goldenCases: GoldenCase[] = [
   {
     name: 'HELLO_WORKER',
     cmd: Cmd.HELLO,
-    encode: () => encode(writeHello, { version: PROTOCOL_VERSION, role: Role.WORKER, heartbeatMs: 0, name: 'w1', token: '' }),
-    message: { version: 1, role: 2, heartbeatMs: 0, name: 'w1', token: '' },
+    encode: () => encode(writeHello, { version: PROTOCOL_VERSION, role: Role.WORKER, heartbeatMs: 0, name: 'w1', token: '', settings: {} }),
+    message: { version: 2, role: 2, heartbeatMs: 0, name: 'w1', token: '', settings: {} },
   },
   {
     name: 'HELLO_SCHEDULER',
     cmd: Cmd.HELLO,
     encode: () =>
-      encode(writeHello, { version: PROTOCOL_VERSION, role: Role.SCHEDULER, heartbeatMs: 5000, name: 'taskwire-0a1b2c3d', token: '' }),
+      encode(writeHello, {
+        version: PROTOCOL_VERSION,
+        role: Role.SCHEDULER,
+        heartbeatMs: 5000,
+        name: 'taskwire-0a1b2c3d',
+        token: '',
+        settings: { maxPayload: 16 * 1024 * 1024 },
+      }),
+    message: { version: 2, role: 3, heartbeatMs: 5000, name: 'taskwire-0a1b2c3d', token: '', settings: { maxPayload: 16 * 1024 * 1024 } },
+  },
+  {
+    name: 'HELLO_WORKER_V1',
+    cmd: Cmd.HELLO,
+    encode: () => encode(writeHello, { version: 1, role: Role.WORKER, heartbeatMs: 0, name: 'w1', token: '' }),
+    message: { version: 1, role: 2, heartbeatMs: 0, name: 'w1', token: '' },
+  },
+  {
+    name: 'HELLO_SCHEDULER_V1',
+    cmd: Cmd.HELLO,
+    // Settings given for version 1 are not written: that layout has no room for them.
+    encode: () =>
+      encode(writeHello, { version: 1, role: Role.SCHEDULER, heartbeatMs: 5000, name: 'taskwire-0a1b2c3d', token: '', settings: { maxPayload: 1 } }),
     message: { version: 1, role: 3, heartbeatMs: 5000, name: 'taskwire-0a1b2c3d', token: '' },
   },
   { name: 'KEEPALIVE', cmd: Cmd.HELLO, encode: () => encodeKeepalive(), message: null },
@@ -366,7 +425,10 @@ t.test('constants: command table, roles, version, header size, default maxPayloa
   t.same({ ...Cmd }, { TASK: 1, RESULT: 2, HELLO: 3, SUBMIT: 4, COMPLETED: 5, FAILED: 6, ERROR: 7, READY: 8, CANCEL: 9 });
   t.same({ ...Role }, { CLIENT: 1, WORKER: 2, SCHEDULER: 3 });
   t.same({ ...SubmitOption }, { TIMEOUT_MS: 1, RETRIES: 2, BACKOFF_MS: 3 });
-  t.equal(PROTOCOL_VERSION, 1);
+  t.equal(PROTOCOL_VERSION, 2);
+  t.equal(OLDEST_VERSION, 1);
+  t.same({ ...HelloSetting }, { MAX_PAYLOAD: 1 });
+  t.equal(MAX_HELLO_PAYLOAD, 132_356, 'version, role, heartbeat, two str16 of 65,535 bytes, 255 settings');
   t.equal(HEADER_SIZE, 5);
   t.equal(DEFAULT_MAX_PAYLOAD, 16 * 1024 * 1024);
   t.equal(MAX_STRING_BYTES, 0xffff);
@@ -500,13 +562,17 @@ function generated<A extends unknown[]>(
 
 const genHello = fc
   .record({
-    version: fc.constant(PROTOCOL_VERSION),
+    version: fc.constantFrom(OLDEST_VERSION, PROTOCOL_VERSION),
     role: fc.constantFrom(Role.CLIENT, Role.WORKER, Role.SCHEDULER),
     heartbeatMs: u32,
     name: text,
     token: text,
+    settings: fc.record({ maxPayload: u32 }, { requiredKeys: [] }),
   })
-  .map((m) => generated(Cmd.HELLO, m, writeHello, m));
+  .map((m) => {
+    const message = m.version === 1 ? { ...m, settings: undefined } : m;
+    return generated(Cmd.HELLO, plainHello(message), writeHello, m);
+  });
 const genKeepalive = fc.constant<Generated>({
   frame: encodeKeepalive(),
   cmd: Cmd.HELLO,
@@ -1171,8 +1237,8 @@ t.test('fuzz-lite: random bytes only ever raise ProtocolError, and nothing is de
 });
 
 t.test('a HELLO of another version is E_VERSION whatever its layout', async (t) => {
-  const future = Buffer.concat([fromHex('02' + '02' + '00000000' + '0000' + '0000'), Buffer.from('extra fields')]);
-  t.throws(() => decodeHello(future), { code: ErrorCode.VERSION });
+  const future = Buffer.concat([fromHex('03' + '02' + '00000000' + '0000' + '0000'), Buffer.from('extra fields')]);
+  t.throws(() => decodeHello(future), { code: ErrorCode.VERSION, message: /version 3 is not supported; this side speaks versions 1 to 2/ });
   t.throws(() => decodeHello(fromHex('00')), { code: ErrorCode.VERSION }, 'version 0');
   t.throws(() => encode(writeHello, { version: 256, role: Role.CLIENT, heartbeatMs: 0, name: '', token: '' }), RangeError);
 });
@@ -1230,4 +1296,98 @@ t.test('decoders read buf[start, end) only: bytes around the payload are neither
   throwsCode(t, () => decodeSubmit(inside, 0, 8), ErrorCode.PROTOCOL, 'SUBMIT cut inside its job type');
   t.equal(decodeSubmit(inside, 0, submit.length).type, 'sha256', 'and whole, it decodes');
   t.throws(() => decodeSubmit(inside, 4, inside.length + 1), RangeError, 'a range outside the buffer is a bug: RangeError');
+});
+
+// ---- skipping, assembly and the read budget --------------------------------------------------------------------
+
+t.test('an oversized SUBMIT, TASK, RESULT or COMPLETED is skipped, keeping only its ids; the stream goes on', async (t) => {
+  const delivered: string[] = [];
+  const skipped: { cmd: number; head: string; length: number }[] = [];
+  const decoder = new FrameDecoder((cmd, buf, start, end) => delivered.push(`${cmd}:${buf.toString('hex', start, end)}`), {
+    isKnownCommand,
+    maxPayload: 64,
+    skippable: skippedHead,
+    onSkipped: (cmd, head, length) => skipped.push({ cmd, head: head.toString('hex'), length }),
+  });
+  const big = encode(writeSubmit, 0x01020304, 'sha256', Buffer.alloc(1000, 7));
+  const next = encode(writeSubmit, 9, 'sha256', 'small');
+  const stream = Buffer.concat([big, next]);
+  // One byte at a time: the kept head and the skipped rest straddle every boundary there is.
+  for (let i = 0; i < stream.length; i++) decoder.push(stream.subarray(i, i + 1));
+  t.same(skipped, [{ cmd: Cmd.SUBMIT, head: '01020304', length: big.length - HEADER_SIZE }], 'reported once, after its last byte');
+  t.equal(delivered.length, 1, 'the frame after it is delivered');
+  t.equal(decoder.bufferedBytes, 0, 'nothing of it kept');
+  t.same([skippedHead(Cmd.SUBMIT), skippedHead(Cmd.COMPLETED), skippedHead(Cmd.TASK), skippedHead(Cmd.RESULT)], [4, 4, 8, 8]);
+  for (const cmd of [Cmd.HELLO, Cmd.READY, Cmd.ERROR, Cmd.FAILED, Cmd.CANCEL]) t.equal(skippedHead(cmd), 0, `${CMD_NAMES[cmd]} is never skipped`);
+
+  const strict = recorder(64);
+  throwsCode(t, () => strict.decoder.push(big), ErrorCode.FRAME_TOO_LARGE, 'without skippable, still fatal');
+  const tooShort = new FrameDecoder(() => {}, { isKnownCommand, maxPayload: 2, skippable: skippedHead });
+  throwsCode(t, () => tooShort.push(header(Cmd.SUBMIT, 3)), ErrorCode.FRAME_TOO_LARGE, 'shorter than the ids it should keep: fatal');
+});
+
+t.test('a payload that straddles reads is assembled in a buffer of its own, so no read is kept', async (t) => {
+  const one = encode(writeSubmit, 1, 'x', 'a');
+  const two = encode(writeSubmit, 2, 'x', Buffer.alloc(300, 1));
+  const frames = Buffer.concat([one, two]);
+  const got: Buffer[] = [];
+  const decoder = new FrameDecoder((_cmd, buf) => got.push(buf), { isKnownCommand });
+  const first = frames.subarray(0, 40);
+  decoder.push(first);
+  t.equal(got[0], first, 'the whole frame points into its chunk');
+  t.equal(decoder.bufferedBytes, 40 - one.length - HEADER_SIZE, 'the straddling bytes so far are copied out');
+  decoder.push(frames.subarray(40));
+  t.equal(got.length, 2);
+  t.equal(got[1]!.length, two.length - HEADER_SIZE, 'a buffer of exactly the payload, not a read');
+});
+
+t.test('the read budget: a straddling frame waits for its bytes, takes in what it holds once granted, gives them back', async (t) => {
+  const { ByteBudget } = await import('../lib/transport/budget.js');
+  const budget = new ByteBudget(1000, 100);
+  const frame = encode(writeSubmit, 1, 'x', Buffer.alloc(700, 2)); // payload 708 bytes
+  const delivered: number[] = [];
+  const a = new FrameDecoder((_c, _buf, start, end) => delivered.push(end - start), { isKnownCommand, budget });
+  const b = new FrameDecoder((_c, _buf, start, end) => delivered.push(end - start), { isKnownCommand, budget });
+  a.push(frame.subarray(0, 200));
+  t.equal(budget.used, 708, 'a reserved its whole frame');
+  b.push(frame.subarray(0, 300));
+  t.ok(b.waiting, 'b does not fit: it waits');
+  t.equal(b.bufferedBytes, 300 - HEADER_SIZE, 'holding what it read past the header');
+  b.push(frame.subarray(300, 400)); // an owner should have stopped reading; the bytes are kept anyway
+  a.push(frame.subarray(200));
+  t.same(delivered, [708], "a's frame delivered");
+  t.equal(budget.used, 0, 'and its bytes given back');
+  b.retry();
+  t.notOk(b.waiting);
+  t.equal(budget.used, 708, 'b has its reservation now');
+  b.push(frame.subarray(400));
+  t.same(delivered, [708, 708]);
+  t.equal(budget.used, 0);
+
+  const small = new FrameDecoder(() => {}, { isKnownCommand, budget });
+  budget.reserve(1000);
+  small.push(encode(writeSubmit, 1, 'x', Buffer.alloc(50)).subarray(0, 20));
+  t.notOk(small.waiting, 'a frame under the threshold never waits');
+  budget.release(1000);
+
+  const lone = new ByteBudget(100, 0);
+  const huge = new FrameDecoder(() => {}, { isKnownCommand, budget: lone });
+  huge.push(frame.subarray(0, 10));
+  t.notOk(huge.waiting, 'a frame larger than the whole budget is granted when nothing else is held');
+  huge.stop();
+  t.equal(lone.used, 0, 'stop() gives the reservation back');
+});
+
+t.test('HELLO version 2: settings after the token, unknown tags ignored', async (t) => {
+  const hex =
+    '02' + '01' + '00000000' + '0001' + '63' + '0000' + // version 2, client, name "c", no token
+    '03' + '01' + '00001000' + '07' + 'deadbeef' + '01' + '00002000'; // 3 settings: maxPayload, unknown 7, maxPayload again
+  t.same(decodeHello(fromHex(hex)), { version: 2, role: 1, heartbeatMs: 0, name: 'c', token: '', settings: { maxPayload: 0x2000 } });
+  throwsCode(t, () => decodeHello(fromHex(hex + '00')), ErrorCode.PROTOCOL, 'trailing bytes after the settings');
+  throwsCode(t, () => decodeHello(fromHex(hex.slice(0, -2))), ErrorCode.PROTOCOL, 'a setting cut short');
+  t.equal(
+    encode(writeHello, { version: 2, role: Role.CLIENT, heartbeatMs: 0, name: 'x'.repeat(0xffff), token: 'y'.repeat(0xffff) }).length - HEADER_SIZE,
+    MAX_HELLO_PAYLOAD - 255 * 5,
+    'the longest names and no settings stay under MAX_HELLO_PAYLOAD',
+  );
 });

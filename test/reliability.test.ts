@@ -252,8 +252,8 @@ t.test('a worker process stopped with SIGTERM finishes its running task and exit
   t.equal(scheduler.stats().requeued, 0, 'nothing had to be requeued');
 });
 
-t.test('a client that does not read its results is dropped with E_SLOW_CONSUMER', async (t) => {
-  const scheduler = await startScheduler(t, { maxBufferedBytes: 256 * 1024 });
+t.test('a client that reads none of its results for slowConsumerMs is dropped with E_SLOW_CONSUMER', async (t) => {
+  const scheduler = await startScheduler(t, { slowConsumerMs: 500 });
   worker(t, scheduler.port, { big: () => Buffer.alloc(64 * 1024) });
   const socket = net.connect(scheduler.port, '127.0.0.1');
   t.teardown(() => socket.destroy());

@@ -5,7 +5,7 @@ import os from 'node:os';
 import { ErrorCode, TaskFailedError, TaskwireError } from '../errors.js';
 import { IdTable } from '../id-table.js';
 import { checkInteger, checkString, stripUndefined } from '../options.js';
-import { Cmd, Role, decodeCompleted, decodeFailed, submitPayloadLength, writeSubmit } from '../protocol/messages.js';
+import { Cmd, Role, decodeCompleted, decodeFailed, submitPayloadLength, taskPayloadLength, writeSubmit } from '../protocol/messages.js';
 import { DEFAULT_MAX_PAYLOAD, FrameWriter, MAX_PAYLOAD_LIMIT } from '../protocol/frame.js';
 import { Session } from '../transport/session.js';
 
@@ -16,7 +16,10 @@ export interface ClientOptions {
   port?: number;
   /** Name shown by the scheduler. Default '<hostname>:<pid>'. */
   name?: string;
-  /** Largest frame payload accepted, in bytes. Default 16 MiB. */
+  /**
+   * Largest frame payload accepted, in bytes: a result over it fails its task alone (E_TOO_LARGE). Until the
+   * scheduler has announced its own limit, submissions are checked against this one too. Default 16 MiB.
+   */
   maxPayload?: number;
   /** Shared secret, for a scheduler started with a token. */
   token?: string;
@@ -124,12 +127,15 @@ export class Client extends EventEmitter<ClientEvents> {
     if (typeof payload !== 'string' && !(payload instanceof Uint8Array)) {
       return Promise.reject(new TaskwireError(ErrorCode.INVALID, 'payload must be a string or a Uint8Array'));
     }
-    // Nothing may be written for a SUBMIT that is too large. Its exact size costs a UTF-8 length pass, so it is
-    // only computed when a bound could pass the limit: 3 bytes per UTF-16 unit, under 512 for the other fields.
-    if ((typeof payload === 'string' ? payload.length * 3 : payload.length) + 512 > this.maxPayload) {
-      const size = submitPayloadLength(type, payload, options);
-      if (size > this.maxPayload) {
-        return Promise.reject(new TaskwireError(ErrorCode.INVALID, `payload of ${size} bytes exceeds maxPayload (${this.maxPayload})`));
+    // A task too large for the scheduler (as a SUBMIT, or as the TASK it becomes) is refused here, unsent. Its
+    // exact size costs a UTF-8 length pass, so it is only computed when a bound could pass the limit: 3 bytes
+    // per UTF-16 unit, under 512 for the other fields.
+    const limit = this.session?.schedulerMaxPayload ?? this.maxPayload;
+    if ((typeof payload === 'string' ? payload.length * 3 : payload.length) + 512 > limit) {
+      const size = Math.max(submitPayloadLength(type, payload, options), taskPayloadLength(type, payload));
+      if (size > limit) {
+        const whose = this.session?.schedulerMaxPayload === undefined ? 'maxPayload' : "the scheduler's maxPayload";
+        return Promise.reject(new TaskwireError(ErrorCode.TOO_LARGE, `a task of ${size} bytes exceeds ${whose} (${limit})`));
       }
     }
     const id = this.allocateId();
@@ -153,6 +159,11 @@ export class Client extends EventEmitter<ClientEvents> {
     }
     this.session = session;
     session.onFrame = (cmd, buf, start, end) => this.frame(cmd, buf, start, end);
+    session.onSkipped = (cmd, head, length) => {
+      if (cmd !== Cmd.COMPLETED) throw new TaskwireError(ErrorCode.PROTOCOL, `a scheduler may not send command ${cmd} to a client`);
+      const message = `the result of ${length - 4} bytes exceeds this client's maxPayload (${this.maxPayload})`;
+      this.take(head.readUInt32BE(0)).reject(new TaskFailedError(ErrorCode.TOO_LARGE, message));
+    };
     session.onClose = (error) => {
       this.end(error ?? new TaskwireError(ErrorCode.DISCONNECTED, 'the connection to the scheduler closed'));
     };

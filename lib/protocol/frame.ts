@@ -11,25 +11,56 @@ export const MAX_PAYLOAD_LIMIT = 0xffff_ffff;
 const EMPTY = Buffer.alloc(0);
 
 /**
- * Receives one frame. Its payload is buf[start, end): a range of the chunk it arrived in, or of a copy when it
- * straddled chunks. The range is not a Buffer of its own: a view per frame (and another per body inside it) was
- * a visible share of the scheduler's CPU and garbage, so decoders read fields in place and a handler makes a
- * view only of what it keeps. The bytes stay valid after the call.
+ * Receives one frame. Its payload is buf[start, end): a range of the chunk it arrived in, or of a buffer of its
+ * own when it straddled chunks. The range is not a Buffer of its own: a view per frame (and another per body
+ * inside it) was a visible share of the scheduler's CPU and garbage, so decoders read fields in place and a
+ * handler makes a view only of what it keeps. The bytes stay valid after the call.
  */
 export type FrameHandler = (cmd: number, buf: Buffer, start: number, end: number) => void;
 
+/**
+ * Memory for payloads that straddle reads, shared by many decoders. A decoder asks for a frame's whole length when
+ * it starts assembling it and gives it back once the frame is delivered; while it is refused, the decoder holds
+ * what it has and waits (see FrameDecoder.waiting), so the total stays bounded however many peers send at once.
+ */
+export interface FrameBudget {
+  /** Frames shorter than this are assembled without asking. */
+  readonly threshold: number;
+  /** Takes `bytes` from the budget; false when they are not available now. */
+  reserve(bytes: number): boolean;
+  release(bytes: number): void;
+}
+
 export interface DecoderOptions {
-  /** Declared payload lengths above this are refused before anything is allocated. */
+  /** Declared payload lengths above this are refused (or skipped) before anything is allocated. */
   maxPayload?: number;
   /** Returns whether a command byte is known; an unknown one is a protocol error. */
   isKnownCommand: (cmd: number) => boolean;
+  /**
+   * Commands whose frames over maxPayload are skipped rather than fatal: the number of leading payload bytes to
+   * keep (the ids at fixed offsets that say which task it was), or 0 for commands that cannot be skipped.
+   */
+  skippable?: (cmd: number) => number;
+  /** Receives a skipped frame once its last byte has been read past: its command, kept bytes and declared length. */
+  onSkipped?: (cmd: number, head: Buffer, length: number) => void;
+  /** Where straddling payloads take their memory from; without one, they take what they need. */
+  budget?: FrameBudget | null;
+  /** The error for a frame over maxPayload that is not skipped. Default: E_FRAME_TOO_LARGE naming maxPayload. */
+  tooLarge?: (cmd: number, length: number, maxPayload: number) => Error;
 }
+
+/** The default error for a frame over maxPayload: E_FRAME_TOO_LARGE. */
+export const frameTooLargeError = (_cmd: number, length: number, maxPayload: number): Error =>
+  new ProtocolError(`frame payload of ${length} bytes exceeds maxPayload (${maxPayload})`, ErrorCode.FRAME_TOO_LARGE);
 
 /**
  * A streaming frame decoder: feed it chunks cut anywhere, it calls `onFrame` once per complete frame.
  *
- * It keeps the unread chunks in a list and an offset into the first one, so a payload that lies inside a
- * single chunk is handed out as a range of that chunk; only a payload that straddles chunks is copied, once.
+ * A payload that lies inside one chunk is handed out as a range of that chunk. One that straddles chunks is
+ * copied, as it arrives, into a buffer of exactly its length (taken from the budget, if any): no chunk is kept
+ * once push() returns, so a small frame read together with large ones never keeps their read alive. The only
+ * exception is a decoder waiting for its budget, which keeps the rest of the chunk it could not take in yet.
+ *
  * Errors are thrown from push() as ProtocolError (or whatever onFrame threw); after one, the decoder ignores all
  * further input.
  */
@@ -37,118 +68,218 @@ export class FrameDecoder {
   private readonly onFrame: FrameHandler;
   /** May be changed between frames, e.g. kept small until a handshake is done. */
   maxPayload: number;
+  /** May be changed between frames, e.g. a separate budget until a handshake is done. */
+  budget: FrameBudget | null;
+  /** May be changed between frames. */
+  tooLarge: (cmd: number, length: number, maxPayload: number) => Error;
   private readonly isKnownCommand: (cmd: number) => boolean;
-  private readonly chunks: Buffer[] = [];
-  private offset = 0; // read position inside chunks[0]
-  private buffered = 0; // unread bytes across all chunks
-  private cmd = 0;
-  private length = -1; // payload length of the frame being read; -1 while waiting for a header
-  private stopped = false;
+  /** May be changed between frames. */
+  skippable: (cmd: number) => number;
+  private readonly onSkipped: (cmd: number, head: Buffer, length: number) => void;
   private readonly header = Buffer.allocUnsafe(HEADER_SIZE);
+  private headerHave = 0;
+  private cmd = 0;
+  /** Payload length of the frame being read; -1 while reading a header. */
+  private length = -1;
+  /** The straddling payload being assembled, how much of it has arrived, and whether it is on the budget. */
+  private partial: Buffer | null = null;
+  private partialHave = 0;
+  /** Bytes of the partial frame taken from a budget, and which one (the budget may be swapped meanwhile). */
+  private reserved = 0;
+  private reservedFrom: FrameBudget | null = null;
+  /** Skipping an oversized frame: bytes still to pass, and its leading bytes, kept. */
+  private skipLeft = 0;
+  private skipHead: Buffer = EMPTY;
+  private skipHave = 0;
+  /** Input not yet taken in while waiting for the budget. */
+  private held: Buffer | null = null;
+  private stopped = false;
 
   constructor(onFrame: FrameHandler, options: DecoderOptions) {
     this.onFrame = onFrame;
     this.maxPayload = options.maxPayload ?? DEFAULT_MAX_PAYLOAD;
     this.isKnownCommand = options.isKnownCommand;
+    this.skippable = options.skippable ?? (() => 0);
+    this.onSkipped = options.onSkipped ?? (() => {});
+    this.budget = options.budget ?? null;
+    this.tooLarge = options.tooLarge ?? frameTooLargeError;
   }
 
-  /** Bytes received but not yet part of a delivered frame. */
+  /** Bytes received but not yet part of a delivered frame (a skipped frame's bytes are not kept). */
   get bufferedBytes(): number {
-    return this.buffered;
+    return this.headerHave + this.partialHave + (this.held?.length ?? 0);
   }
 
   /** True while a frame has been started but not finished (a peer that stops here is truncating). */
   get midFrame(): boolean {
-    return this.buffered > 0 || this.length >= 0;
+    return this.headerHave > 0 || this.length >= 0 || this.skipLeft > 0 || this.held !== null;
   }
 
-  /** Stops decoding: frames still buffered are dropped. Used when the connection is closing. */
+  /**
+   * True when a straddling frame is waiting for its budget: the decoder takes no input in until retry() gets it
+   * one, so its owner should stop reading (the bytes it already has are kept).
+   */
+  get waiting(): boolean {
+    return this.held !== null;
+  }
+
+  /** Stops decoding: frames still buffered are dropped, their budget given back. Used when the connection is closing. */
   stop(): void {
     this.stopped = true;
-    this.chunks.length = 0;
-    this.buffered = 0;
+    this.held = null;
+    this.partial = null;
+    this.partialHave = this.headerHave = 0;
+    this.giveBack();
   }
 
   push(chunk: Buffer): void {
     if (this.stopped || chunk.length === 0) return;
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
-    while (!this.stopped) {
+    if (this.held !== null) {
+      // More input while waiting (the owner should have stopped reading): keep it behind what is held.
+      this.held = Buffer.concat([this.held, chunk]);
+      return;
+    }
+    this.run(chunk, 0);
+  }
+
+  /** After waiting: tries the budget again and, if it grants the frame, takes in what was held. */
+  retry(): void {
+    const held = this.held;
+    if (this.stopped || held === null) return;
+    this.held = null;
+    this.run(held, 0);
+  }
+
+  private run(buf: Buffer, offset: number): void {
+    const end = buf.length;
+    while (offset < end && !this.stopped) {
+      if (this.skipLeft > 0) {
+        offset = this.skip(buf, offset);
+        continue;
+      }
+      if (this.partial !== null) {
+        offset = this.fill(buf, offset);
+        continue;
+      }
       if (this.length < 0) {
-        if (this.buffered < HEADER_SIZE) return;
-        this.readHeader();
+        if (this.headerHave === 0 && end - offset >= HEADER_SIZE) {
+          this.begin(buf[offset]!, buf.readUInt32BE(offset + 1));
+          offset += HEADER_SIZE;
+        } else {
+          const n = Math.min(HEADER_SIZE - this.headerHave, end - offset);
+          buf.copy(this.header, this.headerHave, offset, offset + n);
+          this.headerHave += n;
+          offset += n;
+          if (this.headerHave < HEADER_SIZE) return;
+          this.headerHave = 0;
+          this.begin(this.header[0]!, this.header.readUInt32BE(1));
+        }
+        if (this.length !== 0 || this.skipLeft > 0) continue;
+        this.deliver(EMPTY, 0, 0); // an empty payload (a keepalive) may end the chunk: nothing to point into
+        continue;
       }
       const n = this.length;
-      if (this.buffered < n) return;
-      this.length = -1;
-      let buf: Buffer = EMPTY;
-      let start = 0;
-      if (n === 0) {
-        // an empty payload (a keepalive) may end the buffered bytes: there is no chunk to point into
-      } else if (this.chunks[0]!.length - this.offset >= n) {
-        buf = this.chunks[0]!;
-        start = this.offset;
-        this.skip(n);
-      } else {
-        buf = Buffer.allocUnsafe(n);
-        start = 0;
-        this.copyInto(buf, n);
+      if (end - offset >= n) {
+        this.deliver(buf, offset, offset + n);
+        offset += n;
+        continue;
       }
-      try {
-        this.onFrame(this.cmd, buf, start, start + n);
-      } catch (err) {
-        this.stop(); // the connection is going down; frames behind the bad one must not be delivered
-        throw err;
+      const budget = this.budget;
+      if (budget !== null && n >= budget.threshold) {
+        if (!budget.reserve(n)) {
+          this.held = offset === 0 ? buf : buf.subarray(offset);
+          return;
+        }
+        this.reserved = n;
+        this.reservedFrom = budget;
       }
+      this.partial = Buffer.allocUnsafe(n);
+      this.partialHave = 0;
     }
   }
 
-  private readHeader(): void {
-    const first = this.chunks[0]!;
-    let cmd: number;
-    let length: number;
-    if (first.length - this.offset >= HEADER_SIZE) {
-      cmd = first[this.offset]!;
-      length = first.readUInt32BE(this.offset + 1);
-      this.skip(HEADER_SIZE);
-    } else {
-      this.copyInto(this.header, HEADER_SIZE);
-      cmd = this.header[0]!;
-      length = this.header.readUInt32BE(1);
-    }
+  /** A header has been read: checks it and sets up the payload, or the skip of an oversized one. */
+  private begin(cmd: number, length: number): void {
     if (!this.isKnownCommand(cmd)) {
       this.stop();
       throw new ProtocolError(`unknown command ${cmd} (0x${cmd.toString(16).padStart(2, '0')})`);
     }
-    if (length > this.maxPayload) {
-      this.stop();
-      throw new ProtocolError(
-        `frame payload of ${length} bytes exceeds maxPayload (${this.maxPayload})`,
-        ErrorCode.FRAME_TOO_LARGE,
-      );
-    }
     this.cmd = cmd;
+    if (length <= this.maxPayload) {
+      this.length = length;
+      return;
+    }
+    const keep = this.skippable(cmd);
+    if (keep === 0 || length < keep) {
+      this.stop();
+      throw this.tooLarge(cmd, length, this.maxPayload);
+    }
+    this.skipLeft = length;
+    this.skipHead = Buffer.allocUnsafe(keep);
+    this.skipHave = 0;
     this.length = length;
   }
 
-  private skip(n: number): void {
-    this.offset += n;
-    this.buffered -= n;
-    if (this.offset === this.chunks[0]!.length) {
-      this.chunks.shift(); // the list holds a handful of chunks at most, so shift() is cheap here
-      this.offset = 0;
+  private skip(buf: Buffer, offset: number): number {
+    const want = this.skipHead.length - this.skipHave;
+    if (want > 0) {
+      const n = Math.min(want, buf.length - offset);
+      buf.copy(this.skipHead, this.skipHave, offset, offset + n);
+      this.skipHave += n;
+      this.skipLeft -= n;
+      offset += n;
+    }
+    const n = Math.min(this.skipLeft, buf.length - offset);
+    this.skipLeft -= n;
+    offset += n;
+    if (this.skipLeft === 0 && this.skipHave === this.skipHead.length) {
+      const { cmd, length, skipHead } = this;
+      this.length = -1;
+      this.skipHead = EMPTY;
+      try {
+        this.onSkipped(cmd, skipHead, length);
+      } catch (err) {
+        this.stop();
+        throw err;
+      }
+    }
+    return offset;
+  }
+
+  private fill(buf: Buffer, offset: number): number {
+    const partial = this.partial!;
+    const n = Math.min(partial.length - this.partialHave, buf.length - offset);
+    buf.copy(partial, this.partialHave, offset, offset + n);
+    this.partialHave += n;
+    if (this.partialHave === partial.length) {
+      this.partial = null;
+      this.partialHave = 0;
+      try {
+        this.deliver(partial, 0, partial.length);
+      } finally {
+        this.giveBack();
+      }
+    }
+    return offset + n;
+  }
+
+  private deliver(buf: Buffer, start: number, end: number): void {
+    this.length = -1;
+    try {
+      this.onFrame(this.cmd, buf, start, end);
+    } catch (err) {
+      this.stop(); // the connection is going down; frames behind the bad one must not be delivered
+      throw err;
     }
   }
 
-  private copyInto(target: Buffer, n: number): void {
-    let written = 0;
-    while (written < n) {
-      const first = this.chunks[0]!;
-      const count = Math.min(n - written, first.length - this.offset);
-      first.copy(target, written, this.offset, this.offset + count);
-      written += count;
-      this.skip(count);
-    }
+  private giveBack(): void {
+    const from = this.reservedFrom;
+    if (from === null) return;
+    const n = this.reserved;
+    this.reserved = 0;
+    this.reservedFrom = null;
+    from.release(n);
   }
 }
 

@@ -5,7 +5,9 @@ import { isUtf8 } from 'node:buffer';
 import { ErrorCode, ProtocolError } from '../errors.js';
 import { FrameWriter, HEADER_SIZE, writeHeader } from './frame.js';
 
-export const PROTOCOL_VERSION = 1;
+/** The version this side speaks. A scheduler also answers peers of every version from OLDEST_VERSION, in theirs. */
+export const PROTOCOL_VERSION = 2;
+export const OLDEST_VERSION = 1;
 
 /** Command bytes. 1-3 keep their meaning from the original design; the rest were added around them. */
 export const Cmd = {
@@ -44,10 +46,24 @@ export const ResultStatus = { OK: 0, ERROR: 1 } as const;
 /** Longest UTF-8 string a u16 length prefix can carry. */
 export const MAX_STRING_BYTES = 0xffff;
 
-/** The longest HELLO payload: version, role, heartbeat and two u16-prefixed strings. */
-export const MAX_HELLO_PAYLOAD = 1 + 1 + 4 + 2 * (2 + MAX_STRING_BYTES);
+/**
+ * Settings a HELLO of version 2 carries after its token, each a tag u8 and a value u32. Unknown tags are
+ * ignored, so a later version can announce more without breaking this one.
+ */
+export const HelloSetting = {
+  /** The largest frame payload the sender accepts: a scheduler's tells its peers what it will take. */
+  MAX_PAYLOAD: 1,
+} as const;
+
+export interface HelloSettings {
+  maxPayload?: number;
+}
+
+/** The longest HELLO payload: version, role, heartbeat, two u16-prefixed strings and 255 settings. */
+export const MAX_HELLO_PAYLOAD = 1 + 1 + 4 + 2 * (2 + MAX_STRING_BYTES) + 1 + 255 * 5;
 
 export interface Hello {
+  /** 1 or 2; version 1 has no settings. */
   version: number;
   role: Role;
   /** The sender's keepalive interval in ms; a client or worker sends 0 and follows the scheduler's. */
@@ -56,6 +72,8 @@ export interface Hello {
   name: string;
   /** Shared-secret token; empty when authentication is off. */
   token: string;
+  /** Version 2 only. */
+  settings?: HelloSettings;
 }
 
 /** Option tags of SUBMIT; each value is a u32. Unknown tags are a protocol error. */
@@ -88,6 +106,8 @@ export interface Submit extends BodyRange {
   requestId: number;
   type: string;
   options: SubmitOptions | undefined;
+  /** The payload length of the TASK this SUBMIT becomes (which must fit the workers' limit too). */
+  taskLength: number;
 }
 
 export interface Cancel extends Failure {
@@ -204,15 +224,26 @@ export function encodeKeepalive(): Buffer {
   return KEEPALIVE;
 }
 
+const SETTING_FIELDS = [['maxPayload', HelloSetting.MAX_PAYLOAD]] as const;
+
+/** Writes a HELLO in the layout of `hello.version`: version 1 ends at the token, version 2 adds the settings. */
 export function writeHello(w: FrameWriter, hello: Hello): void {
   const nameLen = stringLength(hello.name, 'hello name');
   const tokenLen = stringLength(hello.token, 'hello token');
-  const at = begin(w, Cmd.HELLO, 10 + nameLen + tokenLen);
+  const settings = hello.version >= 2 ? SETTING_FIELDS.filter(([key]) => hello.settings?.[key] !== undefined) : null;
+  const at = begin(w, Cmd.HELLO, 10 + nameLen + tokenLen + (settings ? 1 + 5 * settings.length : 0));
   const out = w.buf;
   out.writeUInt8(hello.version, at + 5);
   out.writeUInt8(hello.role, at + 6);
   out.writeUInt32BE(hello.heartbeatMs, at + 7);
-  writeString(out, writeString(out, at + 11, hello.name, nameLen), hello.token, tokenLen);
+  let offset = writeString(out, writeString(out, at + 11, hello.name, nameLen), hello.token, tokenLen);
+  if (!settings) return;
+  out[offset++] = settings.length;
+  for (const [key, tag] of settings) {
+    out[offset] = tag;
+    out.writeUInt32BE(hello.settings![key]!, offset + 1);
+    offset += 5;
+  }
 }
 
 const OPTION_FIELDS = [
@@ -230,6 +261,22 @@ function optionCount(options: SubmitOptions | undefined): number {
 /** The payload size of a SUBMIT, for a sender that must refuse an oversized one before writing anything. */
 export function submitPayloadLength(type: string, body: Bytes, options?: SubmitOptions): number {
   return 7 + optionCount(options) * 5 + stringLength(type, 'job type') + byteLength(body);
+}
+
+/** The payload size of the TASK a SUBMIT of this type and body becomes. */
+export function taskPayloadLength(type: string, body: Bytes): number {
+  return 10 + stringLength(type, 'job type') + byteLength(body);
+}
+
+/**
+ * For a frame over the receiver's maxPayload: how many leading payload bytes identify the task it carries, so the
+ * receiver can skip the rest and fail that one task instead of the connection. 0: the frame cannot be skipped.
+ * SUBMIT and COMPLETED begin with a request id, TASK and RESULT with a task id and an attempt.
+ */
+export function skippedHead(cmd: number): number {
+  if (cmd === Cmd.SUBMIT || cmd === Cmd.COMPLETED) return 4;
+  if (cmd === Cmd.TASK || cmd === Cmd.RESULT) return 8;
+  return 0;
 }
 
 export function writeSubmit(w: FrameWriter, requestId: number, type: string, body: Bytes, options?: SubmitOptions): void {
@@ -465,14 +512,27 @@ export function decodeHello(buf: Buffer, start = 0, end = buf.length): Hello | n
   if (end === start) return null;
   const r = reader.reset(buf, start, end, 'HELLO');
   const version = r.u8('version');
-  if (version !== PROTOCOL_VERSION) {
-    throw new ProtocolError(`protocol version ${version} is not supported; this side speaks version ${PROTOCOL_VERSION}`, ErrorCode.VERSION);
+  if (version < OLDEST_VERSION || version > PROTOCOL_VERSION) {
+    throw new ProtocolError(
+      `protocol version ${version} is not supported; this side speaks versions ${OLDEST_VERSION} to ${PROTOCOL_VERSION}`,
+      ErrorCode.VERSION,
+    );
   }
   const role = r.u8('role');
   if (role !== Role.CLIENT && role !== Role.WORKER && role !== Role.SCHEDULER) {
     throw new ProtocolError(`HELLO has unknown role ${role}`);
   }
   const hello: Hello = { version, role, heartbeatMs: r.u32('heartbeat'), name: r.string('name'), token: r.string('token') };
+  if (version >= 2) {
+    const settings: HelloSettings = {};
+    const count = r.u8('setting count');
+    for (let i = 0; i < count; i++) {
+      const tag = r.u8('setting tag');
+      const value = r.u32('setting value');
+      if (tag === HelloSetting.MAX_PAYLOAD) settings.maxPayload = value; // other tags: a later version's, ignored
+    }
+    hello.settings = settings;
+  }
   r.done();
   return hello;
 }
@@ -495,7 +555,8 @@ export function decodeSubmit(buf: Buffer, start = 0, end = buf.length): Submit {
     else throw new ProtocolError(`SUBMIT has unknown option tag ${tag}`);
   }
   const type = r.string('job type');
-  return { requestId, type, buf, bodyStart: r.skipRest(), bodyEnd: end, options };
+  // TASK = task id, attempt, the same type and body: 3 bytes more than a SUBMIT without its options.
+  return { requestId, type, buf, bodyStart: r.skipRest(), bodyEnd: end, options, taskLength: end - start + 3 - 5 * count };
 }
 
 export function decodeCancel(buf: Buffer, start = 0, end = buf.length): Cancel {

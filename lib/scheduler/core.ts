@@ -495,6 +495,13 @@ export class SchedulerCore<H> {
     this.out.taskQueued?.(seq >>> 0, type, client, requestId, body);
   }
 
+  /** Refuses a submission the shell could not accept (too large to read or to send on), answering that request alone. */
+  refuse(client: ClientRecord<H>, requestId: number, code: string, message: string): void {
+    if (!this.clients.has(client)) return;
+    this.counters.rejected++;
+    this.out.sendFailed(client, requestId, code, message);
+  }
+
   private settings(options: SubmitOptions): Settings {
     return {
       timeoutMs: options.timeoutMs || this.config.timeoutMs,

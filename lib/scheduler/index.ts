@@ -5,13 +5,12 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { ErrorCode, ProtocolError, TaskwireError } from '../errors.js';
-import { checkInteger, checkString, stripUndefined } from '../options.js';
-import { DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT } from '../protocol/frame.js';
+import { checkInteger, checkString, invalidOption, stripUndefined } from '../options.js';
+import { DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT, frameTooLargeError } from '../protocol/frame.js';
 import {
   CMD_NAMES,
   Cmd,
   MAX_HELLO_PAYLOAD,
-  PROTOCOL_VERSION,
   Role,
   decodeError,
   decodeHello,
@@ -19,12 +18,14 @@ import {
   decodeResult,
   decodeSubmit,
   encodeKeepalive,
+  skippedHead,
   writeCancel,
   writeCompleted,
   writeFailed,
   writeHello,
   writeTask,
 } from '../protocol/messages.js';
+import { ByteBudget } from '../transport/budget.js';
 import type { Connection } from '../transport/connection.js';
 import { TcpConnection } from '../transport/tcp.js';
 import { CORE_DEFAULTS, SchedulerCore, type CoreOutput, type CoreStats, type DeadLetter, type PeerRecord, type Task } from './core.js';
@@ -50,17 +51,46 @@ export interface SchedulerOptions {
   backoffMs?: number;
   /** Tasks waiting for a worker at most; further submissions fail with E_QUEUE_FULL. Default 10,000,000. */
   maxQueued?: number;
+  /** Bytes of the bodies of tasks waiting for a worker at most; more fail with E_QUEUE_FULL. Default 1 GiB. */
+  maxQueuedBytes?: number;
   /** Unsettled tasks per client at most; further submissions fail with E_TOO_MANY_PENDING. Default 1,048,576. */
   maxPendingPerClient?: number;
+  /** Bytes of the bodies of a client's unsettled tasks at most; more fail with E_TOO_MANY_PENDING. Default 256 MiB. */
+  maxPendingBytesPerClient?: number;
+  /** The largest concurrency (credits) a worker may announce; a larger one is capped to it. Default 65,536. */
+  maxConcurrency?: number;
   /** Open connections at most; more are refused with E_TOO_MANY_CONNECTIONS. Default 10000. */
   maxConnections?: number;
+  /**
+   * Connections still in their handshake at most. A new connection past it, or past maxConnections, closes the
+   * oldest of them (E_TOO_MANY_CONNECTIONS), so peers that never say hello cannot lock out those that do.
+   * Default 1000.
+   */
+  maxHandshakes?: number;
   /** A connection that has not completed its hello in this many ms is closed. Default 10000. */
   handshakeTimeoutMs?: number;
-  /** Bytes queued for a peer that is not reading before it is dropped with E_SLOW_CONSUMER. Default 64 MiB. */
-  maxBufferedBytes?: number;
+  /**
+   * Bytes held at most, across all connections past their handshake, for frames that arrive over several reads;
+   * a connection whose frame does not fit waits, unread, until another frame completes. Default 256 MiB.
+   */
+  maxPartialFrameBytes?: number;
+  /** The same for HELLOs of connections still in their handshake. Default 8 MiB. */
+  maxHandshakeBytes?: number;
+  /**
+   * Unsent bytes for a peer above which the scheduler stops feeding it: a worker gets no more tasks, a client's
+   * further frames are not read, until the bytes have gone. Default 1 MiB.
+   */
+  highWaterBytes?: number;
+  /** A peer that has had bytes waiting and read none of them for this many ms is dropped (E_SLOW_CONSUMER). Default 30000. */
+  slowConsumerMs?: number;
   /** Failed tasks kept for deadLetters(). Default 1000. */
   deadLetterLimit?: number;
 }
+
+/** Options that were replaced, with what replaced them: passing one is an error that says so. */
+const REPLACED_OPTIONS: Record<string, string> = {
+  maxBufferedBytes: 'highWaterBytes (when to stop feeding a peer) and slowConsumerMs (when to drop one that reads nothing)',
+};
 
 export const SCHEDULER_DEFAULTS = {
   host: '127.0.0.1',
@@ -71,12 +101,22 @@ export const SCHEDULER_DEFAULTS = {
   maxAttempts: CORE_DEFAULTS.maxAttempts,
   backoffMs: CORE_DEFAULTS.backoffMs,
   maxQueued: CORE_DEFAULTS.maxQueued,
+  maxQueuedBytes: CORE_DEFAULTS.maxQueuedBytes,
   maxPendingPerClient: CORE_DEFAULTS.maxPendingPerClient,
+  maxPendingBytesPerClient: CORE_DEFAULTS.maxPendingBytesPerClient,
+  maxConcurrency: CORE_DEFAULTS.maxConcurrency,
   maxConnections: 10_000,
+  maxHandshakes: 1000,
   handshakeTimeoutMs: 10_000,
-  maxBufferedBytes: 64 * 1024 * 1024,
+  maxPartialFrameBytes: 256 * 1024 * 1024,
+  maxHandshakeBytes: 8 * 1024 * 1024,
+  highWaterBytes: 1024 * 1024,
+  slowConsumerMs: 30_000,
   deadLetterLimit: CORE_DEFAULTS.deadLetterLimit,
 } as const;
+
+/** Frames shorter than this never wait for the partial-frame budget: each costs at most one socket read. */
+const BUDGET_THRESHOLD = 64 * 1024;
 
 /** How often the core's clock advances: the precision of task timeouts and retry delays. */
 const TICK_MS = 100;
@@ -120,6 +160,11 @@ export interface SchedulerEvents {
 
 export interface SchedulerStats extends CoreStats {
   connections: number;
+  /** Connections still in their handshake. */
+  handshakes: number;
+  /** Bytes held for frames arriving over several reads, past the handshake and before it. */
+  partialFrameBytes: number;
+  handshakeBytes: number;
 }
 
 /** Per-connection state: before the handshake `record` is null. */
@@ -128,6 +173,8 @@ interface Peer {
   record: PeerRecord<Peer> | null;
   /** Closes the connection if the hello does not come in time; cleared by the handshake. */
   handshakeTimer: NodeJS.Timeout | null;
+  /** A client whose frames are not read because the answers to it are not draining. */
+  outputPaused: boolean;
 }
 
 type Handle = Peer;
@@ -144,12 +191,18 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   private readonly requestedPort: number;
   private readonly maxPayload: number;
   private readonly maxConnections: number;
+  private readonly maxHandshakes: number;
   private readonly handshakeTimeoutMs: number;
-  private readonly maxBufferedBytes: number;
+  private readonly highWaterBytes: number;
+  private readonly slowConsumerMs: number;
+  private readonly partialFrames: ByteBudget;
+  private readonly handshakeFrames: ByteBudget;
   /** SHA-256 of the token: equal-length digests let timingSafeEqual compare tokens of any length. */
   private readonly tokenDigest: Buffer | null;
   private readonly core: SchedulerCore<Handle>;
   private readonly peers = new Set<Peer>();
+  /** Connections still in their handshake, oldest first. */
+  private readonly handshaking = new Set<Peer>();
   private readonly server: net.Server;
   private readonly timers: NodeJS.Timeout[] = [];
   private boundPort = 0;
@@ -157,14 +210,23 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
 
   constructor(options: SchedulerOptions = {}) {
     super();
+    for (const [name, replacement] of Object.entries(REPLACED_OPTIONS)) {
+      if (name in options) invalidOption(name, `replaced by ${replacement}; it is no longer read`, (options as Record<string, unknown>)[name]);
+    }
     const o = { ...SCHEDULER_DEFAULTS, ...stripUndefined(options) };
     this.host = checkString('host', o.host);
     this.requestedPort = checkInteger('port', o.port, 0, 65535);
     this.heartbeatMs = checkInteger('heartbeatMs', o.heartbeatMs, 10, 3_600_000);
     this.maxPayload = checkInteger('maxPayload', o.maxPayload, 64, MAX_PAYLOAD_LIMIT);
     this.maxConnections = checkInteger('maxConnections', o.maxConnections, 1, 10_000_000);
+    this.maxHandshakes = checkInteger('maxHandshakes', o.maxHandshakes, 1, 10_000_000);
     this.handshakeTimeoutMs = checkInteger('handshakeTimeoutMs', o.handshakeTimeoutMs, 1, 3_600_000);
-    this.maxBufferedBytes = checkInteger('maxBufferedBytes', o.maxBufferedBytes, 1024, Number.MAX_SAFE_INTEGER);
+    this.highWaterBytes = checkInteger('highWaterBytes', o.highWaterBytes, 1024, Number.MAX_SAFE_INTEGER);
+    this.slowConsumerMs = checkInteger('slowConsumerMs', o.slowConsumerMs, 100, 86_400_000);
+    const partial = checkInteger('maxPartialFrameBytes', o.maxPartialFrameBytes, 1024, Number.MAX_SAFE_INTEGER);
+    this.partialFrames = new ByteBudget(partial, BUDGET_THRESHOLD);
+    // Before the handshake every straddling frame asks: an honest HELLO is tens of bytes and arrives whole.
+    this.handshakeFrames = new ByteBudget(checkInteger('maxHandshakeBytes', o.maxHandshakeBytes, 1024, Number.MAX_SAFE_INTEGER), 0);
     this.name = checkString('name', options.name ?? `taskwire-${randomBytes(4).toString('hex')}`);
     this.tokenDigest = options.token === undefined ? null : digest(checkString('token', options.token));
     this.core = new SchedulerCore<Handle>(this.output(), {
@@ -172,7 +234,10 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       maxAttempts: checkInteger('maxAttempts', o.maxAttempts, 1, 1000),
       backoffMs: checkInteger('backoffMs', o.backoffMs, 1, 0xffff_ffff),
       maxQueued: checkInteger('maxQueued', o.maxQueued, 0, Number.MAX_SAFE_INTEGER),
+      maxQueuedBytes: checkInteger('maxQueuedBytes', o.maxQueuedBytes, 0, Number.MAX_SAFE_INTEGER),
       maxPendingPerClient: checkInteger('maxPendingPerClient', o.maxPendingPerClient, 1, Number.MAX_SAFE_INTEGER),
+      maxPendingBytesPerClient: checkInteger('maxPendingBytesPerClient', o.maxPendingBytesPerClient, 0, Number.MAX_SAFE_INTEGER),
+      maxConcurrency: checkInteger('maxConcurrency', o.maxConcurrency, 1, 0xffff_ffff),
       deadLetterLimit: checkInteger('deadLetterLimit', o.deadLetterLimit, 0, 1_000_000),
     });
     this.server = net.createServer((socket) => this.accept(socket));
@@ -200,7 +265,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         this.core.tick(Date.now()); // deadlines are computed from the core's clock: it must be set before work arrives
         this.timers.push(
           setInterval(() => this.core.tick(Date.now()), TICK_MS),
-          setInterval(() => this.core.heartbeat(), this.heartbeatMs),
+          setInterval(() => this.heartbeat(), this.heartbeatMs),
         );
         for (const timer of this.timers) timer.unref();
         const address = { host: this.host, port: this.boundPort };
@@ -211,7 +276,13 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   }
 
   stats(): SchedulerStats {
-    return { ...this.core.stats(), connections: this.peers.size };
+    return {
+      ...this.core.stats(),
+      connections: this.peers.size,
+      handshakes: this.handshaking.size,
+      partialFrameBytes: this.partialFrames.used,
+      handshakeBytes: this.handshakeFrames.used,
+    };
   }
 
   /** The most recent failed tasks (bounded by deadLetterLimit), oldest first. */
@@ -252,26 +323,34 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       socket.destroy();
       return;
     }
-    // Until it has said hello, a peer may only send a HELLO: anything longer than the longest HELLO is refused
-    // at its header, so unauthenticated peers cannot make the scheduler buffer maxPayload bytes each.
+    // Until it has said hello, a peer may only send a HELLO: a longer first frame is refused at its header, and
+    // the HELLOs being read take their memory from a small budget of their own.
+    const firstFrameCap = Math.min(MAX_HELLO_PAYLOAD, this.maxPayload);
     const conn = new TcpConnection(socket, {
-      maxPayload: Math.min(MAX_HELLO_PAYLOAD, this.maxPayload),
-      maxBufferedBytes: this.maxBufferedBytes,
+      maxPayload: firstFrameCap,
+      budget: this.handshakeFrames,
+      highWaterBytes: this.highWaterBytes,
+      slowConsumerMs: this.slowConsumerMs,
     });
-    if (this.peers.size >= this.maxConnections) {
+    conn.frameTooLarge = (cmd, length) =>
+      new ProtocolError(`the first frame must be a HELLO of at most ${firstFrameCap} bytes; got ${CMD_NAMES[cmd] ?? cmd} of ${length}`);
+    if (!this.makeRoom()) {
       conn.close(new TaskwireError(ErrorCode.TOO_MANY_CONNECTIONS, `the scheduler is at its limit of ${this.maxConnections} connections`));
       return;
     }
-    const peer: Peer = { conn, record: null, handshakeTimer: null };
+    const peer: Peer = { conn, record: null, handshakeTimer: null, outputPaused: false };
     // A peer that connects and never says hello (or stalls mid-frame) must not hold a connection forever.
     peer.handshakeTimer = setTimeout(() => {
       conn.close(new TaskwireError(ErrorCode.TIMEOUT, `no HELLO within ${this.handshakeTimeoutMs} ms`));
     }, this.handshakeTimeoutMs);
     peer.handshakeTimer.unref();
     this.peers.add(peer);
+    this.handshaking.add(peer);
     conn.onFrame = (cmd, buf, start, end) => this.frame(peer, cmd, buf, start, end);
+    conn.onSkipped = (cmd, head, length) => this.skipped(peer, cmd, head, length);
     conn.onClose = (info) => {
       this.peers.delete(peer);
+      this.handshaking.delete(peer);
       if (peer.handshakeTimer) clearTimeout(peer.handshakeTimer);
       const code = (info.error as { code?: unknown } | undefined)?.code;
       if (info.error && typeof code === 'string' && code.startsWith('E_') && code !== ErrorCode.SHUTDOWN) {
@@ -279,6 +358,51 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       }
       if (peer.record) this.core.lost(peer.record, info.error ? info.error.message : 'connection closed');
     };
+  }
+
+  /**
+   * Makes room for a new connection: past maxHandshakes, or at maxConnections, the connection that has waited
+   * longest in its handshake is closed (an honest peer says hello within a round trip, so the oldest are the
+   * ones that never will). Returns false when every connection is past its handshake and the limit is reached.
+   */
+  private makeRoom(): boolean {
+    const full = (): boolean => this.peers.size >= this.maxConnections || this.handshaking.size >= this.maxHandshakes;
+    while (full()) {
+      const oldest: Peer | undefined = this.handshaking.values().next().value;
+      if (oldest === undefined) return false;
+      this.handshaking.delete(oldest);
+      this.peers.delete(oldest); // its onClose comes later; the slot is free now
+      oldest.conn.close(
+        new TaskwireError(ErrorCode.TOO_MANY_CONNECTIONS, 'closed to make room: too many connections had not completed their handshake'),
+      );
+    }
+    return true;
+  }
+
+  /** A keepalive interval passed. A peer whose frames this side is not reading cannot prove it is alive: excused. */
+  private heartbeat(): void {
+    for (const peer of this.peers) if (peer.record && peer.conn.readPaused) this.core.seen(peer.record);
+    this.core.heartbeat();
+  }
+
+  /**
+   * A frame over maxPayload that was skipped unread, but for the ids that say which task it carried: that task
+   * fails alone (E_TOO_LARGE), and the connection and its other tasks carry on.
+   */
+  private skipped(peer: Peer, cmd: number, head: Buffer, length: number): void {
+    const record = peer.record;
+    if (!record) throw new ProtocolError(`expected HELLO as the first frame, got ${CMD_NAMES[cmd] ?? cmd}`);
+    this.core.seen(record);
+    const limit = `maxPayload (${this.maxPayload})`;
+    if (record.kind === 'client') {
+      if (cmd !== Cmd.SUBMIT) throw wrongCommand(cmd, 'client');
+      return this.core.refuse(record, head.readUInt32BE(0), ErrorCode.TOO_LARGE, `a SUBMIT of ${length} bytes exceeds ${limit}`);
+    }
+    if (cmd !== Cmd.RESULT) throw wrongCommand(cmd, 'worker');
+    const message = `the worker's RESULT of ${length} bytes exceeds the scheduler's ${limit}`;
+    const outcome = { ok: false as const, code: ErrorCode.TOO_LARGE, message };
+    const error = this.core.result(record, head.readUInt32BE(0), head.readUInt32BE(4), outcome);
+    if (error) this.reject(peer, error);
   }
 
   /** One frame from a peer; its payload is buf[start, end) (see FrameHandler). */
@@ -299,6 +423,15 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     if (record.kind === 'client') {
       if (cmd !== Cmd.SUBMIT) throw wrongCommand(cmd, 'client');
       const submit = decodeSubmit(buf, start, end);
+      // Answers to this client are piling up unread: read nothing more from it until they have gone.
+      if (!peer.outputPaused && peer.conn.saturated) {
+        peer.outputPaused = true;
+        peer.conn.pauseReading();
+      }
+      if (submit.taskLength > this.maxPayload) {
+        const message = `the TASK for this SUBMIT would be ${submit.taskLength} bytes, over maxPayload (${this.maxPayload})`;
+        return this.core.refuse(record, submit.requestId, ErrorCode.TOO_LARGE, message);
+      }
       return this.core.submit(record, submit.requestId, submit.type, submit, submit.options);
     }
     if (cmd === Cmd.RESULT) {
@@ -311,7 +444,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       const ready = decodeReady(buf, start, end);
       this.core.ready(record, ready.concurrency, ready.types);
       if (this.listenerCount('workerReady') > 0) {
-        this.emit('workerReady', { ...info(peer), concurrency: ready.concurrency, types: record.types });
+        this.emit('workerReady', { ...info(peer), concurrency: record.concurrency, types: record.types });
       }
       return;
     }
@@ -329,15 +462,34 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     }
     clearTimeout(peer.handshakeTimer!);
     peer.handshakeTimer = null;
-    peer.conn.maxPayload = this.maxPayload;
-    const name = hello.name || peer.conn.remote;
-    peer.record = hello.role === Role.CLIENT ? this.core.addClient(peer, name) : this.core.addWorker(peer, name);
-    writeHello(peer.conn.frames(), {
-      version: PROTOCOL_VERSION,
+    this.handshaking.delete(peer);
+    const conn = peer.conn;
+    conn.maxPayload = this.maxPayload;
+    conn.frameTooLarge = frameTooLargeError;
+    conn.skippable = skippedHead;
+    conn.budget = this.partialFrames;
+    const name = hello.name || conn.remote;
+    if (hello.role === Role.CLIENT) {
+      const client = this.core.addClient(peer, name);
+      peer.record = client;
+      conn.onDrain = () => {
+        if (!peer.outputPaused) return;
+        peer.outputPaused = false;
+        conn.resumeReading();
+      };
+    } else {
+      const worker = this.core.addWorker(peer, name);
+      peer.record = worker;
+      conn.onDrain = () => this.core.writable(worker);
+    }
+    // Each peer is answered in its own version: one of version 1 gets no settings it could not read.
+    writeHello(conn.frames(), {
+      version: hello.version,
       role: Role.SCHEDULER,
       heartbeatMs: this.heartbeatMs,
       name: this.name,
       token: '',
+      settings: { maxPayload: this.maxPayload },
     });
     this.emit(peer.record.kind === 'client' ? 'clientJoined' : 'workerJoined', info(peer));
   }
@@ -355,8 +507,9 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const has = (event: keyof SchedulerEvents): boolean => this.listenerCount(event) > 0;
     return {
       sendTask: (worker, task) => {
-        writeTask(worker.handle.conn.frames(), task.id, task.attempt, task.type, task.body);
-        return true;
+        const conn = worker.handle.conn;
+        writeTask(conn.frames(), task.id, task.attempt, task.type, task.body);
+        return !conn.saturated;
       },
       sendCancel: (worker, taskId, attempt, code, message) =>
         writeCancel(worker.handle.conn.frames(), taskId, attempt, code, message),

@@ -135,13 +135,27 @@ class Block<L, O> {
   }
 }
 
+/** Bodies up to this size are copied into the queue's arena when they are a small part of the buffer they came in. */
+const ARENA_BODY_MAX = 1024;
+/** The arena's slabs start this small (a queue may hold one task) and double up to the largest. */
+const ARENA_MIN = 64;
+const ARENA_MAX = 64 * 1024;
+
 /**
  * A FIFO of queued tasks stored as rows of parallel arrays, not as objects: a queued task costs about 44 bytes
  * here where an object per task, with its Buffer view and index entry, cost about 300. Tasks become objects only
  * when dispatched, and the number in flight is bounded by the workers' credits.
  *
- * A row's body is kept as the buffer it arrived in and a range of it, so no Buffer view per task survives (a
- * view alone is ~100 bytes): the buffer is the socket read, shared with the frames around it.
+ * A row's body is kept as a buffer and a range of it, so no Buffer view per task survives (a view alone is ~100
+ * bytes). Which buffer depends on what the body arrived in:
+ *
+ *   most of its buffer (a large frame, or one assembled on its own)  ->  that buffer, as it is
+ *   a small part of a large read, up to 1 KiB                         ->  copied into the queue's arena
+ *   a small part of a large read, over 1 KiB                          ->  copied into a buffer of its own
+ *
+ * A socket read is 64 KiB however few bytes it holds, and a row pointing into it kept it all alive: 10,000
+ * 6-byte tasks read beside large ones held 630 MB. The arena is a run of slabs written in arrival order and
+ * read in the same order, so a slab is dense with bodies still queued and is let go once they are all gone.
  *
  * The rows live in a chain of blocks (16 rows, doubling to 1,024), so the queue never copies a row to grow and
  * gives a block back as soon as it is read through: memory follows the queue's length down as it drains. A ring
@@ -155,10 +169,30 @@ export class Rows<L, O> {
   size = 0;
   /** Rows the blocks held can take; exposed for tests of the memory policy. */
   capacity = 0;
+  /** The arena slab being written, and its first free byte. */
+  private arena: Buffer | null = null;
+  private arenaUsed = 0;
 
-  /** Appends a row; its body is buf[start, end). */
+  /** Appends a row; its body is buf[start, end), kept as the table above says. */
   push(seq: number, requestId: number, lane: L, buf: Buffer, start: number, end: number, options: O): void {
-    this.place(seq, requestId, lane, buf, start, end - start, options);
+    const length = end - start;
+    if (length * 2 >= buf.buffer.byteLength) return this.place(seq, requestId, lane, buf, start, length, options);
+    if (length > ARENA_BODY_MAX) {
+      const own = Buffer.allocUnsafe(length); // over 4 KiB... or the pool's, which holds no socket read
+      buf.copy(own, 0, start, end);
+      return this.place(seq, requestId, lane, own, 0, length, options);
+    }
+    let arena = this.arena;
+    if (arena === null || this.arenaUsed + length > arena.length) {
+      arena = this.arena = Buffer.allocUnsafe(Math.min(ARENA_MAX, Math.max(length, arena ? arena.length * 2 : ARENA_MIN)));
+      this.arenaUsed = 0;
+    }
+    const at = this.arenaUsed;
+    // A loop for short bodies: buf.copy() is a C++ call that costs more than a few bytes' worth.
+    if (length <= 64) for (let i = 0; i < length; i++) arena[at + i] = buf[start + i]!;
+    else buf.copy(arena, at, start, end);
+    this.arenaUsed = at + length;
+    this.place(seq, requestId, lane, arena, at, length, options);
   }
 
   // The head row's fields; only valid while size > 0.

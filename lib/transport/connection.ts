@@ -1,6 +1,7 @@
 // The one interface every transport implements: frames in, frames out, one close. TCP today, WebSocket later.
 
 import type { FrameHandler, FrameWriter } from '../protocol/frame.js';
+import type { ByteBudget } from './budget.js';
 
 /** Why a connection ended, as seen by its owner. */
 export interface CloseInfo {
@@ -14,13 +15,31 @@ export interface Connection {
   readonly closed: boolean;
   /** Bytes written or sent but not yet handed to the operating system. */
   readonly pendingBytes: number;
-  /** Largest payload accepted from now on; a larger declared length closes the connection (E_FRAME_TOO_LARGE). */
+  /**
+   * True while unsent bytes are above the connection's high-water mark: stop feeding the peer. Reading it true
+   * makes the connection call onDrain once they have all gone.
+   */
+  readonly saturated: boolean;
+  /**
+   * Largest payload accepted from now on; a larger declared length closes the connection (E_FRAME_TOO_LARGE),
+   * unless its command is skippable: then the frame is skipped and reported to onSkipped.
+   */
   maxPayload: number;
+  /** Commands whose frames over maxPayload are skipped: how many leading bytes to keep (see skippedHead()). */
+  set skippable(headOf: (cmd: number) => number);
+  /** The error for a frame over maxPayload that is not skipped. */
+  set frameTooLarge(describe: (cmd: number, length: number, maxPayload: number) => Error);
+  /** The memory that frames arriving over several reads take from; null for no limit. */
+  set budget(budget: ByteBudget | null);
   /**
    * Called once per decoded frame, with its payload as buf[start, end) (see FrameHandler). Exceptions thrown
    * here close the connection with E_PROTOCOL.
    */
   onFrame: FrameHandler;
+  /** Called for a frame over maxPayload of a command the connection skips: its leading bytes and length. */
+  onSkipped: (cmd: number, head: Buffer, length: number) => void;
+  /** Called once after `saturated` was seen true, when every unsent byte has been handed to the operating system. */
+  onDrain: () => void;
   /** Called exactly once, when the connection is gone. */
   onClose: (info: CloseInfo) => void;
   /**
@@ -30,6 +49,11 @@ export interface Connection {
   frames(): FrameWriter;
   /** Queues a prebuilt frame, in order with what is written to frames(). */
   send(frame: Buffer): void;
+  /** Stops reading until as many resumeReading() calls; the peer is then held back by the transport. */
+  pauseReading(): void;
+  resumeReading(): void;
+  /** Whether reading is paused (by pauseReading(), or by the transport while it waits for memory). */
+  readonly readPaused: boolean;
   /**
    * Ends the connection after queued frames are flushed. With an error, an ERROR frame carrying its code
    * and message is sent first so the peer learns why.

@@ -10,9 +10,11 @@ import {
   decodeError,
   decodeHello,
   encodeKeepalive,
+  skippedHead,
   writeHello,
 } from '../protocol/messages.js';
 import type { FrameHandler, FrameWriter } from '../protocol/frame.js';
+import type { Hello } from '../protocol/messages.js';
 import type { Connection } from './connection.js';
 import { connectTcp } from './tcp.js';
 
@@ -35,8 +37,12 @@ export class Session {
   /** The scheduler's name, from its hello. */
   readonly schedulerName: string;
   readonly heartbeatMs: number;
+  /** The largest payload the scheduler accepts, from its hello; undefined for a scheduler of version 1. */
+  readonly schedulerMaxPayload: number | undefined;
   /** Frames other than HELLO and ERROR, after the handshake. */
   onFrame: FrameHandler = () => {};
+  /** A frame over this side's maxPayload that was skipped, with its leading bytes (see skippedHead()). */
+  onSkipped: (cmd: number, head: Buffer, length: number) => void = () => {};
   /** Called once when the session ends; `error` says why, absent after a clean close(). */
   onClose: (error: TaskwireError | null) => void = () => {};
   private readonly conn: Connection;
@@ -46,14 +52,19 @@ export class Session {
   private ended = false;
   private closedByUs = false;
 
-  private constructor(conn: Connection, schedulerName: string, heartbeatMs: number) {
+  private constructor(conn: Connection, hello: Hello) {
     this.conn = conn;
-    this.schedulerName = schedulerName;
-    this.heartbeatMs = heartbeatMs;
+    this.schedulerName = hello.name;
+    this.heartbeatMs = hello.heartbeatMs || 5000;
+    this.schedulerMaxPayload = hello.settings?.maxPayload;
     conn.onFrame = (cmd, buf, start, end) => this.frame(cmd, buf, start, end);
+    conn.onSkipped = (cmd, head, length) => {
+      this.active = true;
+      this.onSkipped(cmd, head, length);
+    };
     conn.onClose = (info) => this.end(info.error);
     // Unref'd: liveness checks alone must not keep a process alive; the socket itself does.
-    this.timer = setInterval(() => this.tick(), heartbeatMs);
+    this.timer = setInterval(() => this.tick(), this.heartbeatMs);
     this.timer.unref();
   }
 
@@ -67,7 +78,7 @@ export class Session {
 
   /** Connects and completes the handshake. Rejects with E_CONNECT, E_VERSION, E_TIMEOUT or the scheduler's code. */
   static async open(options: SessionOptions): Promise<Session> {
-    const conn = await connectTcp(options.host, options.port, { maxPayload: options.maxPayload });
+    const conn = await connectTcp(options.host, options.port, { maxPayload: options.maxPayload, skippable: skippedHead });
     const where = `${options.host}:${options.port}`;
     return new Promise<Session>((resolve, reject) => {
       const timeout = setTimeout(() => {
@@ -87,7 +98,7 @@ export class Session {
           const hello = decodeHello(buf, start, end)!; // throws E_VERSION for another protocol version
           if (hello.role !== Role.SCHEDULER) throw new ProtocolError('the peer is not a scheduler');
           clearTimeout(timeout);
-          resolve(new Session(conn, hello.name, hello.heartbeatMs || 5000));
+          resolve(new Session(conn, hello));
         } catch (err) {
           failure = err as TaskwireError;
           conn.close(failure);
@@ -108,6 +119,7 @@ export class Session {
         heartbeatMs: 0,
         name: options.name,
         token: options.token ?? '',
+        settings: {},
       });
     });
   }

@@ -4,12 +4,25 @@ import net from 'node:net';
 import { ErrorCode, ProtocolError, TaskwireError } from '../errors.js';
 import { FrameDecoder, type FrameHandler, FrameWriter, MAX_SLAB } from '../protocol/frame.js';
 import { isKnownCommand, writeError } from '../protocol/messages.js';
+import type { ByteBudget } from './budget.js';
 import type { CloseInfo, Connection } from './connection.js';
 
 export interface TcpOptions {
   maxPayload?: number;
-  /** Unsent bytes allowed to pile up for a peer that does not read; past it the peer is dropped. Default: no limit. */
-  maxBufferedBytes?: number;
+  /** Commands whose frames over maxPayload are skipped (see DecoderOptions.skippable); reported to onSkipped. */
+  skippable?: (cmd: number) => number;
+  /** Where payloads that straddle reads take their memory from. Default: no limit. */
+  budget?: ByteBudget | null;
+  /**
+   * Unsent bytes above which the connection reports itself `saturated`, so its owner stops feeding it until
+   * onDrain. Default: no mark (never saturated).
+   */
+  highWaterBytes?: number;
+  /**
+   * A peer that has had bytes waiting for it and taken none of them for this long is dropped with
+   * E_SLOW_CONSUMER. Default: never.
+   */
+  slowConsumerMs?: number;
 }
 
 /** How long close() waits for queued frames to flush before it destroys the socket. */
@@ -23,16 +36,31 @@ const SINK = new FrameWriter();
 export class TcpConnection implements Connection {
   readonly remote: string;
   onFrame: FrameHandler = noop;
+  onSkipped: (cmd: number, head: Buffer, length: number) => void = noop;
   onClose: (info: CloseInfo) => void = noop;
+  onDrain: () => void = noop;
   private readonly socket: net.Socket;
   private readonly decoder: FrameDecoder;
-  private readonly maxBufferedBytes: number;
+  private readBudget: ByteBudget | null;
+  private readonly highWaterBytes: number;
+  private readonly slowConsumerMs: number;
   private readonly out = new FrameWriter();
   /** Whether this connection is in this turn's flush list. */
   private queued = false;
   private ending = false;
   private done = false;
   private closeError: Error | undefined;
+  /** Reasons to stop reading (see pauseReading()); the socket is paused while there is one. */
+  private pauses = 0;
+  /** `saturated` was seen true: onDrain is owed once the kernel has every byte. */
+  private drainOwed = false;
+  /** Bytes handed to socket.write() in all; what the kernel took is this minus socket.writableLength. */
+  private written = 0;
+  /** Bytes the kernel had taken at the last progress check, and when that last grew. */
+  private taken = 0;
+  private progressAt = 0;
+  private readonly afterWrite = (): void => this.drained();
+  private readonly budgetGranted = (): void => this.retryBudget();
 
   constructor(socket: net.Socket, options: TcpOptions = {}) {
     this.socket = socket;
@@ -40,10 +68,15 @@ export class TcpConnection implements Connection {
     // Frames are small and latency matters more than packet count; batching is done per turn by the writer instead.
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
-    this.maxBufferedBytes = options.maxBufferedBytes ?? Infinity;
+    this.highWaterBytes = options.highWaterBytes ?? Infinity;
+    this.slowConsumerMs = options.slowConsumerMs ?? Infinity;
+    this.readBudget = options.budget ?? null;
     this.decoder = new FrameDecoder((cmd, buf, start, end) => this.onFrame(cmd, buf, start, end), {
       maxPayload: options.maxPayload,
       isKnownCommand,
+      skippable: options.skippable,
+      onSkipped: (cmd, head, length) => this.onSkipped(cmd, head, length),
+      budget: options.budget,
     });
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
     socket.on('error', (err) => {
@@ -64,8 +97,49 @@ export class TcpConnection implements Connection {
     this.decoder.maxPayload = bytes;
   }
 
+  /** The budget for payloads that straddle reads; may be swapped between frames (e.g. after a handshake). */
+  set budget(budget: ByteBudget | null) {
+    this.readBudget = budget;
+    this.decoder.budget = budget;
+  }
+
+  /** Commands whose oversized frames are skipped (see DecoderOptions.skippable); may be changed between frames. */
+  set skippable(headOf: (cmd: number) => number) {
+    this.decoder.skippable = headOf;
+  }
+
+  /** The error for a frame over maxPayload that is not skipped; may be changed between frames. */
+  set frameTooLarge(describe: (cmd: number, length: number, maxPayload: number) => Error) {
+    this.decoder.tooLarge = describe;
+  }
+
   get pendingBytes(): number {
     return this.socket.writableLength + this.out.length;
+  }
+
+  /**
+   * True while more than highWaterBytes wait to be sent. Reading it true obliges the connection to call onDrain
+   * once the kernel has taken every byte, so an owner that stops feeding a saturated peer learns when to resume.
+   */
+  get saturated(): boolean {
+    if (this.socket.writableLength + this.out.length <= this.highWaterBytes) return false;
+    if (!this.ending && !this.done) this.drainOwed = true;
+    return true;
+  }
+
+  /** Whether reading is paused, by pauseReading() or while waiting for the read budget. */
+  get readPaused(): boolean {
+    return this.pauses > 0;
+  }
+
+  /** Stops reading until as many resumeReading() calls: TCP then pushes back on the sender. */
+  pauseReading(): void {
+    if (this.pauses++ === 0) this.socket.pause();
+  }
+
+  resumeReading(): void {
+    if (this.pauses === 0) return;
+    if (--this.pauses === 0 && !this.done) this.socket.resume();
   }
 
   frames(): FrameWriter {
@@ -92,13 +166,14 @@ export class TcpConnection implements Connection {
   close(error?: Error & { code?: string }): void {
     if (this.ending || this.done) return;
     this.ending = true;
+    this.drainOwed = false;
     if (error) {
       this.closeError = error;
       writeError(this.out, error.code ?? ErrorCode.PROTOCOL, error.message); // after every frame already written
     }
     const rest = this.out.take();
     if (rest) this.socket.write(rest);
-    this.decoder.stop();
+    this.stopReading();
     this.socket.end();
     // A peer that never reads could keep the socket half-closed forever; don't wait on it.
     setTimeout(() => this.socket.destroy(), CLOSE_FLUSH_MS).unref();
@@ -111,6 +186,21 @@ export class TcpConnection implements Connection {
     else this.out.clear();
   }
 
+  /** @internal Called every second for connections with bytes waiting: drops a peer that takes none. */
+  checkProgress(now: number): boolean {
+    const taken = this.written - this.socket.writableLength;
+    if (taken !== this.taken || this.socket.writableLength === 0) {
+      this.taken = taken;
+      this.progressAt = now;
+      return this.socket.writableLength > 0;
+    }
+    if (now - this.progressAt < this.slowConsumerMs) return true;
+    const waiting = this.socket.writableLength;
+    this.close(new TaskwireError(ErrorCode.SLOW_CONSUMER, `the peer read none of ${waiting} waiting bytes for ${this.slowConsumerMs} ms`));
+    this.socket.destroy(); // it does not read: the ERROR frame above would only wait behind the backlog
+    return false;
+  }
+
   private writePending(): void {
     const bytes = this.out.take();
     if (!bytes) return;
@@ -118,31 +208,87 @@ export class TcpConnection implements Connection {
     // Nothing left unwritten: the write completed at once and the kernel has the bytes, so the slab can be
     // written from its start again. Without this a busy connection takes a new 64 KiB slab every few turns:
     // 305 against 223 ns of CPU per frame at 256 frames a turn (medians of 8 runs).
-    if (this.socket.writableLength === 0) this.out.rewind();
+    if (this.socket.writableLength === 0) {
+      this.out.rewind();
+      if (this.drainOwed) this.drained();
+    }
   }
 
   private write(bytes: Buffer): void {
-    this.socket.write(bytes);
-    if (this.socket.writableLength > this.maxBufferedBytes) {
-      // Backpressure: a peer that stopped reading gets no unbounded backlog; the ERROR frame is best effort.
-      this.close(new TaskwireError(ErrorCode.SLOW_CONSUMER, `more than ${this.maxBufferedBytes} bytes unread by the peer`));
+    this.written += bytes.length;
+    this.socket.write(bytes, this.afterWrite);
+    if (this.socket.writableLength > 0 && this.slowConsumerMs !== Infinity && !watched.has(this)) {
+      this.taken = this.written - this.socket.writableLength;
+      this.progressAt = Date.now();
+      watch(this);
     }
+  }
+
+  /** A write completed; once the kernel has every byte, a saturated connection tells its owner. */
+  private drained(): void {
+    if (!this.drainOwed || this.socket.writableLength > 0 || this.out.length > this.highWaterBytes) return;
+    this.drainOwed = false;
+    if (!this.ending && !this.done) this.onDrain();
   }
 
   private receive(chunk: Buffer): void {
     try {
       this.decoder.push(chunk);
+      if (this.decoder.waiting) this.waitForBudget();
     } catch (err) {
       this.close(asProtocolError(err));
     }
   }
 
+  /** The decoder needs budget it was refused: stop reading until some is given back. */
+  private waitForBudget(): void {
+    this.pauseReading();
+    this.readBudget!.wait(this.budgetGranted);
+  }
+
+  private retryBudget(): void {
+    if (this.ending || this.done) return;
+    try {
+      this.decoder.retry();
+    } catch (err) {
+      this.close(asProtocolError(err));
+      return;
+    }
+    if (this.decoder.waiting) this.readBudget!.wait(this.budgetGranted);
+    else this.resumeReading();
+  }
+
+  private stopReading(): void {
+    if (this.decoder.waiting) this.readBudget?.cancel(this.budgetGranted);
+    this.decoder.stop();
+  }
+
   private finish(): void {
     if (this.done) return;
     this.done = true;
-    this.decoder.stop();
+    this.drainOwed = false;
+    this.stopReading();
+    watched.delete(this);
     this.onClose(this.closeError ? { error: this.closeError } : {});
   }
+}
+
+/** Connections with bytes waiting and a slow-consumer bound, checked once a second while there are any. */
+const watched = new Set<TcpConnection>();
+let watchTimer: NodeJS.Timeout | null = null;
+
+function watch(conn: TcpConnection): void {
+  watched.add(conn);
+  if (watchTimer) return;
+  watchTimer = setInterval(() => {
+    const now = Date.now();
+    for (const c of watched) if (!c.checkProgress(now)) watched.delete(c);
+    if (watched.size === 0) {
+      clearInterval(watchTimer!);
+      watchTimer = null;
+    }
+  }, 1000);
+  watchTimer.unref();
 }
 
 /**

@@ -22,7 +22,11 @@ export interface WorkerOptions {
   handlers?: Handlers;
   /** Name shown by the scheduler. Default '<hostname>:<pid>'. */
   name?: string;
-  /** Largest frame payload accepted, in bytes. Default 16 MiB. */
+  /**
+   * Largest frame payload accepted, in bytes: a task over it fails alone (E_TOO_LARGE). A handler's result must fit
+   * the scheduler's announced limit (this one for a scheduler of version 1), or its task fails with E_TOO_LARGE.
+   * Default 16 MiB.
+   */
   maxPayload?: number;
   /** First reconnect delay in ms; doubles per failed attempt, with jitter. Default 100. */
   reconnectMinMs?: number;
@@ -206,6 +210,11 @@ export class Worker extends EventEmitter<WorkerEvents> {
       if (cmd === Cmd.CANCEL) return this.cancel(buf, start, end);
       throw new TaskwireError(ErrorCode.PROTOCOL, `a scheduler may not send command ${cmd} to a worker`);
     };
+    session.onSkipped = (cmd, head, length) => {
+      if (cmd !== Cmd.TASK) throw new TaskwireError(ErrorCode.PROTOCOL, `a scheduler may not send command ${cmd} to a worker`);
+      const message = `a task of ${length} bytes exceeds this worker's maxPayload (${this.maxPayload})`;
+      writeResultError(session.frames(), head.readUInt32BE(0), head.readUInt32BE(4), ErrorCode.TOO_LARGE, message);
+    };
     session.onClose = (error) => {
       this.session = null;
       // The scheduler requeues what this worker held; results for it could no longer be delivered.
@@ -288,6 +297,16 @@ export class Worker extends EventEmitter<WorkerEvents> {
     if (error !== null) {
       writeResultError(session.frames(), taskId, attempt, errorCode(error), errorMessage(error));
     } else if (typeof value === 'string' || value instanceof Uint8Array) {
+      // A RESULT the scheduler would refuse fails its task here instead of costing the connection. The exact
+      // size of a string is only measured when 3 bytes per UTF-16 unit could pass the limit.
+      const limit = session.schedulerMaxPayload ?? this.maxPayload;
+      const bound = typeof value === 'string' ? value.length * 3 : value.length;
+      const size = bound + 9 > limit ? 9 + (typeof value === 'string' ? Buffer.byteLength(value) : value.length) : 0;
+      if (size > limit) {
+        const message = `the handler's result of ${size - 9} bytes does not fit the scheduler's maxPayload (${limit})`;
+        writeResultError(session.frames(), taskId, attempt, ErrorCode.TOO_LARGE, message);
+        return;
+      }
       writeResultOk(session.frames(), taskId, attempt, value);
     } else {
       const message = `handler returned ${value === null ? 'null' : typeof value}; return a string or bytes`;
