@@ -4,7 +4,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { CLIENT_DEFAULTS, createClient, ErrorCode, TaskwireError } from './lib/index.js';
-import { die } from './lib/cli.js';
+import { die, printable as p } from './lib/cli.js';
 
 const program = 'taskwire-client';
 
@@ -77,9 +77,9 @@ async function main(): Promise<number> {
   } else if (outcomes.length === 1) {
     const [o] = outcomes as [Outcome];
     if (o.ok) process.stdout.write(`${o.result}\n`);
-    else process.stderr.write(`${program}: ${o.error} (${o.code})\n`);
+    else process.stderr.write(`${program}: ${p(o.error)} (${p(o.code)})\n`);
   } else {
-    for (const o of outcomes) process.stdout.write(o.ok ? `${o.input} = ${o.result}\n` : `${o.input} = error: ${o.error} (${o.code})\n`);
+    for (const o of outcomes) process.stdout.write(o.ok ? `${o.input} = ${o.result}\n` : `${o.input} = error: ${p(o.error)} (${p(o.code)})\n`);
   }
   return failed ? 1 : 0;
 }

@@ -4,7 +4,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { createScheduler, createWorker, SCHEDULER_DEFAULTS, WORKER_DEFAULTS, type Scheduler, type Worker } from './lib/index.js';
-import { die, onSignals } from './lib/cli.js';
+import { die, onSignals, printable as p } from './lib/cli.js';
 
 const program = 'taskwire-server';
 
@@ -49,10 +49,11 @@ async function main(): Promise<void> {
   const log = (line: string): void => {
     if (!argv.quiet) process.stdout.write(`${line}\n`);
   };
-  scheduler.on('workerReady', (w) => log(`worker ${w.name} (${w.remote}) ready: ${w.types.join(', ')} x${w.concurrency}`));
-  scheduler.on('clientJoined', (c) => log(`client ${c.name} (${c.remote}) connected`));
-  scheduler.on('peerLeft', (p) => log(`${p.role} ${p.name} left: ${p.reason}${p.requeued ? `, ${p.requeued} task(s) requeued` : ''}`));
-  scheduler.on('peerError', (p) => process.stderr.write(`${program}: peer ${p.remote}: ${p.message} (${p.code})\n`));
+  // Names, job types and messages come from peers: printable() keeps them from forging lines or driving the terminal.
+  scheduler.on('workerReady', (w) => log(`worker ${p(w.name)} (${w.remote}) ready: ${p(w.types.join(', '))} x${w.concurrency}`));
+  scheduler.on('clientJoined', (c) => log(`client ${p(c.name)} (${c.remote}) connected`));
+  scheduler.on('peerLeft', (l) => log(`${l.role} ${p(l.name)} left: ${p(l.reason)}${l.requeued ? `, ${l.requeued} task(s) requeued` : ''}`));
+  scheduler.on('peerError', (e) => process.stderr.write(`${program}: peer ${e.remote}: ${p(e.message)} (${p(e.code)})\n`));
 
   const { host, port } = await scheduler.listen();
   const workers: Worker[] = [];

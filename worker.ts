@@ -4,7 +4,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { createWorker, WORKER_DEFAULTS } from './lib/index.js';
-import { die, onSignals } from './lib/cli.js';
+import { die, onSignals, printable as p } from './lib/cli.js';
 
 const program = 'taskwire-worker';
 
@@ -38,9 +38,9 @@ try {
   const log = (line: string): void => {
     if (!argv.quiet) process.stderr.write(`${program}: ${line}\n`);
   };
-  worker.on('connected', (c) => log(`connected to scheduler ${c.scheduler} at ${c.remote}; running ${worker.types.join(', ')} x${worker.concurrency}`));
-  worker.on('disconnected', (d) => log(`disconnected: ${d.message} (${d.code})`));
-  worker.on('reconnecting', (r) => log(`${r.message}; retry ${r.attempt} in ${r.delayMs} ms`));
+  worker.on('connected', (c) => log(`connected to scheduler ${p(c.scheduler)} at ${c.remote}; running ${worker.types.join(', ')} x${worker.concurrency}`));
+  worker.on('disconnected', (d) => log(`disconnected: ${p(d.message)} (${p(d.code)})`));
+  worker.on('reconnecting', (r) => log(`${p(r.message)}; retry ${r.attempt} in ${r.delayMs} ms`));
   onSignals(program, () => worker.close());
 } catch (err) {
   die(program, err);

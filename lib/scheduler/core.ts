@@ -13,7 +13,7 @@
 import { ErrorCode, TaskwireError } from '../errors.js';
 import { IdTable } from '../id-table.js';
 import type { BodyRange } from '../protocol/messages.js';
-import { Timeline } from './queue.js';
+import { Timeline, detachBody } from './queue.js';
 import {
   TaskState,
   newTask,
@@ -632,6 +632,7 @@ export class SchedulerCore<H> {
     task.retried++;
     this.counters.retried++;
     task.state = TaskState.DELAYED;
+    task.body = detachBody(task.body);
     task.avoid = worker;
     const delay = Math.min(task.backoffMs * 2 ** (task.retried - 1), 86_400_000);
     this.backoffs.add(task, this.now, delay);
@@ -772,6 +773,7 @@ export class SchedulerCore<H> {
   private requeue(task: Task<H>, avoid: WorkerRecord<H> | null): Queue<H> {
     const queue = this.queueFor(task.type);
     task.state = TaskState.QUEUED;
+    task.body = detachBody(task.body);
     queue.requeue(task, avoid !== null && avoid.slots.some((slot) => slot.queue === queue) ? avoid : null);
     this.queued++;
     this.queuedBytes += task.body.length;

@@ -106,6 +106,14 @@ export class Timeline<T extends Timed<T>> {
   }
 }
 
+/**
+ * A task object's body about to wait in a queue (requeued, or retried): a body that is a small part of a large
+ * buffer, such as the socket read it arrived in, is copied out so that it does not keep the rest alive.
+ */
+export function detachBody(body: Buffer): Buffer {
+  return body.length * 2 >= body.buffer.byteLength ? body : Buffer.from(body);
+}
+
 /** Rows per block: the first block of a queue is small, later ones double up to the largest. */
 const BLOCK_MIN = 16;
 const BLOCK_MAX = 1024;

@@ -27,7 +27,8 @@ export interface Task<H> extends Timed<Task<H>> {
   /** The id on the wire to workers (u32; wraps after 2^32 tasks, far beyond any task's lifetime). */
   readonly id: number;
   readonly type: string;
-  readonly body: Buffer;
+  /** Replaced by a copy when the task goes back to wait (see detachBody()). */
+  body: Buffer;
   readonly requestId: number;
   /** The submitting client; null once that client has gone, so the task is never run or answered again. */
   client: ClientRecord<H> | null;
