@@ -124,3 +124,27 @@ t.test('invalid option values are reported in one line', async (t) => {
   t.equal(r.code, 2);
   t.equal(r.stderr, 'taskwire-worker: options.concurrency must be an integer from 1 to 1000000, got 0 (E_INVALID)\n');
 });
+
+t.test('peer-supplied names, job types and messages are escaped in the logs (regression: a worker name forged log lines)', async (t) => {
+  const { child, port } = await startServer(t);
+  const { createWorker } = await import('../lib/index.js');
+  const evil = 'evil\n[taskwire-server] worker admin ready\u001b[31m\u202e';
+  const w = createWorker({ port, name: evil, handlers: { [`type\r\nforged`]: () => 'x' }, reconnectMinMs: 20 });
+  t.teardown(() => w.close());
+  await w.ready();
+  const c = createClient({ port, name: 'client\u0007bell' });
+  t.teardown(() => c.close());
+  await c.connect();
+  await waitFor('both logged', () => child.stdout().includes('bell') && child.stdout().includes('ready'));
+  const out = child.stdout();
+  t.notOk(/[\u0000-\u0009\u000b-\u001f\u007f\u202e]/.test(out), 'no control character reaches the log but its newlines');
+  t.match(out, 'worker evil\\n[taskwire-server] worker admin ready\\u{001b}[31m\\u{202e}', 'the name is shown, escaped');
+  t.match(out, 'type\\r\\nforged', 'so is the job type');
+  t.match(out, 'client client\\u{0007}bell', 'and the client name');
+  t.ok(
+    out.split('\n').some((line) => line.startsWith('worker evil\\n') && line.includes(') ready: type\\r\\nforged x16')),
+    'one line, from the name to its job types and concurrency',
+  );
+  child.proc.kill('SIGTERM');
+  await within(10_000, 'server exit', child.exited);
+});
