@@ -22,6 +22,8 @@ const argv = yargs(hideBin(process.argv))
   .option('task-timeout', { type: 'number', default: SCHEDULER_DEFAULTS.timeoutMs, describe: 'Default ms a task may run before it is requeued (0: none)' })
   .option('max-attempts', { type: 'number', default: SCHEDULER_DEFAULTS.maxAttempts, describe: 'Worker losses/timeouts a task survives before it fails (E_ATTEMPTS)' })
   .option('max-queued', { type: 'number', default: SCHEDULER_DEFAULTS.maxQueued, describe: 'Queued tasks at most; more fail with E_QUEUE_FULL' })
+  .option('max-queued-bytes', { type: 'number', default: SCHEDULER_DEFAULTS.maxQueuedBytes, describe: 'Bytes of queued task bodies at most; more fail with E_QUEUE_FULL' })
+  .option('max-concurrency', { type: 'number', default: SCHEDULER_DEFAULTS.maxConcurrency, describe: 'Largest concurrency (credits) a worker may announce; more is capped' })
   .option('max-connections', { type: 'number', default: SCHEDULER_DEFAULTS.maxConnections, describe: 'Open connections at most' })
   .option('grace', { type: 'number', default: 10_000, describe: 'On SIGINT/SIGTERM, ms to let running and queued tasks finish' })
   .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Log only errors' })
@@ -44,6 +46,8 @@ async function main(): Promise<void> {
     timeoutMs: argv['task-timeout'],
     maxAttempts: argv['max-attempts'],
     maxQueued: argv['max-queued'],
+    maxQueuedBytes: argv['max-queued-bytes'],
+    maxConcurrency: argv['max-concurrency'],
     maxConnections: argv['max-connections'],
   });
   const log = (line: string): void => {
