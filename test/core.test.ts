@@ -1877,6 +1877,7 @@ interface Totals {
   byteRefusals: number;
   cappedCredits: number;
   blockedWorkers: number;
+  tooLarge: number;
   /** Known core issue: a younger timed-out task re-dispatched while an older one of the same tick waits. */
   timeoutOrderInversions: number;
   firstInversion: string;
@@ -2636,6 +2637,18 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
       tickRequeued = [];
       tickRedispatched = [];
     }],
+    [2, 'refuse', () => {
+      // The shell refuses a request it could not take (a SUBMIT too large to read or to send on): that request
+      // alone is answered, nothing else changes.
+      const c = pick(alive(clients));
+      if (!c) return;
+      const requestId = c.nextRequest++;
+      const message = `a SUBMIT of ${1000 + requestId} bytes exceeds maxPayload (1000)`;
+      expSettle.set(`${c.name}:${requestId}`, { ok: false, code: ErrorCode.TOO_LARGE, message, body: null, then: () => model.rejected++ });
+      core.refuse(c.rec, requestId, ErrorCode.TOO_LARGE, message);
+      done('refuse');
+      totals.tooLarge++;
+    }],
     [4, 'saturate', () => {
       const w = pick(alive(workers));
       if (w) w.saturated = true; // its next task will be the last until it drains
@@ -2729,7 +2742,7 @@ t.test('seeded simulation: 300 seeds x 400 random steps keep every invariant', (
     steps: 0, submitted: 0, dispatched: 0, completed: 0, failed: 0, requeued: 0, retried: 0, timedOut: 0, attemptsExhausted: 0,
     late: 0, discarded: 0, cancelled: 0, rejected: 0, heartbeatDrops: 0, protocolErrors: 0, workersLost: 0,
     clientsLost: 0, drainedSeeds: 0, shutdowns: 0, deadLettersDropped: 0, maxQueued: 0, avoidedWaits: 0, avoidedDispatches: 0,
-    byteRefusals: 0, cappedCredits: 0, blockedWorkers: 0, timeoutOrderInversions: 0, firstInversion: '',
+    byteRefusals: 0, cappedCredits: 0, blockedWorkers: 0, tooLarge: 0, timeoutOrderInversions: 0, firstInversion: '',
   };
   const start = performance.now();
   const cpu = process.cpuUsage();
@@ -2748,7 +2761,7 @@ t.test('seeded simulation: 300 seeds x 400 random steps keep every invariant', (
     ['timedOut', 1_000], ['attemptsExhausted', 200], ['late', 1_000], ['discarded', 100], ['cancelled', 100],
     ['rejected', 200], ['heartbeatDrops', 150], ['protocolErrors', 1_000], ['workersLost', 1_000], ['clientsLost', 1_000],
     ['drainedSeeds', 20], ['shutdowns', 40], ['deadLettersDropped', 100], ['maxQueued', 5],
-    ['avoidedWaits', 100], ['avoidedDispatches', 500], ['byteRefusals', 50], ['cappedCredits', 100], ['blockedWorkers', 500],
+    ['avoidedWaits', 100], ['avoidedDispatches', 500], ['byteRefusals', 50], ['cappedCredits', 100], ['blockedWorkers', 500], ['tooLarge', 100],
   ];
   for (const [k, n] of least) t.ok((totals[k] as number) >= n, `${k} ${totals[k]} (at least ${n})`);
   const inversions = `timed-out tasks re-dispatched ahead of older ones timed out at the same tick: ${totals.firstInversion || 'none'}`;
