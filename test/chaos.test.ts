@@ -3,8 +3,6 @@
 
 import t, { type Test } from 'tap';
 import net from 'node:net';
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import { builtinHandlers, createClient, createWorker, ErrorCode, type Client, type Scheduler, type Worker } from '../lib/index.js';
 import {
   Cmd,
@@ -25,7 +23,7 @@ import {
   writeSubmit,
   writeTask,
 } from '../lib/protocol/messages.js';
-import { mulberry32 as prng, sha256, spawnTs, startScheduler, waitFor, within, type Child } from './helpers.js';
+import { getGc, mulberry32 as prng, sha256, spawnTs, startScheduler, waitFor, within, type Child } from './helpers.js';
 
 // ---- plumbing --------------------------------------------------------------------------------------------------
 
@@ -184,18 +182,6 @@ function guardProcess(t: Test): { uncaught: unknown[] } {
 }
 
 /** A gc() even without --expose-gc, so heap figures are comparable; null if the runtime refuses. */
-function getGc(): (() => void) | null {
-  const existing = (globalThis as { gc?: () => void }).gc;
-  if (typeof existing === 'function') return existing;
-  try {
-    v8.setFlagsFromString('--expose-gc');
-    const gc = vm.runInNewContext('gc') as unknown;
-    return typeof gc === 'function' ? (gc as () => void) : null;
-  } catch {
-    return null;
-  }
-}
-
 function heapAfterGc(gc: (() => void) | null): number {
   if (gc) {
     gc();

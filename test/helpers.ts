@@ -1,6 +1,8 @@
 // Shared test plumbing: schedulers on port 0, child processes that are always reaped, waits with deadlines.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { once } from 'node:events';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -95,4 +97,17 @@ export async function runCli(
   const child = spawnChild(t, process.execPath, [path.join(root, 'dist', `${name}.js`), ...args], env);
   const code = await within(30_000, `${name} ${args.join(' ')}`, child.exited);
   return { code, stdout: child.stdout(), stderr: child.stderr() };
+}
+
+/** The garbage collector, exposed at run time if the process was not started with --expose-gc; null if it cannot be. */
+export function getGc(): (() => void) | null {
+  const existing = (globalThis as { gc?: () => void }).gc;
+  if (typeof existing === 'function') return existing;
+  try {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as unknown;
+    return typeof gc === 'function' ? (gc as () => void) : null;
+  } catch {
+    return null;
+  }
 }

@@ -3,8 +3,6 @@
 
 import t, { type Test } from 'tap';
 import net from 'node:net';
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import { createClient, createWorker, ErrorCode, type Client, type Handlers, type Worker } from '../lib/index.js';
 import { FrameDecoder, MAX_PAYLOAD_LIMIT } from '../lib/protocol/frame.js';
 import {
@@ -22,7 +20,7 @@ import {
   writeResultOk,
   writeSubmit,
 } from '../lib/protocol/messages.js';
-import { sha256, startScheduler, waitFor, within } from './helpers.js';
+import { getGc, sha256, startScheduler, waitFor, within } from './helpers.js';
 
 // ---- plumbing ------------------------------------------------------------------------------------------------
 
@@ -117,18 +115,6 @@ function client(t: Test, port: number, options: Parameters<typeof createClient>[
 
 const shaHandlers: Handlers = { sha256: (p) => sha256(p.toString()) };
 const inputsOf = (prefix: string, n: number): string[] => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
-
-function getGc(): (() => void) | null {
-  const existing = (globalThis as { gc?: () => void }).gc;
-  if (typeof existing === 'function') return existing;
-  try {
-    v8.setFlagsFromString('--expose-gc');
-    const gc = vm.runInNewContext('gc') as unknown;
-    return typeof gc === 'function' ? (gc as () => void) : null;
-  } catch {
-    return null;
-  }
-}
 
 const MiB = 1024 * 1024;
 
