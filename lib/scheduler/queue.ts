@@ -107,23 +107,49 @@ export class Timeline<T extends Timed<T>> {
 }
 
 /**
+ * The size of the memory `buf` keeps alive (its ArrayBuffer). The `buffer` getter costs about 30 ns, as much as
+ * the copy of a short body, and the frames of one socket read share one buffer: so the last answer is kept.
+ * (This holds a reference to one buffer at most, the last one asked about.)
+ */
+let sizedBuf: Buffer | null = null;
+let sizedBytes = 0;
+function allocationOf(buf: Buffer): number {
+  if (buf !== sizedBuf) {
+    sizedBuf = buf;
+    sizedBytes = buf.buffer.byteLength;
+  }
+  return sizedBytes;
+}
+
+/**
  * A task object's body about to wait in a queue (requeued, or retried): a body that is a small part of a large
  * buffer, such as the socket read it arrived in, is copied out so that it does not keep the rest alive.
  */
 export function detachBody(body: Buffer): Buffer {
-  return body.length * 2 >= body.buffer.byteLength ? body : Buffer.from(body);
+  return body.length * 2 >= allocationOf(body) ? body : Buffer.from(body);
 }
 
-/** Rows per block: the first block of a queue is small, later ones double up to the largest. */
-const BLOCK_MIN = 16;
+/**
+ * Rows per block: the first block of a queue is small, later ones double up to the largest. 4 keeps the first
+ * block's typed arrays within V8's 64 bytes kept on the heap, so a queue of one task costs no backing stores.
+ */
+const BLOCK_MIN = 4;
 const BLOCK_MAX = 1024;
+
+/**
+ * Blocks up to this many rows keep their numbers in plain arrays: a typed array costs about 230 bytes however few
+ * elements it has, and a queue of one task (a job type per task) paid 1.8 KB for its first block that way.
+ */
+const PLAIN_BLOCK_MAX = 16;
+
+type Numbers = Float64Array | Uint32Array | number[];
 
 /** A run of rows in parallel arrays; a queue is a chain of them, written at the tail and read at the head. */
 class Block<L, O> {
-  readonly seqs: Float64Array;
-  readonly requestIds: Uint32Array;
-  readonly starts: Uint32Array;
-  readonly lengths: Uint32Array;
+  readonly seqs: Numbers;
+  readonly requestIds: Numbers;
+  readonly starts: Numbers;
+  readonly lengths: Numbers;
   readonly lanes: (L | null)[];
   readonly bodies: (Buffer | null)[];
   readonly options: (O | null)[];
@@ -133,10 +159,11 @@ class Block<L, O> {
   next: Block<L, O> | null = null;
 
   constructor(readonly size: number) {
-    this.seqs = new Float64Array(size);
-    this.requestIds = new Uint32Array(size);
-    this.starts = new Uint32Array(size);
-    this.lengths = new Uint32Array(size);
+    const plain = size <= PLAIN_BLOCK_MAX;
+    this.seqs = plain ? new Array<number>(size).fill(0) : new Float64Array(size);
+    this.requestIds = plain ? new Array<number>(size).fill(0) : new Uint32Array(size);
+    this.starts = plain ? new Array<number>(size).fill(0) : new Uint32Array(size);
+    this.lengths = plain ? new Array<number>(size).fill(0) : new Uint32Array(size);
     this.lanes = new Array<L | null>(size).fill(null);
     this.bodies = new Array<Buffer | null>(size).fill(null);
     this.options = new Array<O | null>(size).fill(null);
@@ -165,7 +192,7 @@ const ARENA_MAX = 64 * 1024;
  * 6-byte tasks read beside large ones held 630 MB. The arena is a run of slabs written in arrival order and
  * read in the same order, so a slab is dense with bodies still queued and is let go once they are all gone.
  *
- * The rows live in a chain of blocks (16 rows, doubling to 1,024), so the queue never copies a row to grow and
+ * The rows live in a chain of blocks (4 rows, doubling to 1,024), so the queue never copies a row to grow and
  * gives a block back as soon as it is read through: memory follows the queue's length down as it drains. A ring
  * that doubled and halved spent 0.4 us per task copying rows in a 200,000-task burst.
  */
@@ -184,7 +211,7 @@ export class Rows<L, O> {
   /** Appends a row; its body is buf[start, end), kept as the table above says. */
   push(seq: number, requestId: number, lane: L, buf: Buffer, start: number, end: number, options: O): void {
     const length = end - start;
-    if (length * 2 >= buf.buffer.byteLength) return this.place(seq, requestId, lane, buf, start, length, options);
+    if (length * 2 >= allocationOf(buf)) return this.place(seq, requestId, lane, buf, start, length, options);
     if (length > ARENA_BODY_MAX) {
       const own = Buffer.allocUnsafe(length); // over 4 KiB... or the pool's, which holds no socket read
       buf.copy(own, 0, start, end);

@@ -40,17 +40,19 @@ export class TypeQueue<T extends QueuedTask<W>, W, L extends RowLane, O> {
   live = 0;
   /** Rows of clients that left, not yet skipped or swept. */
   dead = 0;
+  // Both made on first use: a queue exists for every job type in use, and most never see a requeue. A queue per
+  // task (a new job type each) cost 2.5 KB per task with them and a 16-row first block; see Rows for the rest.
   /** Requeued tasks any worker may take. */
-  private readonly requeued = new SeqHeap<T>();
+  private requeued: SeqHeap<T> | null = null;
   /** Requeued tasks avoiding a worker, by that worker. */
-  private readonly avoiding = new Map<W, SeqHeap<T>>();
+  private avoiding: Map<W, SeqHeap<T>> | null = null;
 
   constructor(readonly type: string) {}
 
   /** Waiting task objects (requeued ones), all heaps together. */
   get requeuedCount(): number {
-    let n = this.requeued.size;
-    for (const heap of this.avoiding.values()) n += heap.size;
+    let n = this.requeued?.size ?? 0;
+    if (this.avoiding) for (const heap of this.avoiding.values()) n += heap.size;
     return n;
   }
 
@@ -59,11 +61,11 @@ export class TypeQueue<T extends QueuedTask<W>, W, L extends RowLane, O> {
    * left. Costs O(1) plus the number of workers that tasks here avoid (rarely more than one).
    */
   headSeq(worker: W): number {
-    this.skipDead();
+    if (this.dead > 0) this.skipDead();
     let best = this.rows.size > 0 ? this.rows.seq : Infinity;
-    const top = this.requeued.top;
+    const top = this.requeued?.top ?? null;
     if (top !== null && top.seq < best) best = top.seq;
-    if (this.avoiding.size === 0) return best;
+    if (this.avoiding === null) return best;
     const alone = this.active <= 1;
     for (const [avoided, heap] of this.avoiding) {
       if (avoided === worker && !alone) continue;
@@ -79,25 +81,28 @@ export class TypeQueue<T extends QueuedTask<W>, W, L extends RowLane, O> {
    */
   take(worker: W): T | null {
     this.live--;
+    if (this.requeued === null && this.avoiding === null) return null; // nothing was ever put back: the head row
     const rowSeq = this.rows.size > 0 ? this.rows.seq : Infinity;
     let from: SeqHeap<T> | null = null;
     let best = rowSeq;
-    const top = this.requeued.top;
+    const top = this.requeued?.top ?? null;
     if (top !== null && top.seq < best) {
       best = top.seq;
       from = this.requeued;
     }
-    const alone = this.active <= 1;
-    for (const [avoided, heap] of this.avoiding) {
-      if (avoided === worker && !alone) continue;
-      if (heap.top!.seq < best) {
-        best = heap.top!.seq;
-        from = heap;
+    if (this.avoiding !== null) {
+      const alone = this.active <= 1;
+      for (const [avoided, heap] of this.avoiding) {
+        if (avoided === worker && !alone) continue;
+        if (heap.top!.seq < best) {
+          best = heap.top!.seq;
+          from = heap;
+        }
       }
     }
     if (from === null) return null;
     const task = from.pop()!;
-    if (task.avoid !== null && from.size === 0) this.avoiding.delete(task.avoid);
+    if (task.avoid !== null && from.size === 0) this.unavoid(task.avoid);
     task.avoid = null;
     return task;
   }
@@ -109,7 +114,8 @@ export class TypeQueue<T extends QueuedTask<W>, W, L extends RowLane, O> {
   requeue(task: T, avoid: W | null): void {
     this.live++;
     task.avoid = avoid;
-    if (avoid === null) return this.requeued.push(task);
+    if (avoid === null) return (this.requeued ??= new SeqHeap<T>()).push(task);
+    this.avoiding ??= new Map();
     let heap = this.avoiding.get(avoid);
     if (!heap) {
       heap = new SeqHeap<T>();
@@ -121,31 +127,36 @@ export class TypeQueue<T extends QueuedTask<W>, W, L extends RowLane, O> {
   /** Removes a waiting task object (its client left). */
   remove(task: T): void {
     this.live--;
-    if (task.avoid === null) return this.requeued.remove(task);
-    const heap = this.avoiding.get(task.avoid)!;
+    if (task.avoid === null) return this.requeued!.remove(task);
+    const heap = this.avoiding!.get(task.avoid)!;
     heap.remove(task);
-    if (heap.size === 0) this.avoiding.delete(task.avoid);
+    if (heap.size === 0) this.unavoid(task.avoid);
     task.avoid = null;
   }
 
   /** A worker no longer announces this type (or is gone): the tasks avoiding it are open to all. */
   forget(worker: W): void {
-    const heap = this.avoiding.get(worker);
+    const heap = this.avoiding?.get(worker);
     if (!heap) return;
-    this.avoiding.delete(worker);
+    this.unavoid(worker);
     for (const task of heap.values()) task.avoid = null;
-    this.requeued.absorb(heap);
+    (this.requeued ??= new SeqHeap<T>()).absorb(heap);
   }
 
   /** Whether some waiting task avoids a worker. */
   get avoidsAny(): boolean {
-    return this.avoiding.size > 0;
+    return this.avoiding !== null;
   }
 
   /** Every waiting task object, for shutdown and tests. */
   *requeuedTasks(): IterableIterator<T> {
-    yield* this.requeued.values();
-    for (const heap of this.avoiding.values()) yield* heap.values();
+    if (this.requeued) yield* this.requeued.values();
+    if (this.avoiding) for (const heap of this.avoiding.values()) yield* heap.values();
+  }
+
+  private unavoid(worker: W): void {
+    this.avoiding!.delete(worker);
+    if (this.avoiding!.size === 0) this.avoiding = null;
   }
 
   /** After a client left: sweeps its rows out once they outnumber the live ones (so O(1) per row, amortised). */
