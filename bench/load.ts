@@ -9,7 +9,8 @@ import { BullmqClient } from './bullmq/client.js';
 import { numArg, serve } from './child.js';
 import { RelayClient } from './relay/client.js';
 
-type Submit = (input: string) => Promise<string>;
+/** Submits one task, of type sha256 unless told otherwise. */
+type Submit = (input: string, type?: string) => Promise<string>;
 
 const system = process.argv[2];
 const port = numArg(1, 9001);
@@ -27,12 +28,12 @@ if (system === 'bullmq') {
   close = () => bullmq!.close();
 } else if (system === 'relay') {
   const clients = await Promise.all(Array.from({ length: connections }, () => RelayClient.connect(port)));
-  submitters = clients.map((c) => (input: string) => c.submit('sha256', input));
+  submitters = clients.map((c) => (input: string, type = 'sha256') => c.submit(type, input));
   close = async () => clients.forEach((c) => c.close());
 } else {
   const clients = Array.from({ length: connections }, (_, i) => createClient({ port, name: `bench-${i}` }));
   await Promise.all(clients.map((c) => c.connect()));
-  submitters = clients.map((c) => (input: string) => c.submit('sha256', input));
+  submitters = clients.map((c) => (input: string, type = 'sha256') => c.submit(type, input));
   close = async () => void (await Promise.all(clients.map((c) => c.close())));
 }
 
@@ -89,13 +90,16 @@ function windowed({ n, window, prefix }: { n: number; window: number; prefix: st
   });
 }
 
-/** W4: queues n tasks with 16-byte bodies, 10,000 per event-loop turn; drain() awaits their results later. */
+/**
+ * W4 (and S1, S2): queues n tasks with 16-byte bodies, 10,000 per event-loop turn; drain() awaits their results
+ * later. With `distinctTypes` (S2) task i has job type `type-<i>`, which no worker runs.
+ */
 let filled: { list: string[]; results: Promise<string[]> } | null = null;
-async function fill({ n }: { n: number }): Promise<number> {
+async function fill({ n, distinctTypes = false }: { n: number; distinctTypes?: boolean }): Promise<number> {
   const list = Array.from({ length: n }, (_, i) => String(i).padStart(16, '0'));
   const promises: Promise<string>[] = [];
   for (let i = 0; i < n; i++) {
-    promises.push(submitters[i % submitters.length]!(list[i]!));
+    promises.push(submitters[i % submitters.length]!(list[i]!, distinctTypes ? `type-${i}` : undefined));
     if (i % 10_000 === 9_999) await new Promise((resolve) => setImmediate(resolve));
   }
   filled = { list, results: Promise.all(promises) };

@@ -1,6 +1,7 @@
 // `npm run bench`: taskwire against a minimal relay baseline measured in the same run, in alternating rounds,
-// and BullMQ + Redis with --peers. Options: --quick (smoke run), --peers, --profile (CPU profiles of W1),
-// --only w1,w2,w3,w4 and --rounds N (subsets, for development). docs/BENCHMARKS.md explains the figures.
+// and BullMQ + Redis with --peers, then taskwire alone at size and scale (S1, S2, W4 mixed). Options: --quick
+// (smoke run), --peers, --profile (CPU profiles of W1), --only w1,w2,w3,w4,w4m,s1,s2 and --rounds N (subsets, for
+// development; w4 includes W4 mixed, w4m is W4 mixed alone). docs/BENCHMARKS.md explains the figures.
 
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -9,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { WORKER_DEFAULTS } from '../lib/index.js';
+import { SCHEDULER_DEFAULTS, type SchedulerStats, WORKER_DEFAULTS } from '../lib/index.js';
 import { formatTop } from './cpuprofile.js';
 import { type Child, build, killAll, withChildren } from './procs.js';
 import { type Redis, startRedis } from './redis.js';
@@ -23,7 +24,7 @@ const { values: flags } = parseArgs({
   options: { quick: { type: 'boolean' }, peers: { type: 'boolean' }, profile: { type: 'boolean' }, only: { type: 'string' }, rounds: { type: 'string' } },
 });
 /** --only w1,w3 runs a subset of the workloads. */
-const only = new Set((flags.only ?? 'w1,w2,w3,w4').toLowerCase().split(','));
+const only = new Set((flags.only ?? 'w1,w2,w3,w4,s1,s2').toLowerCase().split(','));
 const quick = flags.quick ?? false;
 const RESULTS = fileURLToPath(new URL('results/', import.meta.url));
 
@@ -95,6 +96,21 @@ const PLAN = {
     grid: W3_GRID,
   },
   w4: { n: quick ? 100_000 : 1_000_000, payloadBytes: 16 },
+  /**
+   * W4 mixed: n small tasks of a type no worker runs, each written between two large sha256 tasks, after a warm-up
+   * of large tasks alone. Every small task costs 60 KB of traffic, so the count is a tenth of W4's.
+   */
+  w4m: { n: quick ? 10_000 : 100_000, warmup: 2_000, smallType: 'unserved', smallBytes: 16, largeBytes: 30_000, window: 32 },
+  /**
+   * S1: a raw worker holding every task is lost (or its tasks time out); a heartbeat of 1 s makes a stall of a few
+   * seconds cost the peers their connections, as it did before requeues were O(n log n). The tasks are dispatched
+   * just after a keepalive and time out two intervals less 100 ms later: a deadline is the core's clock (set every
+   * 100 ms tick, so up to 100 ms behind) plus the timeout, and due tasks are taken back at the first tick past it,
+   * so the requeue starts in the 200 ms before a keepalive is due and holds it back (see LEAD_MS in scale.ts).
+   */
+  s1: { n: quick ? 20_000 : 100_000, heartbeatMs: 1_000, timeoutMs: 1_900, concurrency: 256 },
+  /** S2: every task of its own job type, none run; bodies as W4's. */
+  s2: { n: quick ? 20_000 : 100_000, payloadBytes: 16 },
   /** taskwire's default worker concurrency; the relay's fixed window per worker matches it. */
   window: WORKER_DEFAULTS.concurrency,
 };
@@ -135,6 +151,21 @@ function cpuMicros(before: Probe, after: Probe): number {
 }
 
 const heapAndBuffers = (p: Probe): number => p.mem.heapUsed + p.mem.external;
+
+/** A memory reading after a full collection (the child runs with --expose-gc). */
+async function gcProbe(child: Child): Promise<Probe> {
+  await child.request('gc');
+  return child.request<Probe>('probe');
+}
+
+/** Polls a scheduler's stats until `done` holds. */
+async function waitFor(child: Child, done: (stats: SchedulerStats) => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 300_000;
+  while (!done(await child.request<SchedulerStats>('stats'))) {
+    if (Date.now() > deadline) throw new Error(`${what} never happened`);
+    await sleep(100);
+  }
+}
 
 // ---- workloads -----------------------------------------------------------------------------------------------
 
@@ -198,21 +229,17 @@ async function w4(system: System): Promise<Figures> {
   return withChildren(async (start) => {
     const { broker, load, addWorkers } = await deploy(start, system, 0, 1);
     const { n, payloadBytes } = PLAN.w4;
-    const gcProbe = async (): Promise<Probe> => {
-      await broker!.request('gc');
-      return broker!.request<Probe>('probe');
-    };
-    const base = await gcProbe();
+    const base = await gcProbe(broker!);
     await load.request('fill', { n });
     const deadline = Date.now() + 300_000;
     while ((await broker!.request<number>('queued')) < n) {
       if (Date.now() > deadline) throw new Error(`W4 ${system}: the ${n} tasks never all got queued`);
       await sleep(100);
     }
-    const full = await gcProbe();
+    const full = await gcProbe(broker!);
     await addWorkers!(1);
     check(`W4 ${system}`, await load.request('drain'));
-    const drained = await gcProbe();
+    const drained = await gcProbe(broker!);
     const MB = 1024 * 1024;
     const grown = heapAndBuffers(full) - heapAndBuffers(base);
     return {
@@ -224,6 +251,81 @@ async function w4(system: System): Promise<Figures> {
       'w4.heapAfterPct': (100 * (heapAndBuffers(drained) - heapAndBuffers(base))) / grown,
       'w4.rssAfterMB': (drained.mem.rss - base.mem.rss) / MB,
       'w4.rssAfterPct': (100 * (drained.mem.rss - base.mem.rss)) / (full.mem.rss - base.mem.rss),
+    };
+  });
+}
+
+/**
+ * W4 mixed: small tasks that arrive in the same socket reads as large ones, queued, once the large ones have gone.
+ * A row pointing into its read kept the whole read alive (~61 KB per 16-byte task); each must cost what W4's do.
+ */
+async function w4mixed(): Promise<Figures> {
+  return withChildren(async (start) => {
+    const broker = await start('bench/taskwire/scheduler.ts', [], ['--expose-gc']);
+    const port = broker.info.port as number;
+    const [, raw] = await Promise.all([start('bench/taskwire/worker.ts', [port, 1]), start('bench/rawload.ts', [port])]);
+    const spec = PLAN.w4m;
+    check('W4 mixed warm-up', await raw.request('mixed', { ...spec, phase: 'warmup' }));
+    const base = await gcProbe(broker);
+    check('W4 mixed', await raw.request('mixed', { ...spec, phase: 'mixed' }));
+    await waitFor(broker, (s) => s.queued === spec.n && s.inFlight === 0, `W4 mixed: ${spec.n} small tasks queued`);
+    const full = await gcProbe(broker);
+    return {
+      'w4m.heap': (heapAndBuffers(full) - heapAndBuffers(base)) / spec.n - spec.smallBytes,
+      'w4m.jsheap': (full.mem.heapUsed - base.mem.heapUsed) / spec.n,
+    };
+  });
+}
+
+/**
+ * S1: n tasks queued, then all dispatched to a raw worker (in the scheduler's process) that never answers; it is
+ * lost ('lost') or they time out ('timeout'). The scheduler times the requeue and its own event-loop delay, a
+ * watcher connection in another process the keepalives; then a real worker must return every digest.
+ */
+async function s1(variant: 'lost' | 'timeout'): Promise<Figures> {
+  return withChildren(async (start) => {
+    const { n, heartbeatMs, timeoutMs, concurrency } = PLAN.s1;
+    const scale = await start('bench/scale.ts', [heartbeatMs, n, variant === 'timeout' ? timeoutMs : SCHEDULER_DEFAULTS.timeoutMs]);
+    const port = scale.info.port as number;
+    const [raw, load] = await Promise.all([start('bench/rawload.ts', [port]), start('bench/load.ts', ['taskwire', port, 1])]);
+    await raw.request('watch');
+    await load.request('fill', { n });
+    await waitFor(scale, (s) => s.queued === n, `S1: ${n} tasks queued`);
+    await scale.request('hold', { credits: n, type: 'sha256' });
+    const r = await scale.request<{ requeueMs: number; lostAt: number; maxDelayMs: number }>(variant === 'lost' ? 'lose' : 'timeouts', { n });
+    const gap = await raw.request<{ maxGapMs: number; keepalives: number }>('maxGap', { from: r.lostAt - heartbeatMs, to: r.lostAt + 2 * heartbeatMs });
+    if (gap.keepalives === 0) throw new Error(`S1 ${variant}: the keepalive watcher never saw a keepalive`);
+    await start('bench/taskwire/worker.ts', [port, 1, concurrency]);
+    check(`S1 ${variant}`, await load.request('drain'));
+    return { [`s1.${variant}.requeueMs`]: r.requeueMs, [`s1.${variant}.maxGapMs`]: gap.maxGapMs, [`s1.${variant}.maxDelayMs`]: r.maxDelayMs };
+  });
+}
+
+/**
+ * S2: n tasks, each of its own job type, none run: how long they take to queue, the scheduler's longest stall
+ * meanwhile, the memory per task, and what is left once their client has gone (the queues must go with it).
+ */
+async function s2(): Promise<Figures> {
+  return withChildren(async (start) => {
+    const { n, payloadBytes } = PLAN.s2;
+    const defaults = [SCHEDULER_DEFAULTS.heartbeatMs, SCHEDULER_DEFAULTS.maxConcurrency, SCHEDULER_DEFAULTS.timeoutMs];
+    const scale = await start('bench/scale.ts', defaults, ['--expose-gc']);
+    const load = await start('bench/load.ts', ['taskwire', scale.info.port as number, 1]);
+    const base = await gcProbe(scale);
+    await scale.request('armQueueing', { n });
+    await load.request('fill', { n, distinctTypes: true });
+    const r = await scale.request<{ ms: number; maxDelayMs: number }>('queueing');
+    const full = await gcProbe(scale);
+    await load.request('close');
+    await waitFor(scale, (s) => s.clients === 0 && s.queued === 0, 'S2: the client gone and its tasks with it');
+    const drained = await gcProbe(scale);
+    const grown = heapAndBuffers(full) - heapAndBuffers(base);
+    return {
+      's2.queueMs': r.ms,
+      's2.maxDelayMs': r.maxDelayMs,
+      's2.heap': grown / n - payloadBytes,
+      's2.jsheap': (full.mem.heapUsed - base.mem.heapUsed) / n,
+      's2.heapAfterPct': (100 * (heapAndBuffers(drained) - heapAndBuffers(base))) / grown,
     };
   });
 }
@@ -250,7 +352,7 @@ interface Row {
   label: string;
   /** The target on the taskwire/relay ratio, if there is one. */
   target?: { max?: number; min?: number };
-  /** The target on taskwire's own figure instead (W4's bytes per task). */
+  /** The target on taskwire's own figure instead (W4's bytes per task, S1's times). */
   absolute?: { max: number };
 }
 
@@ -261,12 +363,12 @@ function rows(): Row[] {
     { key: 'w2.p99', label: 'W2 latency p99, µs' },
     { key: 'w2.coldP50', label: `W2 cold start p50 (first ${PLAN.w2.cold}), µs` },
   ];
-  const size = (c: W3Point): string => (c.n >= 1e6 ? `${c.n / 1e6}M` : `${c.n / 1e3}k`);
+  const size = (n: number): string => (n >= 1e6 ? `${n / 1e6}M` : `${n / 1e3}k`);
   for (const c of W3_POINTS) {
-    out.push({ key: `${w3Key(c)}.cpu`, label: `W3 sched CPU/task µs ${size(c)} ${c.workers}w ${c.clients}c`, target: { max: 1.5 } });
+    out.push({ key: `${w3Key(c)}.cpu`, label: `W3 sched CPU/task µs ${size(c.n)} ${c.workers}w ${c.clients}c`, target: { max: 1.5 } });
   }
   for (const c of W3_CORE) {
-    out.push({ key: coreKey(c), label: `W3 core only CPU/task µs ${size(c)} ${c.workers}w ${c.clients}c` });
+    out.push({ key: coreKey(c), label: `W3 core only CPU/task µs ${size(c.n)} ${c.workers}w ${c.clients}c` });
   }
   out.push(
     { key: 'w4.heap', label: 'W4 heap+buffers B/task - 16', absolute: { max: 150 } },
@@ -274,6 +376,23 @@ function rows(): Row[] {
     { key: 'w4.jsheap', label: 'W4 JS heap only B/task' },
     { key: 'w4.heapAfterPct', label: 'W4 heap+buffers kept after drain, %', absolute: { max: 5 } },
     { key: 'w4.rssAfterPct', label: 'W4 RSS kept after drain, %' },
+    { key: 'w4m.heap', label: 'W4 mixed heap+buffers B/task - 16', absolute: { max: 150 } },
+    { key: 'w4m.jsheap', label: 'W4 mixed JS heap only B/task' },
+  );
+  const { n, heartbeatMs } = PLAN.s1;
+  for (const [variant, what] of [['lost', 'worker lost'], ['timeout', 'mass timeout']] as const) {
+    out.push(
+      { key: `s1.${variant}.requeueMs`, label: `S1 ${what}, ${size(n)} tasks: requeue ms`, absolute: { max: 1000 } },
+      { key: `s1.${variant}.maxGapMs`, label: `S1 ${what}: max keepalive gap ms`, absolute: { max: 3 * heartbeatMs } },
+      { key: `s1.${variant}.maxDelayMs`, label: `S1 ${what}: max event-loop delay ms` },
+    );
+  }
+  out.push(
+    { key: 's2.queueMs', label: `S2 ${size(PLAN.s2.n)} job types: ms to queue` },
+    { key: 's2.maxDelayMs', label: 'S2 job types: max event-loop delay ms' },
+    { key: 's2.heap', label: 'S2 job types: heap+buffers B/task - 16' },
+    { key: 's2.jsheap', label: 'S2 job types: JS heap only B/task' },
+    { key: 's2.heapAfterPct', label: 'S2 job types: heap+buffers kept after close, %', absolute: { max: 5 } },
   );
   return out;
 }
@@ -347,6 +466,7 @@ function table(systems: System[], machine: Record<string, unknown>, bullmqNote: 
   lines.push(`taskwire bench, ${machine.date}; ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}; load average ${machine.loadavg} at start, ${machine.loadavgEnd} at end; ${machine.rounds} round(s), medians${quick ? ' (--quick)' : ''}`);
   lines.push(line(head), line(widths.map((w) => '-'.repeat(w))), ...body.map(line));
   lines.push('ratio = taskwire / relay. W4 "kept after drain": growth still held after the drain and a forced GC, as % of the growth when all were queued.');
+  lines.push('W4 mixed, S1 and S2: taskwire only (the relay has no requeue, keepalives, timeouts or queues per job type).');
   if (bullmqNote) lines.push(`bullmq: ${bullmqNote}`);
   return lines.join('\n');
 }
@@ -424,6 +544,9 @@ async function main(): Promise<void> {
       for (const system of ['taskwire', 'relay'] as const) await step(label, () => w3(system, d), system);
     }
     if (only.has('w4')) for (const system of ['taskwire', 'relay'] as const) await step('W4', () => w4(system), system);
+    if (only.has('w4') || only.has('w4m')) await step('W4 mixed', w4mixed, 'taskwire');
+    if (only.has('s1')) for (const variant of ['lost', 'timeout'] as const) await step(`S1 ${variant}`, () => s1(variant), 'taskwire');
+    if (only.has('s2')) await step('S2', s2, 'taskwire');
   }
   await redis?.stop();
   Object.assign(machine, { loadavgEnd: os.loadavg()[0]!.toFixed(2) });
