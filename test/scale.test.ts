@@ -142,7 +142,7 @@ t.test('a worker lost holding 40,000 tasks: all go back at once and complete; ke
   t.ok(results.every((r, i) => r === sha256(inputs[i]!)), `all ${N} digests right`);
   t.equal(scheduler.stats().requeued, N, 'each requeued once');
   t.equal(scheduler.stats().clients, 2, 'no client was dropped');
-  t.ok(watch.maxGap() < 3 * HEARTBEAT, `the longest keepalive gap was ${watch.maxGap()} ms (interval ${HEARTBEAT} ms)`);
+  t.ok(watch.maxGap() < 2 * HEARTBEAT, `the longest keepalive gap was ${watch.maxGap()} ms (interval ${HEARTBEAT} ms; a stall shows as more)`);
   t.comment(`lost with ${N} tasks: all back in the queue ${requeueMs} ms after the loss; longest keepalive gap ${watch.maxGap()} ms`);
 });
 
@@ -162,6 +162,24 @@ t.test('40,000 tasks timing out at once on a worker that never answers: all comp
   t.ok(scheduler.stats().timedOut >= N, `${scheduler.stats().timedOut} timeouts`);
   t.equal(scheduler.stats().failed, 0, 'none ran out of attempts: each went to the other worker, not back to the stuck one');
   t.ok(stuck.of(Cmd.CANCEL).length >= N, 'the stuck worker was told about each');
+  t.ok(watch.maxGap() < 2 * HEARTBEAT, `the longest keepalive gap was ${watch.maxGap()} ms (interval ${HEARTBEAT} ms; a stall shows as more)`);
+});
+
+t.test('a client leaving with 40,000 tasks running and 40,000 queued: all withdrawn at once; keepalives never stall', async (t) => {
+  const N = 40_000;
+  const HEARTBEAT = 500;
+  const scheduler = await startScheduler(t, { heartbeatMs: HEARTBEAT, maxConcurrency: N });
+  const watch = await keepaliveWatch(t, scheduler.port);
+  const busy = await rawWorker(t, scheduler.port, N);
+  const c = client(t, scheduler.port);
+  const all = inputsOf('gone-', 2 * N).map((s) => c.submit('sha256', s).catch((e: { code: string }) => e.code));
+  await waitFor('40,000 running and 40,000 queued', () => scheduler.stats().inFlight === N && scheduler.stats().queued === N, 30_000);
+  await c.close();
+  t.same(new Set(await Promise.all(all)), new Set([ErrorCode.CLOSED]), 'every task of the client ended with it');
+  await waitFor('every running task withdrawn from the worker', () => busy.of(Cmd.CANCEL).length === N, 10_000);
+  t.match(scheduler.stats(), { queued: 0, queuedBytes: 0, inFlight: 0, clients: 1 });
+  // The scheduler's part is about 90 ms (1 us a task); the client rejecting its 80,000 promises shares this
+  // process's event loop, so the bound here is the one peers care about: no peer silent for 3 intervals.
   t.ok(watch.maxGap() < 3 * HEARTBEAT, `the longest keepalive gap was ${watch.maxGap()} ms (interval ${HEARTBEAT} ms)`);
 });
 
@@ -327,7 +345,7 @@ t.test('40,000 tasks of 40,000 job types queue without stalling the scheduler (r
   const pending = Array.from({ length: N }, (_, i) => c.submit(`type-${i}`, 'x').catch((e: { code: string }) => e.code));
   await waitFor(`${N} tasks queued`, () => scheduler.stats().queued === N, 30_000);
   const queuedMs = Date.now() - started;
-  t.ok(watch.maxGap() < 3 * HEARTBEAT, `the longest keepalive gap was ${watch.maxGap()} ms (interval ${HEARTBEAT} ms)`);
+  t.ok(watch.maxGap() < 2 * HEARTBEAT, `the longest keepalive gap was ${watch.maxGap()} ms (interval ${HEARTBEAT} ms; a stall shows as more)`);
   // A worker for every 100th type takes its tasks; the rest leave with their client.
   worker(t, scheduler.port, Object.fromEntries(Array.from({ length: N / 100 }, (_, i) => [`type-${i * 100}`, () => 'done'])), { concurrency: 64 });
   await waitFor('the served types done', () => scheduler.stats().completed === N / 100, 20_000);
