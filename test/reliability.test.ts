@@ -284,3 +284,75 @@ t.test('a CPU-bound handler that blocks its worker past the dead-peer timeout is
   t.equal(scheduler.stats().requeued, 0, 'the task ran once');
   t.equal(scheduler.stats().workers, 1);
 });
+
+// ---- timer bounds: never before the deadline, at most one tick after -------------------------------------------
+
+/** The slack allowed past a deadline's last tick for a loaded test machine; the lower bounds get none. */
+const SLACK_MS = 150;
+const TICK_MS = 100;
+
+t.test('a task timeout never fires before its time, and at most one tick after (regression: 204-301 ms for 300 ms)', async (t) => {
+  const scheduler = await startScheduler(t, { maxAttempts: 1 });
+  const w = worker(t, scheduler.port, { job: hang([]) }, { concurrency: 64 });
+  await w.ready();
+  const c = client(t, scheduler.port);
+  await c.connect();
+  // Twenty tasks started at different phases of the scheduler's 100 ms tick.
+  const elapsed = await Promise.all(
+    Array.from({ length: 20 }, (_, i) =>
+      new Promise<void>((resolve) => setTimeout(resolve, i * 7)).then(async () => {
+        const started = Date.now();
+        const err = await c.submit('job', String(i), { timeoutMs: 300 }).catch((e: { code: string }) => e);
+        t.equal((err as { code: string }).code, ErrorCode.ATTEMPTS);
+        return Date.now() - started;
+      }),
+    ),
+  );
+  t.ok(elapsed.every((ms) => ms >= 300), `never early: ${Math.min(...elapsed)} ms at the soonest`);
+  t.ok(elapsed.every((ms) => ms <= 300 + TICK_MS + SLACK_MS), `${Math.max(...elapsed)} ms at the latest (one tick is ${TICK_MS})`);
+});
+
+t.test('a retry backoff never ends before its time, and at most one tick after', async (t) => {
+  const scheduler = await startScheduler(t);
+  const calls = new Map<string, number[]>();
+  worker(t, scheduler.port, {
+    job: (p) => {
+      const key = p.toString();
+      const times = calls.get(key) ?? [];
+      times.push(Date.now());
+      calls.set(key, times);
+      if (times.length === 1) throw new Error('first attempt fails');
+      return 'ok';
+    },
+  }, { concurrency: 64 });
+  const c = client(t, scheduler.port);
+  await Promise.all(
+    Array.from({ length: 20 }, (_, i) =>
+      new Promise((resolve) => setTimeout(resolve, i * 7)).then(() => c.submit('job', String(i), { retries: 1, backoffMs: 300 })),
+    ),
+  );
+  const waits = [...calls.values()].map(([first, second]) => second! - first!);
+  t.equal(waits.length, 20);
+  t.ok(waits.every((ms) => ms >= 300), `never early: ${Math.min(...waits)} ms at the soonest`);
+  t.ok(waits.every((ms) => ms <= 300 + TICK_MS + SLACK_MS), `${Math.max(...waits)} ms at the latest`);
+});
+
+t.test('a silent peer is dropped after 3 keepalive intervals of silence, never sooner, and within the 4th', async (t) => {
+  const HEARTBEAT = 200;
+  const scheduler = await startScheduler(t, { heartbeatMs: HEARTBEAT });
+  const silences = await Promise.all(
+    Array.from({ length: 5 }, async (_, i) => {
+      await new Promise((r) => setTimeout(r, i * 37));
+      const socket = net.connect(scheduler.port, '127.0.0.1');
+      t.teardown(() => socket.destroy());
+      socket.on('error', () => {});
+      await new Promise((r) => socket.once('connect', r));
+      const lastSent = await new Promise<number>((resolve) => socket.write(hello(Role.WORKER), () => resolve(Date.now())));
+      socket.resume();
+      await within(5000, 'the drop', new Promise((r) => socket.once('close', r)));
+      return Date.now() - lastSent;
+    }),
+  );
+  t.ok(silences.every((ms) => ms >= 3 * HEARTBEAT), `never early: dropped after ${Math.min(...silences)} ms of silence at the soonest`);
+  t.ok(silences.every((ms) => ms <= 4 * HEARTBEAT + SLACK_MS), `${Math.max(...silences)} ms at the latest`);
+});

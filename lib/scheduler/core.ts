@@ -176,7 +176,11 @@ export class SchedulerCore<H> {
     late: 0,
     discarded: 0,
   };
-  /** The time of the latest tick (ms). Deadlines are set from it, so they are as precise as the tick rate. */
+  /**
+   * The core's clock (ms): the latest of tick(now) and clock(now). Deadlines and retry delays are set from it, so
+   * the shell tells it the time before it feeds the core each read's frames; then a deadline is never earlier
+   * than the moment the frame that caused the dispatch was read, plus the timeout.
+   */
   now = 0;
 
   constructor(output: CoreOutput<H>, options: CoreOptions = {}) {
@@ -402,9 +406,18 @@ export class SchedulerCore<H> {
     }
   }
 
-  /** Advances the clock: running tasks past their timeout are taken back, retries whose backoff ended are queued. */
+  /** Sets the clock without acting on it: what falls due is handled at the next tick(). Never moves it back. */
+  clock(now: number): void {
+    if (now > this.now) this.now = now;
+  }
+
+  /**
+   * Advances the clock and acts on it: running tasks past their timeout are taken back, retries whose backoff ended
+   * are queued. A deadline is due once `now` has reached it: never before, and at most one tick after.
+   */
   tick(now: number): void {
-    this.now = now;
+    this.clock(now);
+    now = this.now;
     if (this.deadlines.size > 0) {
       // Due tasks come out grouped by timeout length; all are requeued before any worker is refilled (the queue
       // orders them by submission), and handled oldest first so their cancels and events come in that order.

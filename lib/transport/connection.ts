@@ -40,6 +40,8 @@ export interface Connection {
   onSkipped: (cmd: number, head: Buffer, length: number) => void;
   /** Called once after `saturated` was seen true, when every unsent byte has been handed to the operating system. */
   onDrain: () => void;
+  /** Called once per read, before its frames are decoded: one clock reading serves all of them. */
+  onRead: () => void;
   /** Called exactly once, when the connection is gone. */
   onClose: (info: CloseInfo) => void;
   /**

@@ -39,6 +39,7 @@ export class TcpConnection implements Connection {
   onSkipped: (cmd: number, head: Buffer, length: number) => void = noop;
   onClose: (info: CloseInfo) => void = noop;
   onDrain: () => void = noop;
+  onRead: () => void = noop;
   private readonly socket: net.Socket;
   private readonly decoder: FrameDecoder;
   private readBudget: ByteBudget | null;
@@ -232,6 +233,7 @@ export class TcpConnection implements Connection {
   }
 
   private receive(chunk: Buffer): void {
+    this.onRead();
     try {
       this.decoder.push(chunk);
       if (this.decoder.waiting) this.waitForBudget();
