@@ -14,7 +14,8 @@ const argv = yargs(hideBin(process.argv))
   .env('TASKWIRE')
   .option('host', { type: 'string', default: WORKER_DEFAULTS.host, describe: 'Scheduler host' })
   .option('port', { alias: 'p', type: 'number', default: WORKER_DEFAULTS.port, describe: 'Scheduler port' })
-  .option('concurrency', { alias: 'c', type: 'number', default: WORKER_DEFAULTS.concurrency, describe: 'Tasks run at once' })
+  .option('concurrency', { alias: 'c', type: 'number', default: WORKER_DEFAULTS.concurrency, describe: 'Handlers run at once' })
+  .option('prefetch', { type: 'string', default: WORKER_DEFAULTS.prefetch, describe: "Tasks held ahead of a free slot, or 'auto' (about 2 ms of work, at most 256)" })
   .option('name', { type: 'string', describe: 'Name shown by the scheduler (default: hostname:pid)' })
   .option('grace', { type: 'number', default: WORKER_DEFAULTS.closeGraceMs, describe: 'On SIGINT/SIGTERM, ms to finish running tasks' })
   .option('token', { type: 'string', describe: 'Shared secret, if the scheduler requires one (or TASKWIRE_TOKEN)' })
@@ -31,6 +32,7 @@ try {
     host: argv.host,
     port: argv.port,
     concurrency: argv.concurrency,
+    prefetch: argv.prefetch === 'auto' ? 'auto' : Number(argv.prefetch),
     name: argv.name,
     closeGraceMs: argv.grace,
     token: argv.token,
@@ -38,7 +40,7 @@ try {
   const log = (line: string): void => {
     if (!argv.quiet) process.stderr.write(`${program}: ${line}\n`);
   };
-  worker.on('connected', (c) => log(`connected to scheduler ${p(c.scheduler)} at ${c.remote}; running ${worker.types.join(', ')} x${worker.concurrency}`));
+  worker.on('connected', (c) => log(`connected to scheduler ${p(c.scheduler)} at ${c.remote}; running ${worker.types.join(', ')} x${worker.concurrency}, prefetch ${argv.prefetch}`));
   worker.on('disconnected', (d) => log(`disconnected: ${p(d.message)} (${p(d.code)})`));
   worker.on('reconnecting', (r) => log(`${p(r.message)}; retry ${r.attempt} in ${r.delayMs} ms`));
   onSignals(program, () => worker.close());

@@ -16,8 +16,15 @@ export interface WorkerOptions {
   host?: string;
   /** Scheduler port. Default 9001. */
   port?: number;
-  /** Tasks run at once (the credits granted to the scheduler). Default 16. */
+  /** Handlers run at once. Default 16. */
   concurrency?: number;
+  /**
+   * Tasks held ahead of a free slot, so the next one is already here when a handler finishes. The worker grants
+   * the scheduler `concurrency + prefetch` credits. 'auto' sizes the window from the measured handler time, to
+   * hold about 2 ms of work (at most 256 tasks): trivial tasks get a deep pipeline, slow ones none, so a worker
+   * never hoards slow tasks that another could run. Default 'auto'.
+   */
+  prefetch?: number | 'auto';
   /** Job type -> handler. Default: the built-ins (sha256, arith). Spread `builtinHandlers` to extend them. */
   handlers?: Handlers;
   /** Name shown by the scheduler. Default '<hostname>:<pid>'. */
@@ -42,6 +49,7 @@ export const WORKER_DEFAULTS = {
   host: '127.0.0.1',
   port: 9001,
   concurrency: 16,
+  prefetch: 'auto',
   maxPayload: DEFAULT_MAX_PAYLOAD,
   reconnectMinMs: 100,
   reconnectMaxMs: 5000,
@@ -58,13 +66,21 @@ export interface WorkerEvents {
   close: [];
 }
 
+/** The automatic prefetch window holds about this much work, and at most this many tasks. */
+const PREFETCH_BUDGET_MS = 2;
+const PREFETCH_MAX = 256;
+/** One task in this many has its handler timed, for the automatic window: a clock read costs ~50 ns. */
+const SAMPLE_EVERY = 8;
+
 /**
- * A task being run, and the context its handler sees. `session` is the connection it came on, the only one
- * its result may go back on. One object per task: the handler's context is the record itself, and the
+ * A task being run or held, and the context its handler sees. `session` is the connection it came on, the only
+ * one its result may go back on. One object per task: the handler's context is the record itself, and the
  * `signal` getter lives on the prototype (an object literal with a getter cost a closure per task).
  */
 class Running implements TaskContext {
   controller: AbortController | null = null;
+  /** Set while the task waits for a free slot: what to run it with. */
+  held: { handler: Handler; body: Buffer } | null = null;
 
   constructor(
     readonly session: Session,
@@ -93,6 +109,13 @@ export class Worker extends EventEmitter<WorkerEvents> {
   readonly port: number;
   readonly name: string;
   readonly concurrency: number;
+  /** The fixed prefetch window, or null for 'auto'. */
+  private readonly prefetch: number | null;
+  /** The prefetch window announced in the last READY. */
+  private window = 0;
+  /** Mean handler time in ms over the sampled tasks (an exponential moving average), 0 before the first. */
+  private meanMs = 0;
+  private sampleCountdown = SAMPLE_EVERY;
   private readonly handlers: Map<string, Handler>;
   private readonly maxPayload: number;
   private readonly reconnectMinMs: number;
@@ -100,7 +123,13 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private readonly closeGraceMs: number;
   private readonly token: string | undefined;
   private session: Session | null = null;
+  /** Tasks held and not answered that wait for something: handlers still running (async), or a free slot. */
   private readonly running = new Map<number, Running>();
+  /** Async handlers in progress: at most `concurrency`. */
+  private active = 0;
+  /** Tasks held ahead of a free slot, oldest first. */
+  private readonly waiting: Running[] = [];
+  private waitingHead = 0;
   private failures = 0;
   private retryTimer: NodeJS.Timeout | null = null;
   private closing: Promise<void> | null = null;
@@ -114,6 +143,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
     this.host = checkString('host', o.host);
     this.port = checkInteger('port', o.port, 1, 65535);
     this.concurrency = checkInteger('concurrency', o.concurrency, 1, 1_000_000);
+    this.prefetch = o.prefetch === 'auto' ? null : checkInteger('prefetch', o.prefetch, 0, 1_000_000);
+    this.window = this.prefetch ?? 0;
     this.maxPayload = checkInteger('maxPayload', o.maxPayload, 64, MAX_PAYLOAD_LIMIT);
     this.reconnectMinMs = checkInteger('reconnectMinMs', o.reconnectMinMs, 1, 3_600_000);
     this.reconnectMaxMs = checkInteger('reconnectMaxMs', o.reconnectMaxMs, this.reconnectMinMs, 3_600_000);
@@ -141,9 +172,14 @@ export class Worker extends EventEmitter<WorkerEvents> {
     return this.session !== null && !this.session.closed;
   }
 
-  /** Tasks being run now. */
+  /** Tasks held and not answered: running, or waiting for a free slot. */
   get activeTasks(): number {
     return this.running.size;
+  }
+
+  /** The credits granted to the scheduler: the tasks this worker may hold at once. */
+  get credits(): number {
+    return this.concurrency + this.window;
   }
 
   /** Resolves once the worker is connected and registered (the first time). */
@@ -170,6 +206,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     }
     for (const task of this.running.values()) task.controller?.abort(new TaskwireError(ErrorCode.CLOSED, 'the worker is closing'));
     this.running.clear();
+    this.dropWaiting();
     this.emit('close');
   }
 
@@ -223,11 +260,12 @@ export class Worker extends EventEmitter<WorkerEvents> {
         task.controller?.abort(error ?? new TaskwireError(ErrorCode.DISCONNECTED, 'connection closed'));
         this.running.delete(id);
       }
+      this.dropWaiting(); // the scheduler requeues what this connection held
       this.idle?.();
       if (error) this.emit('disconnected', { code: error.code, message: error.message });
       if (!this.closing) this.retry(error);
     };
-    writeReady(session.frames(), this.concurrency, this.types);
+    writeReady(session.frames(), this.credits, this.types);
     this.emit('connected', { scheduler: session.schedulerName, remote: session.remote });
     this.markConnected();
   }
@@ -256,40 +294,107 @@ export class Worker extends EventEmitter<WorkerEvents> {
       writeResultError(session.frames(), taskId, attempt, ErrorCode.NO_HANDLER, `this worker has no handler for job type '${type}'`);
       return;
     }
-    const running = new Running(session, taskId, attempt, type);
+    const task = new Running(session, taskId, attempt, type);
+    if (this.active < this.concurrency) return this.start(task, handler, body);
+    // Every slot is busy: the task waits here, in the prefetch window. Its body is a view of the socket read,
+    // copied out when it is a small part of it, so waiting tasks do not keep reads alive.
+    task.held = { handler, body: body.length * 2 >= body.buffer.byteLength ? body : Buffer.from(body) };
+    this.running.set(leaseKey(taskId, attempt), task);
+    this.waiting.push(task);
+  }
+
+  private start(task: Running, handler: Handler, body: Buffer): void {
+    const sampled = --this.sampleCountdown === 0;
+    const began = sampled ? performance.now() : 0;
     let result: HandlerResult | Promise<HandlerResult>;
     try {
-      result = handler(body, running);
+      result = handler(body, task);
     } catch (err) {
-      return this.reply(running, null, err);
+      if (sampled) this.sampled(began);
+      return this.reply(task, null, err);
     }
     // Synchronous handlers (the built-ins) answer in the same turn: no promise, no bookkeeping, nothing that
     // could have changed meanwhile. Only tasks that wait are tracked, for cancellation and connection loss.
-    if (!isPromiseLike(result)) return this.reply(running, result, null);
-    const key = leaseKey(taskId, attempt);
-    this.running.set(key, running);
+    if (!isPromiseLike(result)) {
+      if (sampled) this.sampled(began);
+      return this.reply(task, result, null);
+    }
+    const key = leaseKey(task.taskId, task.attempt);
+    this.running.set(key, task);
+    this.active++;
     result.then(
-      (value) => this.settle(key, running, value, null),
-      (err: unknown) => this.settle(key, running, null, err ?? new Error('handler rejected')),
+      (value) => this.settle(key, task, value, null, sampled ? began : -1),
+      (err: unknown) => this.settle(key, task, null, err ?? new Error('handler rejected'), sampled ? began : -1),
     );
+  }
+
+  /** Starts held tasks while there are free slots. */
+  private startWaiting(): void {
+    while (this.active < this.concurrency && this.waitingHead < this.waiting.length) {
+      const task = this.waiting[this.waitingHead]!;
+      this.waiting[this.waitingHead++] = undefined!;
+      const held = task.held;
+      if (held === null) continue; // cancelled while it waited
+      task.held = null;
+      this.running.delete(leaseKey(task.taskId, task.attempt));
+      this.start(task, held.handler, held.body);
+    }
+    if (this.waitingHead === this.waiting.length) {
+      this.waiting.length = 0;
+      this.waitingHead = 0;
+    }
+  }
+
+  private dropWaiting(): void {
+    for (let i = this.waitingHead; i < this.waiting.length; i++) this.waiting[i]!.held = null;
+    this.waiting.length = 0;
+    this.waitingHead = 0;
+  }
+
+  /**
+   * A sampled handler finished: folds its time into the mean and, with an automatic window, announces a new
+   * window when it has moved by more than a quarter (and at least 2), so READY is rare.
+   */
+  private sampled(began: number): void {
+    this.sampleCountdown = SAMPLE_EVERY;
+    const ms = performance.now() - began;
+    this.meanMs = this.meanMs === 0 ? ms : this.meanMs * 0.8 + ms * 0.2;
+    if (this.prefetch !== null || this.closing) return;
+    const wanted = Math.min(PREFETCH_MAX, Math.floor(PREFETCH_BUDGET_MS / Math.max(this.meanMs, 1e-3)));
+    if (Math.abs(wanted - this.window) <= Math.max(2, this.window / 4)) return;
+    this.window = wanted;
+    const session = this.session;
+    if (session && !session.closed) writeReady(session.frames(), this.credits, this.types);
   }
 
   /**
    * The scheduler took a task back (timeout, or its client left): abort the handler. Its answer is still sent
-   * when it settles, because the scheduler keeps the slot busy until then.
+   * when it settles, because the scheduler keeps the slot busy until then. A task still waiting for a slot is
+   * answered at once, unrun.
    */
   private cancel(buf: Buffer, start: number, end: number): void {
     const { taskId, attempt, code, message } = decodeCancel(buf, start, end);
-    const running = this.running.get(leaseKey(taskId, attempt));
+    const key = leaseKey(taskId, attempt);
+    const running = this.running.get(key);
     if (!running) return; // already answered; the answer and the cancel crossed on the wire
+    if (running.held !== null) {
+      running.held = null;
+      this.running.delete(key);
+      writeResultError(running.session.frames(), taskId, attempt, code, `not run: ${message}`);
+      if (this.running.size === 0) this.idle?.();
+      return;
+    }
     running.controller ??= new AbortController();
     running.controller.abort(new TaskwireError(code, message));
   }
 
-  private settle(key: number, running: Running, value: HandlerResult | null, error: unknown): void {
+  private settle(key: number, running: Running, value: HandlerResult | null, error: unknown, began: number): void {
+    if (began >= 0) this.sampled(began);
     if (this.running.get(key) !== running) return; // its connection is gone; the task was requeued
     this.running.delete(key);
+    this.active--;
     this.reply(running, value, error);
+    this.startWaiting();
     if (this.running.size === 0) this.idle?.();
   }
 
