@@ -1,7 +1,8 @@
-// `npm run bench`: taskwire against a minimal relay baseline measured in the same run, in alternating rounds,
-// and BullMQ + Redis with --peers, then taskwire alone at size and scale (S1, S2, W4 mixed). Options: --quick
-// (smoke run), --peers, --profile (CPU profiles of W1), --only w1,w2,w3,w4,w4m,s1,s2 and --rounds N (subsets, for
-// development; w4 includes W4 mixed, w4m is W4 mixed alone). docs/BENCHMARKS.md explains the figures.
+// `npm run bench`: taskwire against a minimal relay baseline measured in the same run, in alternating rounds (in
+// W1 and W2 also against the same relay with no window per worker), and BullMQ + Redis with --peers, then taskwire
+// alone at size and scale (S1, S2, W4 mixed). Options: --quick (smoke run), --peers, --profile (CPU profiles of
+// W1), --only w1,w2,w3,w4,w4m,s1,s2 and --rounds N (subsets, for development; w4 includes W4 mixed, w4m is W4
+// mixed alone). docs/BENCHMARKS.md explains the figures.
 
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -16,7 +17,8 @@ import { type Child, build, killAll, withChildren } from './procs.js';
 import { type Redis, startRedis } from './redis.js';
 import { installBullmq } from './bullmq/load.js';
 
-type System = 'taskwire' | 'relay' | 'bullmq';
+/** 'relay-unthrottled' is the relay's broker with no window: W1 and W2 only, beside the windowed 'relay'. */
+type System = 'taskwire' | 'relay' | 'relay-unthrottled' | 'bullmq';
 type Start = typeof Child.start;
 type Probe = { cpu: NodeJS.CpuUsage; mem: NodeJS.MemoryUsage };
 
@@ -113,6 +115,11 @@ const PLAN = {
   s2: { n: quick ? 20_000 : 100_000, payloadBytes: 16 },
   /** taskwire's default worker concurrency; the relay's fixed window per worker matches it. */
   window: WORKER_DEFAULTS.concurrency,
+  /**
+   * The unthrottled relay's window: 0, none. Its broker sends a worker every queued task at once, the strongest
+   * simple system a user could pick, so taskwire's defaults are also held against one that never waits for credits.
+   */
+  unthrottledWindow: 0,
 };
 
 // ---- systems -------------------------------------------------------------------------------------------------
@@ -130,11 +137,14 @@ async function deploy(start: Start, system: System, workers: number, clients: nu
     ]);
     return { broker: null, load, worker };
   }
-  const dir = `bench/${system}`;
-  const broker = await start(`${dir}/${system === 'taskwire' ? 'scheduler' : 'broker'}.ts`, system === 'relay' ? [PLAN.window] : [], ['--expose-gc']);
+  const kind = system === 'taskwire' ? 'taskwire' : 'relay';
+  const dir = `bench/${kind}`;
+  const brokerArgs = system === 'relay' ? [PLAN.window] : system === 'relay-unthrottled' ? [PLAN.unthrottledWindow] : [];
+  const broker = await start(`${dir}/${kind === 'taskwire' ? 'scheduler' : 'broker'}.ts`, brokerArgs, ['--expose-gc']);
   const port = broker.info.port as number;
+  // No concurrency is passed: the taskwire worker runs with createWorker()'s defaults, whatever they are.
   const addWorkers = (count = workers) => start(`${dir}/worker.ts`, [port, count]);
-  const [worker, load] = await Promise.all([workers > 0 ? addWorkers() : null, start('bench/load.ts', [system, port, clients])]);
+  const [worker, load] = await Promise.all([workers > 0 ? addWorkers() : null, start('bench/load.ts', [kind, port, clients])]);
   return { broker, load, worker, addWorkers };
 }
 
@@ -350,6 +360,8 @@ const med = (key: string, system: System): number | undefined => median(samples[
 interface Row {
   key: string;
   label: string;
+  /** The system in the relay column and under the ratio; 'relay' (PLAN.window in flight per worker) unless told. */
+  versus?: System;
   /** The target on the taskwire/relay ratio, if there is one. */
   target?: { max?: number; min?: number };
   /** The target on taskwire's own figure instead (W4's bytes per task, S1's times). */
@@ -362,6 +374,11 @@ function rows(): Row[] {
     { key: 'w2.p50', label: 'W2 latency p50, µs', target: { max: 1.25 } },
     { key: 'w2.p99', label: 'W2 latency p99, µs' },
     { key: 'w2.coldP50', label: `W2 cold start p50 (first ${PLAN.w2.cold}), µs` },
+    // The same figures against the unthrottled relay, with targets of their own: it should be the stronger one.
+    { key: 'w1.tps', label: 'W1 vs unthrottled relay, tasks/s', versus: 'relay-unthrottled', target: { min: 0.9 } },
+    { key: 'w2.p50', label: 'W2 p50 vs unthrottled relay, µs', versus: 'relay-unthrottled', target: { max: 1.25 } },
+    { key: 'w2.p99', label: 'W2 p99 vs unthrottled relay, µs', versus: 'relay-unthrottled' },
+    { key: 'w2.coldP50', label: 'W2 cold p50 vs unthrottled relay, µs', versus: 'relay-unthrottled' },
   ];
   const size = (n: number): string => (n >= 1e6 ? `${n / 1e6}M` : `${n / 1e3}k`);
   for (const c of W3_POINTS) {
@@ -425,8 +442,9 @@ function table(systems: System[], machine: Record<string, unknown>, bullmqNote: 
   const body: string[][] = [];
   const verdicts: Record<string, boolean> = {};
   for (const row of rows()) {
+    const versus = row.versus ?? 'relay';
     const tw = med(row.key, 'taskwire');
-    const relay = med(row.key, 'relay');
+    const relay = med(row.key, versus);
     if (tw === undefined && relay === undefined) continue;
     const ratio = tw !== undefined && relay ? tw / relay : undefined;
     let target = '';
@@ -438,13 +456,14 @@ function table(systems: System[], machine: Record<string, unknown>, bullmqNote: 
       target = `<= ${row.absolute.max}`;
       met = tw <= row.absolute.max;
     }
-    if (met !== undefined) verdicts[row.key] = met;
+    if (met !== undefined) verdicts[`${row.key} vs ${versus}`] = met;
     body.push([
       row.label,
       fmt(tw),
       fmt(relay),
       ratio === undefined ? '-' : `${ratio.toFixed(2)}x`,
-      ...(systems.includes('bullmq') ? [fmt(med(row.key, 'bullmq'))] : []),
+      // BullMQ's figure once per key, on the row against the windowed relay.
+      ...(systems.includes('bullmq') ? [row.versus ? '' : fmt(med(row.key, 'bullmq'))] : []),
       target,
       met === undefined ? '' : met ? 'yes' : 'NO',
     ]);
@@ -465,7 +484,8 @@ function table(systems: System[], machine: Record<string, unknown>, bullmqNote: 
   const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   lines.push(`taskwire bench, ${machine.date}; ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}; load average ${machine.loadavg} at start, ${machine.loadavgEnd} at end; ${machine.rounds} round(s), medians${quick ? ' (--quick)' : ''}`);
   lines.push(line(head), line(widths.map((w) => '-'.repeat(w))), ...body.map(line));
-  lines.push('ratio = taskwire / relay. W4 "kept after drain": growth still held after the drain and a forced GC, as % of the growth when all were queued.');
+  lines.push(`ratio = taskwire / relay (at most ${PLAN.window} tasks in flight per worker); on the "vs unthrottled relay" rows, taskwire / the same broker with no window (every queued task sent to the worker at once).`);
+  lines.push('W4 "kept after drain": growth still held after the drain and a forced GC, as % of the growth when all were queued.');
   lines.push('W4 mixed, S1 and S2: taskwire only (the relay has no requeue, keepalives, timeouts or queues per job type).');
   if (bullmqNote) lines.push(`bullmq: ${bullmqNote}`);
   return lines.join('\n');
@@ -504,7 +524,7 @@ async function main(): Promise<void> {
   const began = performance.now();
   build();
   if (flags.profile) return profile();
-  const systems: System[] = ['taskwire', 'relay'];
+  const systems: System[] = ['taskwire', 'relay', 'relay-unthrottled'];
   let bullmqNote: string | null = 'skipped (run with --peers to include BullMQ + Redis)';
   const peerProblem = flags.peers ? installBullmq() : null;
   if (peerProblem) bullmqNote = `skipped: ${peerProblem}`;

@@ -1,5 +1,6 @@
 // The relay baseline broker: the least a taskwire-shaped scheduler has to do (FIFO queue, id map, a fixed
-// window per worker, results routed back by request id) and nothing else. Usage: broker.ts [window]
+// window per worker, results routed back by request id) and nothing else. Usage: broker.ts [window]; a window of
+// 0 means none: every queued task goes to a worker at once (the "unthrottled relay").
 
 import net from 'node:net';
 import { numArg, serve } from '../child.js';
@@ -16,7 +17,8 @@ interface Worker {
   held: number;
 }
 
-const window = numArg(0, 16); // taskwire's default worker concurrency, so both keep as many tasks in flight
+// 16 is taskwire's default worker concurrency, which the runner's window matches; 0 (no window) is Infinity.
+const window = numArg(0, 16) || Infinity;
 const queue: (Task | undefined)[] = [];
 let head = 0;
 const inFlight = new Map<number, Task>();

@@ -1,11 +1,13 @@
 // taskwire workers under test: `connections` createWorker() instances in one process, with the built-in sha256
-// handler and the default concurrency unless one is given. Usage: worker.ts <port> [connections] [concurrency]
+// handler. Usage: worker.ts <port> [connections] [concurrency]
+// Without a concurrency the option is left out altogether (not filled in from WORKER_DEFAULTS, nor set to
+// undefined), so the worker runs as a user's createWorker({ port }) does, with whatever defaults lib/ has then.
 
-import { WORKER_DEFAULTS, createWorker } from '../../lib/index.js';
+import { createWorker } from '../../lib/index.js';
 import { numArg, serve } from '../child.js';
 
 const port = numArg(0, 9001);
-const concurrency = numArg(2, WORKER_DEFAULTS.concurrency);
-const workers = Array.from({ length: numArg(1, 1) }, (_, i) => createWorker({ port, concurrency, name: `bench-${i}` }));
+const concurrency = process.argv[4] === undefined ? {} : { concurrency: numArg(2, 0) };
+const workers = Array.from({ length: numArg(1, 1) }, (_, i) => createWorker({ port, name: `bench-${i}`, ...concurrency }));
 await Promise.all(workers.map((w) => w.ready()));
 serve({}, { concurrency: workers[0]!.concurrency });
