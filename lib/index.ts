@@ -8,6 +8,6 @@ export type { WorkerOptions, WorkerEvents } from './worker/index.js';
 export { createClient, Client, CLIENT_DEFAULTS } from './client/index.js';
 export type { ClientOptions, ClientEvents, Payload, SubmitOptions } from './client/index.js';
 export { builtinHandlers, ArithError, evaluate, evaluateToString } from './jobs/index.js';
-export type { Handler, HandlerResult, Handlers, TaskContext } from './jobs/index.js';
+export type { Handler, HandlerResult, Handlers, TaskContext, ThreadHandler } from './jobs/index.js';
 export { ErrorCode, TaskwireError, TaskFailedError, ProtocolError } from './errors.js';
 export { PROTOCOL_VERSION } from './protocol/messages.js';

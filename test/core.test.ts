@@ -1827,6 +1827,8 @@ interface MWorker extends MPeerBase {
   answered: Lease[];
   /** What it held (running and revoked) when it left, to replay stale results. */
   heldAtDeath: { id: number; attempt: number }[];
+  /** Whether its hello said its keepalives may wait for a handler. */
+  readonly mayBlock: boolean;
   /** Its connection is full: the next sendTask answers false. */
   saturated: boolean;
   /** sendTask answered false: the core must send it nothing until writable(). */
@@ -2045,7 +2047,7 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
     if (at > beat.cursor) violate(`heartbeat: no keepalive or close for ${beat.order[beat.cursor]!.name}`);
     beat.cursor++;
     // A silent worker is excused while it runs tasks that all have a timeout (which bounds the wait).
-    const excused = p.kind === 'worker' && p.running.size > 0 && [...p.running.values()].every((m) => m.timeoutMs > 0);
+    const excused = p.kind === 'worker' && p.mayBlock && p.running.size > 0 && [...p.running.values()].every((m) => m.timeoutMs > 0);
     if (p.active || excused) {
       p.active = false;
       p.missed = 0;
@@ -2437,8 +2439,9 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
     [5, 'addWorker', () => {
       if (alive(workers).length >= 4) return;
       const name = `w${workers.length + 1}`;
+      const mayBlock = rnd() < 0.7; // its keepalives may wait for a handler: silence while it runs tasks is excused
       const w: MWorker = {
-        kind: 'worker', name, rec: core.addWorker(name, name), alive: true, leaving: false, active: true, missed: 0,
+        kind: 'worker', name, rec: core.addWorker(name, name, mayBlock), mayBlock, alive: true, leaving: false, active: true, missed: 0,
         concurrency: 0, allowance: 0, types: [], running: new Map(), revoked: new Map(), answered: [], heldAtDeath: [],
         saturated: false, blocked: false,
       };
@@ -2769,6 +2772,38 @@ t.test('seeded simulation: 300 seeds x 400 random steps keep every invariant', (
   const wall = Math.round(performance.now() - start);
   const cpuMs = Math.round(process.cpuUsage(cpu).user / 1000);
   t.comment(`simulation: ${JSON.stringify({ ...totals, firstInversion: undefined })} in ${wall} ms (cpu ${cpuMs} ms)`);
+  t.end();
+});
+
+t.test('checksPerInterval: silence checked N times an interval, keepalives sent once, a silent peer dropped after deadAfterTicks intervals', (t) => {
+  const h = new Harness({ checksPerInterval: 10 });
+  h.client('c1');
+  // The first check consumes the "seen" of joining; then 29 checks without a frame, one short of 3 intervals.
+  for (let i = 0; i < 30; i++) h.core.heartbeat(i % 10 === 0);
+  t.same(h.keepalives, ['c1', 'c1', 'c1'], 'a keepalive on the calls that send them');
+  t.equal(h.closed.length, 0, 'still there');
+  h.core.heartbeat(false);
+  t.equal(h.closed.length, 1, 'the 30th check without a frame drops it');
+  t.match(h.closed[0]!.error, { code: ErrorCode.TIMEOUT, message: 'no frame for 3 keepalive intervals' });
+  t.end();
+});
+
+t.test('a worker whose keepalives never wait for a handler (mayBlock false) is dropped for silence even while it runs tasks', (t) => {
+  const h = new Harness();
+  h.client('c1');
+  const strict = h.core.addWorker('strict', 'strict', false);
+  h.core.ready(strict, 1, ['sha256']);
+  const lenient = h.core.addWorker('lenient', 'lenient');
+  h.core.ready(lenient, 1, ['sha256']);
+  h.submit('c1', 1, 'sha256', 'a');
+  h.submit('c1', 2, 'sha256', 'b');
+  t.same(h.sent.map((s) => s.worker).sort(), ['lenient', 'strict'], 'each runs a task, both with a timeout');
+  for (let i = 0; i < 4; i++) {
+    h.core.seen(h.c('c1'));
+    h.core.heartbeat();
+  }
+  t.same(h.closed.map((c) => c.peer), ['strict'], 'the strict one is dropped; the one that may block is excused');
+  t.equal(h.stats().requeued, 1);
   t.end();
 });
 

@@ -427,7 +427,7 @@ t.test('constants: command table, roles, version, header size, default maxPayloa
   t.same({ ...SubmitOption }, { TIMEOUT_MS: 1, RETRIES: 2, BACKOFF_MS: 3 });
   t.equal(PROTOCOL_VERSION, 2);
   t.equal(OLDEST_VERSION, 1);
-  t.same({ ...HelloSetting }, { MAX_PAYLOAD: 1 });
+  t.same({ ...HelloSetting }, { MAX_PAYLOAD: 1, MAY_BLOCK: 2 });
   t.equal(MAX_HELLO_PAYLOAD, 132_356, 'version, role, heartbeat, two str16 of 65,535 bytes, 255 settings');
   t.equal(HEADER_SIZE, 5);
   t.equal(DEFAULT_MAX_PAYLOAD, 16 * 1024 * 1024);

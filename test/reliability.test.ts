@@ -2,7 +2,7 @@
 
 import t, { type Test } from 'tap';
 import net from 'node:net';
-import { createClient, createWorker, ErrorCode, type Handlers, type Worker } from '../lib/index.js';
+import { createClient, createWorker, ErrorCode, type Handler, type Handlers, type Worker } from '../lib/index.js';
 import { Cmd, PROTOCOL_VERSION, Role, decodeError, encode, writeHello } from '../lib/protocol/messages.js';
 import { sha256, spawnTs, startScheduler, waitFor, within } from './helpers.js';
 
@@ -19,7 +19,7 @@ function client(t: Test, port: number, options: Parameters<typeof createClient>[
 }
 
 /** A handler that never answers until its signal aborts; records the abort reasons it saw. */
-function hang(aborts: string[]): Handlers[string] {
+function hang(aborts: string[]): Handler {
   return (_payload, { signal }) =>
     new Promise((_, reject) => {
       signal.addEventListener('abort', () => {
@@ -337,7 +337,7 @@ t.test('a retry backoff never ends before its time, and at most one tick after',
   t.ok(waits.every((ms) => ms <= 300 + TICK_MS + SLACK_MS), `${Math.max(...waits)} ms at the latest`);
 });
 
-t.test('a silent peer is dropped after 3 keepalive intervals of silence, never sooner, and within the 4th', async (t) => {
+t.test('a silent peer is dropped after 3 keepalive intervals of silence, never sooner, and within a tenth of one more', async (t) => {
   const HEARTBEAT = 200;
   const scheduler = await startScheduler(t, { heartbeatMs: HEARTBEAT });
   const silences = await Promise.all(
@@ -354,5 +354,6 @@ t.test('a silent peer is dropped after 3 keepalive intervals of silence, never s
     }),
   );
   t.ok(silences.every((ms) => ms >= 3 * HEARTBEAT), `never early: dropped after ${Math.min(...silences)} ms of silence at the soonest`);
-  t.ok(silences.every((ms) => ms <= 4 * HEARTBEAT + SLACK_MS), `${Math.max(...silences)} ms at the latest`);
+  // Silence is checked ten times per interval (before, once: up to 4 intervals).
+  t.ok(silences.every((ms) => ms <= 3.1 * HEARTBEAT + SLACK_MS), `${Math.max(...silences)} ms at the latest`);
 });

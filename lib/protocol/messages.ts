@@ -53,10 +53,13 @@ export const MAX_STRING_BYTES = 0xffff;
 export const HelloSetting = {
   /** The largest frame payload the sender accepts: a scheduler's tells its peers what it will take. */
   MAX_PAYLOAD: 1,
+  /** A worker's: 1 if its keepalives may wait for a handler (one running on its event loop may compute long), else 0. */
+  MAY_BLOCK: 2,
 } as const;
 
 export interface HelloSettings {
   maxPayload?: number;
+  mayBlock?: boolean;
 }
 
 /** The longest HELLO payload: version, role, heartbeat, two u16-prefixed strings and 255 settings. */
@@ -224,7 +227,10 @@ export function encodeKeepalive(): Buffer {
   return KEEPALIVE;
 }
 
-const SETTING_FIELDS = [['maxPayload', HelloSetting.MAX_PAYLOAD]] as const;
+const SETTING_FIELDS = [
+  ['maxPayload', HelloSetting.MAX_PAYLOAD],
+  ['mayBlock', HelloSetting.MAY_BLOCK],
+] as const;
 
 /** Writes a HELLO in the layout of `hello.version`: version 1 ends at the token, version 2 adds the settings. */
 export function writeHello(w: FrameWriter, hello: Hello): void {
@@ -240,8 +246,9 @@ export function writeHello(w: FrameWriter, hello: Hello): void {
   if (!settings) return;
   out[offset++] = settings.length;
   for (const [key, tag] of settings) {
+    const value = hello.settings![key]!;
     out[offset] = tag;
-    out.writeUInt32BE(hello.settings![key]!, offset + 1);
+    out.writeUInt32BE(typeof value === 'boolean' ? Number(value) : value, offset + 1);
     offset += 5;
   }
 }
@@ -529,7 +536,9 @@ export function decodeHello(buf: Buffer, start = 0, end = buf.length): Hello | n
     for (let i = 0; i < count; i++) {
       const tag = r.u8('setting tag');
       const value = r.u32('setting value');
-      if (tag === HelloSetting.MAX_PAYLOAD) settings.maxPayload = value; // other tags: a later version's, ignored
+      if (tag === HelloSetting.MAX_PAYLOAD) settings.maxPayload = value;
+      else if (tag === HelloSetting.MAY_BLOCK) settings.mayBlock = value !== 0;
+      // other tags: a later version's, ignored
     }
     hello.settings = settings;
   }

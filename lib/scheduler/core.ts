@@ -62,8 +62,14 @@ export interface SubmitOptions {
 }
 
 export interface CoreOptions {
-  /** Heartbeats a peer may stay silent before it is dropped. Default 3. */
+  /** Keepalive intervals a peer may stay silent before it is dropped. Default 3. */
   deadAfterTicks?: number;
+  /**
+   * How many times per keepalive interval heartbeat() is called to check silence (keepalives go out on one call in
+   * this many): a silent peer is dropped between deadAfterTicks and deadAfterTicks + 1/checksPerInterval
+   * intervals after its last frame. Default 1.
+   */
+  checksPerInterval?: number;
   /** Default task timeout in ms; 0 for none. Default 300000 (5 minutes). */
   timeoutMs?: number;
   /** Infrastructure faults (worker lost, timeout) a task survives before it fails with E_ATTEMPTS. Default 3. */
@@ -89,6 +95,7 @@ export const MAX_RETRIES = 255;
 
 export const CORE_DEFAULTS = {
   deadAfterTicks: 3,
+  checksPerInterval: 1,
   timeoutMs: 300_000,
   maxAttempts: 3,
   backoffMs: 1000,
@@ -253,7 +260,8 @@ export class SchedulerCore<H> {
     return client;
   }
 
-  addWorker(handle: H, name: string): WorkerRecord<H> {
+  /** `mayBlock`: whether the worker's keepalives may wait for its handlers (see heartbeat()). Default true. */
+  addWorker(handle: H, name: string, mayBlock = true): WorkerRecord<H> {
     const worker: WorkerRecord<H> = {
       kind: 'worker',
       id: this.nextPeerId++,
@@ -267,6 +275,7 @@ export class SchedulerCore<H> {
       untimed: 0,
       revoked: new Map(),
       blocked: false,
+      mayBlock,
       slots: [],
     };
     this.workers.add(worker);
@@ -382,26 +391,30 @@ export class SchedulerCore<H> {
   }
 
   /**
-   * A keepalive interval passed: drop peers silent for deadAfterTicks intervals, send the others a keepalive.
+   * A check of silence (checksPerInterval of them per keepalive interval): drop peers silent for deadAfterTicks
+   * intervals; with `sendKeepalives`, send the others a keepalive.
    *
-   * A worker running tasks is not dropped for silence: a CPU-bound handler blocks its event loop and with it
-   * the keepalives, and a healthy worker must not look dead and have its work requeued again and again. Its
-   * tasks' timeouts bound the wait instead; once they are taken back, silence counts again. A task without a
-   * timeout gives no such bound, so it does not excuse silence.
+   * A worker that said its handlers may block its event loop (mayBlock) is not dropped for silence while it runs
+   * tasks: a CPU-bound handler blocks the keepalives too, and a healthy worker must not look dead and have its
+   * work requeued again and again. Its tasks' timeouts bound the wait instead; once they are taken back, silence
+   * counts again. A task without a timeout gives no such bound, so it does not excuse silence. A worker whose
+   * keepalives never wait for a handler (handlers in threads, or bounded ones) gets no excuse: silent is dead.
    */
-  heartbeat(): void {
+  heartbeat(sendKeepalives = true): void {
+    const { deadAfterTicks, checksPerInterval } = this.config;
+    const deadAfter = deadAfterTicks * checksPerInterval;
     for (const peers of [this.clients, this.workers] as Set<PeerRecord<H>>[]) {
       for (const peer of peers) {
-        if (peer.active || (peer.kind === 'worker' && peer.running.size > 0 && peer.untimed === 0)) {
+        if (peer.active || (peer.kind === 'worker' && peer.mayBlock && peer.running.size > 0 && peer.untimed === 0)) {
           peer.active = false;
           peer.missedTicks = 0;
-        } else if (++peer.missedTicks >= this.config.deadAfterTicks) {
-          const reason = `no frame for ${peer.missedTicks} keepalive intervals`;
+        } else if (++peer.missedTicks >= deadAfter) {
+          const reason = `no frame for ${peer.missedTicks / checksPerInterval} keepalive intervals`;
           this.lost(peer, reason);
           this.out.closePeer(peer, new TaskwireError(ErrorCode.TIMEOUT, reason));
           continue;
         }
-        this.out.sendKeepalive(peer);
+        if (sendKeepalives) this.out.sendKeepalive(peer);
       }
     }
   }

@@ -120,6 +120,11 @@ const BUDGET_THRESHOLD = 64 * 1024;
 
 /** How often the core acts on its clock: a timeout or retry delay comes due at most this long after its time. */
 const TICK_MS = 100;
+/**
+ * Silence is checked this many times per keepalive interval, so a silent peer is dropped 3 to 3.1 intervals after
+ * its last frame. Checked once per interval, that was up to 4: a frozen worker's tasks waited a whole interval more.
+ */
+const CHECKS_PER_INTERVAL = 10;
 
 export interface PeerInfo {
   id: number;
@@ -207,6 +212,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   private readonly timers: NodeJS.Timeout[] = [];
   private boundPort = 0;
   private closing: Promise<void> | null = null;
+  /** Silence checks made, for sending keepalives on one in CHECKS_PER_INTERVAL. */
+  private checks = 0;
   /**
    * Tells the core the time before it acts on what a peer sent: a dispatch then counts its timeout from that
    * read, not from the last 100 ms tick, so no deadline comes early. Once per read, as a clock costs ~50 ns.
@@ -235,6 +242,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     this.name = checkString('name', options.name ?? `taskwire-${randomBytes(4).toString('hex')}`);
     this.tokenDigest = options.token === undefined ? null : digest(checkString('token', options.token));
     this.core = new SchedulerCore<Handle>(this.output(), {
+      checksPerInterval: CHECKS_PER_INTERVAL,
       timeoutMs: checkInteger('timeoutMs', o.timeoutMs, 0, 0xffff_ffff),
       maxAttempts: checkInteger('maxAttempts', o.maxAttempts, 1, 1000),
       backoffMs: checkInteger('backoffMs', o.backoffMs, 1, 0xffff_ffff),
@@ -270,7 +278,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         this.core.tick(Date.now()); // deadlines are computed from the core's clock: it must be set before work arrives
         this.timers.push(
           setInterval(() => this.core.tick(Date.now()), TICK_MS),
-          setInterval(() => this.heartbeat(), this.heartbeatMs),
+          setInterval(() => this.heartbeat(), this.heartbeatMs / CHECKS_PER_INTERVAL),
         );
         for (const timer of this.timers) timer.unref();
         const address = { host: this.host, port: this.boundPort };
@@ -386,10 +394,13 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     return true;
   }
 
-  /** A keepalive interval passed. A peer whose frames this side is not reading cannot prove it is alive: excused. */
+  /**
+   * A tenth of a keepalive interval passed: the core checks silence, and sends keepalives on every tenth call. A
+   * peer whose frames this side is not reading cannot prove it is alive: excused.
+   */
   private heartbeat(): void {
     for (const peer of this.peers) if (peer.record && peer.conn.readPaused) this.core.seen(peer.record);
-    this.core.heartbeat();
+    this.core.heartbeat(this.checks++ % CHECKS_PER_INTERVAL === 0);
   }
 
   /**
@@ -485,7 +496,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         conn.resumeReading();
       };
     } else {
-      const worker = this.core.addWorker(peer, name);
+      // Version-1 workers, and those that do not say, may block: the lenient rule of version 1 (PROTOCOL.md 4.4).
+      const worker = this.core.addWorker(peer, name, hello.version < 2 || hello.settings?.mayBlock !== false);
       peer.record = worker;
       conn.onDrain = () => {
         this.readClock();

@@ -122,6 +122,11 @@ export interface WorkerRecord<H> extends PeerBase<H> {
   readonly revoked: Map<string, boolean>;
   /** Its connection is not draining what it was sent: no task goes to it until writable(). */
   blocked: boolean;
+  /**
+   * Whether its keepalives may wait for a handler, as its hello said (peers of version 1, or that do not say:
+   * yes). If not, 3 intervals of silence mean it is dead, whatever it runs.
+   */
+  readonly mayBlock: boolean;
   slots: Slot<H>[];
 }
 

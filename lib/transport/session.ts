@@ -14,7 +14,7 @@ import {
   writeHello,
 } from '../protocol/messages.js';
 import type { FrameHandler, FrameWriter } from '../protocol/frame.js';
-import type { Hello } from '../protocol/messages.js';
+import type { Hello, HelloSettings } from '../protocol/messages.js';
 import type { Connection } from './connection.js';
 import { connectTcp } from './tcp.js';
 
@@ -28,6 +28,8 @@ export interface SessionOptions {
   token?: string;
   /** How long to wait for the scheduler's hello. Default 10 s. */
   handshakeTimeoutMs?: number;
+  /** Settings for this side's hello (a worker says whether its handlers may block it). */
+  settings?: HelloSettings;
 }
 
 /** Keepalive intervals the scheduler may stay silent before this side gives up on it. */
@@ -119,7 +121,7 @@ export class Session {
         heartbeatMs: 0,
         name: options.name,
         token: options.token ?? '',
-        settings: {},
+        settings: options.settings ?? {},
       });
     });
   }

@@ -5,8 +5,20 @@ import { EventEmitter } from 'node:events';
 import os from 'node:os';
 import { ErrorCode, TaskwireError } from '../errors.js';
 import { checkInteger, checkString, invalidOption, stripUndefined } from '../options.js';
-import { builtinHandlers } from '../jobs/index.js';
-import type { Handler, HandlerResult, Handlers, TaskContext } from '../jobs/handler.js';
+import { builtinHandlers, isBoundedHandler } from '../jobs/index.js';
+import {
+  badResult,
+  handlerErrorCode,
+  handlerErrorMessage,
+  type Handler,
+  type HandlerResult,
+  type Handlers,
+  type TaskContext,
+  type ThreadHandler,
+} from '../jobs/handler.js';
+import { ThreadPool } from './pool.js';
+import { pathToFileURL } from 'node:url';
+import path from 'node:path';
 import { Cmd, Role, decodeCancel, decodeTask, writeReady, writeResultError, writeResultOk } from '../protocol/messages.js';
 import { DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT } from '../protocol/frame.js';
 import { Session } from '../transport/session.js';
@@ -25,8 +37,26 @@ export interface WorkerOptions {
    * never hoards slow tasks that another could run. Default 'auto'.
    */
   prefetch?: number | 'auto';
-  /** Job type -> handler. Default: the built-ins (sha256, arith). Spread `builtinHandlers` to extend them. */
+  /**
+   * Job type -> handler: a function runs inline, on the worker's own thread; a ThreadHandler (`{ module, export }`)
+   * runs in the worker's pool of threads. Default: the built-ins (sha256, arith). Spread `builtinHandlers` to
+   * extend them.
+   */
   handlers?: Handlers;
+  /** Threads in the pool for ThreadHandlers, started on first use. Default: the machine's available parallelism. */
+  threads?: number;
+  /**
+   * How long a handler in a thread may go on after its task's AbortSignal fired (a timeout, a cancel) before its
+   * thread is terminated and replaced, freeing the slot. An inline handler cannot be stopped this way. Default 5000.
+   */
+  stopGraceMs?: number;
+  /**
+   * Whether an inline handler may keep the worker's event loop busy for longer than a keepalive interval. The
+   * worker tells the scheduler in its hello: while it says false, silence for 3 intervals means the worker is
+   * dead, even while it runs tasks; while true, a worker running tasks that all have a timeout is not dropped for
+   * silence, and the timeouts bound the wait. Default: true if any handler is a function other than a built-in.
+   */
+  inlineMayBlock?: boolean;
   /** Name shown by the scheduler. Default '<hostname>:<pid>'. */
   name?: string;
   /**
@@ -54,6 +84,7 @@ export const WORKER_DEFAULTS = {
   reconnectMinMs: 100,
   reconnectMaxMs: 5000,
   closeGraceMs: 10_000,
+  stopGraceMs: 5000,
 } as const;
 
 export interface WorkerEvents {
@@ -96,6 +127,13 @@ class Running implements TaskContext {
   }
 }
 
+/** How a job type runs: inline, in the pool, or inline below a payload size and in the pool above it. */
+interface Route {
+  readonly inline: Handler | null;
+  readonly thread: Handler | null;
+  readonly inlineBelow: number;
+}
+
 /**
  * Running tasks are keyed by task id and attempt: after a timeout the scheduler may send the same task here
  * again while the first attempt is still winding down. Both fit in a safe integer (attempt < 2^21).
@@ -116,7 +154,11 @@ export class Worker extends EventEmitter<WorkerEvents> {
   /** Mean handler time in ms over the sampled tasks (an exponential moving average), 0 before the first. */
   private meanMs = 0;
   private sampleCountdown = SAMPLE_EVERY;
-  private readonly handlers: Map<string, Handler>;
+  /** What runs each job type: inline, in a thread, or by payload size (see ThreadHandler.inlineBelow). */
+  private readonly routes = new Map<string, Route>();
+  private readonly pool: ThreadPool;
+  /** Told to the scheduler in the hello (see inlineMayBlock). */
+  readonly inlineMayBlock: boolean;
   private readonly maxPayload: number;
   private readonly reconnectMinMs: number;
   private readonly reconnectMaxMs: number;
@@ -152,20 +194,44 @@ export class Worker extends EventEmitter<WorkerEvents> {
     this.name = checkString('name', options.name ?? `${os.hostname()}:${process.pid}`);
     this.token = options.token === undefined ? undefined : checkString('token', options.token);
     const handlers = options.handlers ?? builtinHandlers;
-    if (typeof handlers !== 'object' || handlers === null) invalidOption('handlers', 'an object of job type -> function', handlers);
-    this.handlers = new Map(Object.entries(handlers));
-    if (this.handlers.size === 0) invalidOption('handlers', 'an object with at least one handler', handlers);
-    for (const [type, handler] of this.handlers) {
-      if (typeof handler !== 'function') invalidOption(`handlers.${type}`, 'a function', handler);
+    if (typeof handlers !== 'object' || handlers === null) invalidOption('handlers', 'an object of job type -> handler', handlers);
+    const threads = checkInteger('threads', o.threads ?? os.availableParallelism(), 1, 1024);
+    this.pool = new ThreadPool(threads, checkInteger('stopGraceMs', o.stopGraceMs, 0, 3_600_000));
+    for (const [type, handler] of Object.entries(handlers)) {
       if (type.length === 0 || Buffer.byteLength(type) > 255) invalidOption('handlers', 'keyed by job type names of 1 to 255 bytes', type);
+      this.routes.set(type, this.route(type, handler));
     }
+    if (this.routes.size === 0) invalidOption('handlers', 'an object with at least one handler', handlers);
+    const mayBlock = [...this.routes.values()].some((r) => r.inline !== null && !isBoundedHandler(r.inline));
+    this.inlineMayBlock = options.inlineMayBlock ?? mayBlock;
+    if (typeof this.inlineMayBlock !== 'boolean') invalidOption('inlineMayBlock', 'a boolean', this.inlineMayBlock);
     this.connectedOnce = new Promise((resolve) => (this.markConnected = resolve));
     this.connect();
   }
 
   /** Job types this worker runs. */
   get types(): string[] {
-    return [...this.handlers.keys()];
+    return [...this.routes.keys()];
+  }
+
+  /** Threads terminated because a handler did not stop after its task's AbortSignal fired. */
+  get threadsStopped(): number {
+    return this.pool.stopped;
+  }
+
+  /** Checks one entry of `handlers` and makes its route. */
+  private route(type: string, handler: Handler | ThreadHandler): Route {
+    if (typeof handler === 'function') return { inline: handler, thread: null, inlineBelow: Infinity };
+    if (typeof handler !== 'object' || handler === null) invalidOption(`handlers.${type}`, 'a function or { module, export }', handler);
+    const { module, export: name = 'default', inlineBelow = 0, inline = null } = handler;
+    const url = module instanceof URL ? module.href : typeof module === 'string' && module.length > 0 ? toUrl(module) : null;
+    if (url === null) invalidOption(`handlers.${type}.module`, 'a file URL or a path', module);
+    if (typeof name !== 'string' || name.length === 0) invalidOption(`handlers.${type}.export`, 'an export name', name);
+    checkInteger(`handlers.${type}.inlineBelow`, inlineBelow, 0, Number.MAX_SAFE_INTEGER);
+    if (inlineBelow > 0 && typeof inline !== 'function') invalidOption(`handlers.${type}.inline`, 'a function, with inlineBelow', inline);
+    const thread: Handler = (payload, context) =>
+      this.pool.run({ module: url, export: name, payload, taskId: context.taskId, attempt: context.attempt, type }, context.signal);
+    return { inline: inlineBelow > 0 ? inline : null, thread, inlineBelow };
   }
 
   get connected(): boolean {
@@ -204,6 +270,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       await this.drained(this.closeGraceMs);
       session.close();
     }
+    await this.pool.close();
     for (const task of this.running.values()) task.controller?.abort(new TaskwireError(ErrorCode.CLOSED, 'the worker is closing'));
     this.running.clear();
     this.dropWaiting();
@@ -229,7 +296,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private connect(): void {
     this.retryTimer = null;
     const { host, port, name, maxPayload, token } = this;
-    Session.open({ host, port, role: Role.WORKER, name, maxPayload, token }).then(
+    const settings = { mayBlock: this.inlineMayBlock };
+    Session.open({ host, port, role: Role.WORKER, name, maxPayload, token, settings }).then(
       (session) => this.attach(session),
       (err: TaskwireError) => this.retry(err),
     );
@@ -289,7 +357,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
 
   private run(session: Session, buf: Buffer, start: number, end: number): void {
     const { taskId, attempt, type, body } = decodeTask(buf, start, end);
-    const handler = this.handlers.get(type);
+    const route = this.routes.get(type);
+    const handler = route && (route.thread === null || body.length < route.inlineBelow ? route.inline : route.thread);
     if (!handler) {
       writeResultError(session.frames(), taskId, attempt, ErrorCode.NO_HANDLER, `this worker has no handler for job type '${type}'`);
       return;
@@ -399,23 +468,24 @@ export class Worker extends EventEmitter<WorkerEvents> {
   }
 
   private reply({ session, taskId, attempt }: Running, value: HandlerResult | null, error: unknown): void {
+    const bad = error === null ? badResult(value) : null;
     if (error !== null) {
-      writeResultError(session.frames(), taskId, attempt, errorCode(error), errorMessage(error));
-    } else if (typeof value === 'string' || value instanceof Uint8Array) {
+      writeResultError(session.frames(), taskId, attempt, handlerErrorCode(error), handlerErrorMessage(error));
+    } else if (bad === null) {
       // A RESULT the scheduler would refuse fails its task here instead of costing the connection. The exact
       // size of a string is only measured when 3 bytes per UTF-16 unit could pass the limit.
       const limit = session.schedulerMaxPayload ?? this.maxPayload;
-      const bound = typeof value === 'string' ? value.length * 3 : value.length;
-      const size = bound + 9 > limit ? 9 + (typeof value === 'string' ? Buffer.byteLength(value) : value.length) : 0;
+      const result = value as HandlerResult;
+      const bound = typeof result === 'string' ? result.length * 3 : result.length;
+      const size = bound + 9 > limit ? 9 + (typeof result === 'string' ? Buffer.byteLength(result) : result.length) : 0;
       if (size > limit) {
         const message = `the handler's result of ${size - 9} bytes does not fit the scheduler's maxPayload (${limit})`;
         writeResultError(session.frames(), taskId, attempt, ErrorCode.TOO_LARGE, message);
         return;
       }
-      writeResultOk(session.frames(), taskId, attempt, value);
+      writeResultOk(session.frames(), taskId, attempt, result);
     } else {
-      const message = `handler returned ${value === null ? 'null' : typeof value}; return a string or bytes`;
-      writeResultError(session.frames(), taskId, attempt, ErrorCode.HANDLER, message);
+      writeResultError(session.frames(), taskId, attempt, ErrorCode.HANDLER, bad);
     }
   }
 }
@@ -424,15 +494,9 @@ function isPromiseLike(value: unknown): value is PromiseLike<HandlerResult> {
   return typeof (value as PromiseLike<unknown> | null)?.then === 'function';
 }
 
-/** A handler's own string `code` (up to 64 characters) reaches the client; anything else is E_HANDLER. */
-function errorCode(error: unknown): string {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && code.length > 0 && code.length <= 64 ? code : ErrorCode.HANDLER;
-}
-
-function errorMessage(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  return message || 'handler failed without a message';
+/** A module given as a path is resolved against the current directory, as a user would expect of a path. */
+function toUrl(module: string): string {
+  return /^[a-z][a-z0-9+.-]*:/i.test(module) && !/^[a-z]:[\\/]/i.test(module) ? module : pathToFileURL(path.resolve(module)).href;
 }
 
 /** Creates a worker; it connects at once and keeps reconnecting until close(). */
