@@ -102,3 +102,61 @@ t.test('a task held in the window is answered unrun when it is cancelled, and it
   await waitFor('every slot given back', () => scheduler.stats().inFlight === 0 && w.activeTasks === 0);
   t.equal(await c.submit('job', 'e').catch((e: { code: string }) => e.code), ErrorCode.ATTEMPTS, 'and the worker takes work again');
 });
+
+// ---- handlers in threads ---------------------------------------------------------------------------------------
+
+const THREADED = new URL('./fixtures/thread-handlers.ts', import.meta.url);
+// The same checksum the thread computes, computed here.
+const { sum } = await import('./fixtures/thread-handlers.js');
+const inThread = (name: string) => ({ module: THREADED, export: name });
+
+t.test('thread handlers: results in text and bytes, payloads small and large, errors with their codes', async (t) => {
+  const scheduler = await startScheduler(t);
+  const w = worker(t, scheduler.port, { upper: inThread('upper'), bytes: inThread('bytes'), sum: inThread('sum'), fails: inThread('fails') }, { threads: 2 });
+  await w.ready();
+  t.equal(w.inlineMayBlock, false, 'threads only: its keepalives never wait for a handler');
+  const c = client(t, scheduler.port);
+  t.equal(await c.submit('upper', 'hello'), 'HELLO@1');
+  const big = Buffer.alloc(3 * 1024 * 1024);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 7) % 256;
+  t.equal(await c.submit('sum', big), sum(big), 'a 3 MiB payload crosses intact');
+  const small = ['a', 'bb', 'ccc'].map((p) => Buffer.from(p));
+  t.same(await Promise.all(small.map((p) => c.submit('sum', p))), small.map(sum), 'small ones too');
+  const out = await c.submitBuffer('bytes', '100000');
+  t.ok(out.length === 100_000 && out.every((b, i) => b === i % 251), 'bytes come back intact');
+  await t.rejects(c.submit('fails', ''), { code: 'E_CUSTOM', message: 'failed in a thread' });
+  const missing = worker(t, scheduler.port, { nothing: { module: THREADED, export: 'nope' } });
+  await missing.ready();
+  await t.rejects(c.submit('nothing', ''), { code: ErrorCode.NO_HANDLER, message: /has no function export 'nope'/ });
+  t.ok(worker(t, scheduler.port, { sha256: (p) => p }).inlineMayBlock, 'an inline handler of its own: it may block');
+});
+
+t.test('a handler stuck in for (;;) {} is stopped: its thread replaced, its slot reused, the task run elsewhere, the worker serving throughout', async (t) => {
+  const scheduler = await startScheduler(t, { timeoutMs: 400 });
+  const stuck = worker(t, scheduler.port, { spin: inThread('spin'), upper: inThread('upper') }, { threads: 2, concurrency: 2, stopGraceMs: 200, name: 'stuck' });
+  let reconnects = 0;
+  stuck.on('reconnecting', () => reconnects++);
+  await stuck.ready();
+  const c = client(t, scheduler.port);
+  const spun = c.submit('spin', 'x');
+  await waitFor('the spin task to run', () => scheduler.stats().inFlight === 1);
+  const other = worker(t, scheduler.port, { spin: () => 'done elsewhere' }, { name: 'other' });
+  await other.ready();
+  // While one thread spins, the other serves.
+  t.same(await Promise.all(['a', 'b', 'c'].map((p) => c.submit('upper', p))), ['A@1', 'B@1', 'C@1'], 'served during the spin');
+  t.equal(await within(10_000, 'the spin task', spun), 'done elsewhere', 'timed out, then run on the other worker');
+  await waitFor('the thread to be stopped', () => stuck.threadsStopped === 1, 5000);
+  await waitFor('its slot back', () => stuck.activeTasks === 0 && scheduler.stats().inFlight === 0, 5000);
+  t.same(await Promise.all(['d', 'e'].map((p) => c.submit('upper', p))), ['D@1', 'E@1'], 'both slots and both threads serve again');
+  t.equal(reconnects, 0, 'the stuck worker never lost its connection');
+});
+
+t.test('a task that gets stuck on every try fails with E_ATTEMPTS; its threads are stopped each time', async (t) => {
+  const scheduler = await startScheduler(t, { timeoutMs: 300, maxAttempts: 2 });
+  const w = worker(t, scheduler.port, { spin: inThread('spin'), upper: inThread('upper') }, { threads: 1, stopGraceMs: 100 });
+  await w.ready();
+  const c = client(t, scheduler.port);
+  await t.rejects(within(10_000, 'the stuck task', c.submit('spin', 'x')), { code: ErrorCode.ATTEMPTS });
+  await waitFor('both threads stopped', () => w.threadsStopped === 2, 5000);
+  t.equal(await c.submit('upper', 'after'), 'AFTER@1', 'a fresh thread serves the next task');
+});

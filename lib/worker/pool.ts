@@ -35,8 +35,20 @@ interface Slot {
   job: Job | null;
 }
 
-/** The thread script next to this module: .ts when running from source (under tsx), .js once built. */
-const THREAD_URL = new URL(import.meta.url.endsWith('.ts') ? './thread.ts' : './thread.js', import.meta.url);
+/** The thread script next to this module: .js once built, .ts when running from source (under tsx). */
+const FROM_SOURCE = import.meta.url.endsWith('.ts');
+const THREAD_URL = new URL(FROM_SOURCE ? './thread.ts' : './thread.js', import.meta.url);
+
+/**
+ * Starts a thread. From source, the thread registers tsx before it loads its script: Node 20 does not carry the
+ * parent's --import loader hooks over to a thread's entry point, so a .ts entry would not load.
+ */
+function startThread(): Thread {
+  if (!FROM_SOURCE) return new Thread(THREAD_URL);
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const boot = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(THREAD_URL.href)}); })`;
+  return new Thread(boot, { eval: true });
+}
 
 export class ThreadPool {
   private readonly slots: Slot[] = [];
@@ -81,7 +93,7 @@ export class ThreadPool {
 
   private spawn(): Slot | null {
     if (this.slots.length >= this.size) return null;
-    const slot: Slot = { thread: new Thread(THREAD_URL), job: null };
+    const slot: Slot = { thread: startThread(), job: null };
     this.watch(slot);
     this.slots.push(slot);
     return slot;
