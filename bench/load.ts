@@ -2,9 +2,9 @@
 // runs each workload's submission pattern on request and checks every digest it gets back.
 // Usage: load.ts <taskwire|relay|bullmq> <port> [connections] [bullmq queue name]
 
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { createClient } from '../lib/index.js';
+import { type Client, createClient } from '../lib/index.js';
 import { BullmqClient } from './bullmq/client.js';
 import { numArg, serve } from './child.js';
 import { RelayClient } from './relay/client.js';
@@ -16,12 +16,15 @@ const system = process.argv[2];
 const port = numArg(1, 9001);
 const connections = numArg(2, 1);
 
-const sha256 = (input: string): string => createHash('sha256').update(input).digest('hex');
+const sha256 = (input: string | Uint8Array): string => createHash('sha256').update(input).digest('hex');
+/** The answer a task of each job type must come back with: sha256, or T1's `len` (bench/taskwire/handlers.ts). */
+const answer = (type: string): ((input: string) => string) => (type === 'len' ? (input) => String(Buffer.byteLength(input)) : sha256);
 const inputs = (prefix: string, n: number): string[] => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
 const countBad = (results: string[], want: string[]): number => results.filter((r, i) => r !== want[i]).length;
 
 let bullmq: BullmqClient | null = null;
 let submitters: Submit[] = [];
+let taskwire: Client[] = [];
 let close: () => Promise<void>;
 if (system === 'bullmq') {
   bullmq = await BullmqClient.open(port, process.argv[5]!);
@@ -31,42 +34,44 @@ if (system === 'bullmq') {
   submitters = clients.map((c) => (input: string, type = 'sha256') => c.submit(type, input));
   close = async () => clients.forEach((c) => c.close());
 } else {
-  const clients = Array.from({ length: connections }, (_, i) => createClient({ port, name: `bench-${i}` }));
-  await Promise.all(clients.map((c) => c.connect()));
-  submitters = clients.map((c) => (input: string, type = 'sha256') => c.submit(type, input));
-  close = async () => void (await Promise.all(clients.map((c) => c.close())));
+  taskwire = Array.from({ length: connections }, (_, i) => createClient({ port, name: `bench-${i}` }));
+  await Promise.all(taskwire.map((c) => c.connect()));
+  submitters = taskwire.map((c) => (input: string, type = 'sha256') => c.submit(type, input));
+  close = async () => void (await Promise.all(taskwire.map((c) => c.close())));
 }
 
 /** Every task submitted at once, spread over the connections; resolves with the results in input order. */
-function burst(list: string[]): Promise<string[]> {
+function burst(list: string[], type?: string): Promise<string[]> {
   if (bullmq) return bullmq.all(list, `${list[0]}_`);
-  return Promise.all(list.map((input, i) => submitters[i % submitters.length]!(input)));
+  return Promise.all(list.map((input, i) => submitters[i % submitters.length]!(input, type)));
 }
 
-/** W1: a warm-up burst, then a timed one. The expected digests are computed before the clock starts. */
-async function all({ n, warmup }: { n: number; warmup: number }): Promise<{ ms: number; bad: number }> {
+/** W1 (and T1, of `type`): a warm-up burst, then a timed one. The expected answers are computed before the clock starts. */
+async function all({ n, warmup, type = 'sha256' }: { n: number; warmup: number; type?: string }): Promise<{ ms: number; bad: number }> {
+  const expect = answer(type);
   const warm = inputs('warm-', warmup);
-  let bad = countBad(await burst(warm), warm.map(sha256));
+  let bad = countBad(await burst(warm, type), warm.map(expect));
   const list = inputs('task-', n);
-  const want = list.map(sha256);
+  const want = list.map(expect);
   const start = performance.now();
-  const results = await burst(list);
+  const results = await burst(list, type);
   const ms = performance.now() - start;
   bad += countBad(results, want);
   return { ms, bad };
 }
 
-/** W2: one task at a time on the first connection; every round trip's latency in microseconds, warm-up first. */
-async function sequential({ n, warmup }: { n: number; warmup: number }): Promise<{ latencies: number[]; bad: number }> {
+/** W2 (and T1): one task at a time on the first connection; every round trip's latency in microseconds, warm-up first. */
+async function sequential({ n, warmup, type = 'sha256' }: { n: number; warmup: number; type?: string }): Promise<{ latencies: number[]; bad: number }> {
   const one: Submit = bullmq ? (input) => bullmq!.one(input) : submitters[0]!;
+  const expect = answer(type);
   const latencies: number[] = [];
   let bad = 0;
   for (let i = 0; i < warmup + n; i++) {
     const input = `task-${i}`;
     const start = performance.now();
-    const result = await one(input);
+    const result = await one(input, type);
     latencies.push((performance.now() - start) * 1000);
-    if (result !== sha256(input)) bad++;
+    if (result !== expect(input)) bad++;
   }
   return { latencies, bad };
 }
@@ -88,6 +93,34 @@ function windowed({ n, window, prefix }: { n: number; window: number; prefix: st
     };
     for (let i = 0; i < Math.min(window, n); i++) next(submitters[i % submitters.length]!);
   });
+}
+
+/**
+ * T1: sha256 tasks of `bytes` random bytes (four bodies in turn, digests known before the clock starts) on the
+ * first taskwire connection, `window` outstanding, after `warmup` of them; the time for the n after it.
+ */
+async function sized({ bytes, n, warmup, window }: { bytes: number; n: number; warmup: number; window: number }): Promise<{ ms: number; bad: number }> {
+  const bodies = Array.from({ length: 4 }, () => randomBytes(bytes));
+  const want = bodies.map(sha256);
+  const run = (count: number): Promise<{ ms: number; bad: number }> =>
+    new Promise((resolve, reject) => {
+      let sent = 0;
+      let done = 0;
+      let bad = 0;
+      const start = performance.now();
+      const next = (): void => {
+        const i = sent++ % 4;
+        taskwire[0]!.submit('sha256', bodies[i]!).then((result) => {
+          if (result !== want[i]) bad++;
+          if (++done === count) resolve({ ms: performance.now() - start, bad });
+          else if (sent < count) next();
+        }, reject);
+      };
+      for (let i = 0; i < Math.min(window, count); i++) next();
+    });
+  const warm = await run(warmup);
+  const r = await run(n);
+  return { ms: r.ms, bad: warm.bad + r.bad };
 }
 
 /**
@@ -113,4 +146,4 @@ async function drain(): Promise<{ bad: number }> {
   return { bad: countBad(await results, list.map(sha256)) };
 }
 
-serve({ all, sequential, windowed, fill, drain, close: () => close() });
+serve({ all, sequential, windowed, sized, fill, drain, close: () => close() });

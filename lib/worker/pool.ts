@@ -122,9 +122,12 @@ export class ThreadPool {
   private start(slot: Slot, entry: Job): void {
     slot.job = entry;
     const { job } = entry;
-    // One copy of the payload at most: bytes that own their memory move to the thread; a view of a socket read
-    // is copied out (posting the view itself would copy the whole read).
-    const owns = job.payload.byteOffset === 0 && job.payload.byteLength === job.payload.buffer.byteLength && job.payload.length >= 4096;
+    // One copy of the payload at most. A large TASK arrives in a buffer the frame decoder assembled for it alone
+    // (its payload: the body after a header of 10 + type bytes), which moves to the thread as it is; a view of a
+    // socket read shared with other frames is copied out (posting the view would copy the whole read).
+    const buffer = job.payload.buffer;
+    const header = 10 + Buffer.byteLength(job.type);
+    const owns = buffer.byteLength >= 4096 && buffer.byteLength - job.payload.length <= header && !(buffer instanceof SharedArrayBuffer);
     const payload = owns ? job.payload : new Uint8Array(job.payload);
     const message: RunMessage = { kind: 'run', id: entry.id, ...job, payload };
     slot.thread.postMessage(message, owns ? [payload.buffer as ArrayBuffer] : []);
