@@ -54,7 +54,9 @@ async function main(): Promise<void> {
     if (!argv.quiet) process.stdout.write(`${line}\n`);
   };
   // Names, job types and messages come from peers: printable() keeps them from forging lines or driving the terminal.
-  scheduler.on('workerReady', (w) => log(`worker ${p(w.name)} (${w.remote}) ready: ${p(w.types.join(', '))} x${w.concurrency}`));
+  scheduler.on('workerReady', (w) =>
+    log(`worker ${p(w.name)} (${w.remote}) ready: ${p(w.types.join(', '))} x${w.concurrency}${w.mayBlock ? ', handlers may block it' : ''}`),
+  );
   scheduler.on('clientJoined', (c) => log(`client ${p(c.name)} (${c.remote}) connected`));
   scheduler.on('peerLeft', (l) => log(`${l.role} ${p(l.name)} left: ${p(l.reason)}${l.requeued ? `, ${l.requeued} task(s) requeued` : ''}`));
   scheduler.on('peerError', (e) => process.stderr.write(`${program}: peer ${e.remote}: ${p(e.message)} (${p(e.code)})\n`));

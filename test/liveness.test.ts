@@ -10,7 +10,10 @@ t.test('a SIGSTOPped dist/worker.js holding tasks: they run elsewhere within 3 i
   const HEARTBEAT = 500;
   const scheduler = await startScheduler(t, { heartbeatMs: HEARTBEAT }); // the default 300 s task timeout
   const child = spawnChild(t, process.execPath, [path.join(root, 'dist', 'worker.js'), '--port', String(scheduler.port), '--name', 'frozen', '-q']);
-  await waitFor('the worker to register', () => scheduler.stats().workers === 1);
+  const ready: boolean[] = [];
+  scheduler.on('workerReady', (w) => ready.push(w.mayBlock));
+  await waitFor('the worker to register', () => ready.length > 0);
+  t.same(ready, [false], 'dist/worker.js says its keepalives never wait for a handler');
   const left: { name: string; reason: string; requeued: number }[] = [];
   scheduler.on('peerLeft', (p) => left.push(p));
   const c = createClient({ port: scheduler.port });

@@ -203,13 +203,14 @@ const GOLDEN = {
 
   HELLO_WORKER:
     '03' + //                       cmd HELLO
-    '0000000d' + //                 payload length 13
+    '00000012' + //                 payload length 18
     '02' + //                       protocol version 2
     '02' + //                       role 2 = worker
     '00000000' + //                 heartbeat 0 ms (clients and workers follow the scheduler's)
     '0002' + '7731' + //            name: str16 "w1"
     '0000' + //                     token: str16 "" (empty)
-    '00', //                        setting count 0
+    '01' + //                       setting count 1
+    '02' + '00000000', //           setting tag 2 = mayBlock, value 0: its keepalives never wait for a handler
 
   HELLO_SCHEDULER:
     '03' + //                       cmd HELLO
@@ -338,8 +339,9 @@ const goldenCases: GoldenCase[] = [
   {
     name: 'HELLO_WORKER',
     cmd: Cmd.HELLO,
-    encode: () => encode(writeHello, { version: PROTOCOL_VERSION, role: Role.WORKER, heartbeatMs: 0, name: 'w1', token: '', settings: {} }),
-    message: { version: 2, role: 2, heartbeatMs: 0, name: 'w1', token: '', settings: {} },
+    encode: () =>
+      encode(writeHello, { version: PROTOCOL_VERSION, role: Role.WORKER, heartbeatMs: 0, name: 'w1', token: '', settings: { mayBlock: false } }),
+    message: { version: 2, role: 2, heartbeatMs: 0, name: 'w1', token: '', settings: { mayBlock: false } },
   },
   {
     name: 'HELLO_SCHEDULER',

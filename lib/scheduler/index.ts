@@ -134,8 +134,11 @@ export interface PeerInfo {
 }
 
 export interface WorkerInfo extends PeerInfo {
+  /** Its credits, capped at maxConcurrency. */
   concurrency: number;
   types: string[];
+  /** Whether its keepalives may wait for a handler (its hello said so); if not, 3 intervals of silence drop it. */
+  mayBlock: boolean;
 }
 
 export interface TaskEvent {
@@ -462,7 +465,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       const ready = decodeReady(buf, start, end);
       this.core.ready(record, ready.concurrency, ready.types);
       if (this.listenerCount('workerReady') > 0) {
-        this.emit('workerReady', { ...info(peer), concurrency: record.concurrency, types: record.types });
+        this.emit('workerReady', { ...info(peer), concurrency: record.concurrency, types: record.types, mayBlock: record.mayBlock });
       }
       return;
     }
