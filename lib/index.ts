@@ -7,7 +7,7 @@ export { createWorker, Worker, WORKER_DEFAULTS } from './worker/index.js';
 export type { WorkerOptions, WorkerEvents } from './worker/index.js';
 export { createClient, Client, CLIENT_DEFAULTS } from './client/index.js';
 export type { ClientOptions, ClientEvents, Payload, SubmitOptions } from './client/index.js';
-export { builtinHandlers, ArithError, evaluate, evaluateToString } from './jobs/index.js';
+export { builtinHandlers, SHA256_INLINE_BELOW, ArithError, evaluate, evaluateToString } from './jobs/index.js';
 export type { Handler, HandlerResult, Handlers, TaskContext, ThreadHandler } from './jobs/index.js';
 export { ErrorCode, TaskwireError, TaskFailedError, ProtocolError } from './errors.js';
 export { PROTOCOL_VERSION } from './protocol/messages.js';
