@@ -1,8 +1,9 @@
 // `npm run bench`: taskwire against a minimal relay baseline measured in the same run, in alternating rounds (in
 // W1 and W2 also against the same relay with no window per worker), and BullMQ + Redis with --peers, then taskwire
-// alone at size and scale (S1, S2, W4 mixed). Options: --quick (smoke run), --peers, --profile (CPU profiles of
-// W1), --only w1,w2,w3,w4,w4m,s1,s2 and --rounds N (subsets, for development; w4 includes W4 mixed, w4m is W4
-// mixed alone). docs/BENCHMARKS.md explains the figures.
+// alone at size and scale (S1, S2, W4 mixed) and on its thread path (T1: handlers inline against in a worker's pool
+// of threads). Options: --quick (smoke run), --peers, --profile (CPU profiles of W1), --only
+// w1,w2,w3,w4,w4m,s1,s2,t1 and --rounds N (subsets, for development; w4 includes W4 mixed, w4m is W4 mixed
+// alone). docs/BENCHMARKS.md explains the figures.
 
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -26,7 +27,7 @@ const { values: flags } = parseArgs({
   options: { quick: { type: 'boolean' }, peers: { type: 'boolean' }, profile: { type: 'boolean' }, only: { type: 'string' }, rounds: { type: 'string' } },
 });
 /** --only w1,w3 runs a subset of the workloads. */
-const only = new Set((flags.only ?? 'w1,w2,w3,w4,s1,s2').toLowerCase().split(','));
+const only = new Set((flags.only ?? 'w1,w2,w3,w4,s1,s2,t1').toLowerCase().split(','));
 const quick = flags.quick ?? false;
 const RESULTS = fileURLToPath(new URL('results/', import.meta.url));
 
@@ -113,6 +114,19 @@ const PLAN = {
   s1: { n: quick ? 20_000 : 100_000, heartbeatMs: 1_000, timeoutMs: 1_900, concurrency: 256 },
   /** S2: every task of its own job type, none run; bodies as W4's. */
   s2: { n: quick ? 20_000 : 100_000, payloadBytes: 16 },
+  /**
+   * T1: a worker with its handlers inline, then one with the same handlers in its pool of threads, each through a
+   * scheduler: the trivial `len` as W2 (counts and warm-up as W2's) and as W1 (as W1's), then the built-in sha256
+   * at each size, `window` outstanding (a worker's default concurrency). A size runs budget / size tasks (within
+   * min..max), after a quarter as many as a warm-up.
+   */
+  t1: {
+    sizes: [1, 4, 16, 64, 256, 1024, 4096].map((k) => k * 1024),
+    budget: (quick ? 8 : 128) * 1024 * 1024,
+    min: quick ? 8 : 32,
+    max: quick ? 1_000 : 10_000,
+    window: WORKER_DEFAULTS.concurrency,
+  },
   /** taskwire's default worker concurrency; the relay's fixed window per worker matches it. */
   window: WORKER_DEFAULTS.concurrency,
   /**
@@ -340,6 +354,60 @@ async function s2(): Promise<Figures> {
   });
 }
 
+/** T1's figures of one path: `len` one at a time (p50, and the first round trip) and in a burst, sha256 by size. */
+async function t1path(where: 'inline' | 'thread'): Promise<Figures> {
+  return withChildren(async (start) => {
+    const broker = await start('bench/taskwire/scheduler.ts', []);
+    const port = broker.info.port as number;
+    const [worker, load] = await Promise.all([start('bench/taskwire/thread-worker.ts', [port, where]), start('bench/load.ts', ['taskwire', port, 1])]);
+    const seq = await load.request<{ latencies: number[]; bad: number }>('sequential', { ...PLAN.w2, type: 'len' });
+    check(`T1 ${where} one at a time`, seq);
+    const burst = await load.request<{ ms: number; bad: number }>('all', { ...PLAN.w1, type: 'len' });
+    check(`T1 ${where} burst`, burst);
+    const figures: Figures = {
+      [`t1.${where}.p50`]: percentile(seq.latencies.slice(PLAN.w2.warmup).sort((a, b) => a - b), 50),
+      [`t1.${where}.first`]: seq.latencies[0]!,
+      [`t1.${where}.tps`]: PLAN.w1.n / (burst.ms / 1000),
+    };
+    const { budget, min, max, window } = PLAN.t1;
+    for (const bytes of PLAN.t1.sizes) {
+      const n = Math.max(min, Math.min(max, Math.round(budget / bytes)));
+      const before = await worker.request<Probe>('probe');
+      const r = await load.request<{ ms: number; bad: number }>('sized', { bytes, n, warmup: Math.ceil(n / 4), window });
+      const after = await worker.request<Probe>('probe');
+      check(`T1 ${where} sha256 ${bytes} B`, r);
+      figures[`t1.${where}.sha.${bytes}`] = (r.ms * 1000) / n;
+      // The worker process's CPU (all its threads) per task, warm-up included: in latest.json only.
+      figures[`t1.${where}.shaCpu.${bytes}`] = cpuMicros(before, after) / (n + Math.ceil(n / 4));
+    }
+    const stopped = await worker.request<number>('threadsStopped');
+    if (stopped > 0) throw new Error(`T1 ${where}: ${stopped} thread(s) terminated`);
+    return figures;
+  });
+}
+
+/** T1: both paths in turn, and what the thread path adds: µs per round trip, per task in a burst. */
+async function t1(): Promise<Figures> {
+  const f = { ...(await t1path('inline')), ...(await t1path('thread')) };
+  f['t1.extraP50'] = f['t1.thread.p50']! - f['t1.inline.p50']!;
+  f['t1.extraUs'] = 1e6 / f['t1.thread.tps']! - 1e6 / f['t1.inline.tps']!;
+  return f;
+}
+
+/** The smallest size from which sha256 in the pool is no slower than inline at every larger size (medians). */
+function t1Crossing(): number | null {
+  let from: number | null = null;
+  for (const bytes of [...PLAN.t1.sizes].reverse()) {
+    const inline = med(`t1.inline.sha.${bytes}`, 'taskwire');
+    const thread = med(`t1.thread.sha.${bytes}`, 'taskwire');
+    if (inline === undefined || thread === undefined || thread > inline) break;
+    from = bytes;
+  }
+  return from;
+}
+
+const kib = (bytes: number): string => (bytes >= 1024 * 1024 ? `${bytes / 1024 / 1024} MiB` : `${bytes / 1024} KiB`);
+
 // ---- report --------------------------------------------------------------------------------------------------
 
 const samples: Record<string, Partial<Record<System, number[]>>> = {};
@@ -366,6 +434,8 @@ interface Row {
   target?: { max?: number; min?: number };
   /** The target on taskwire's own figure instead (W4's bytes per task, S1's times). */
   absolute?: { max: number };
+  /** T1: the ratio is to this key's taskwire figure (the same measurement inline), and the relay column is empty. */
+  per?: string;
 }
 
 function rows(): Row[] {
@@ -410,7 +480,21 @@ function rows(): Row[] {
     { key: 's2.heap', label: 'S2 job types: heap+buffers B/task - 16' },
     { key: 's2.jsheap', label: 'S2 job types: JS heap only B/task' },
     { key: 's2.heapAfterPct', label: 'S2 job types: heap+buffers kept after close, %', absolute: { max: 5 } },
+    { key: 't1.inline.p50', label: 'T1 len inline: round trip p50, µs' },
+    { key: 't1.thread.p50', label: 'T1 len in a thread: round trip p50, µs', per: 't1.inline.p50' },
+    { key: 't1.extraP50', label: 'T1 thread path: extra µs per round trip' },
+    { key: 't1.inline.first', label: 'T1 len inline: first round trip, µs' },
+    { key: 't1.thread.first', label: 'T1 len in a thread: first round trip, µs', per: 't1.inline.first' },
+    { key: 't1.inline.tps', label: `T1 len inline: burst of ${size(PLAN.w1.n)}, tasks/s` },
+    { key: 't1.thread.tps', label: `T1 len in a thread: burst of ${size(PLAN.w1.n)}, tasks/s`, per: 't1.inline.tps' },
+    { key: 't1.extraUs', label: 'T1 thread path: extra µs per task in a burst' },
   );
+  for (const bytes of PLAN.t1.sizes) {
+    out.push(
+      { key: `t1.inline.sha.${bytes}`, label: `T1 sha256 ${kib(bytes)} inline: µs/task` },
+      { key: `t1.thread.sha.${bytes}`, label: `T1 sha256 ${kib(bytes)} in the pool: µs/task`, per: `t1.inline.sha.${bytes}` },
+    );
+  }
   return out;
 }
 
@@ -444,9 +528,10 @@ function table(systems: System[], machine: Record<string, unknown>, bullmqNote: 
   for (const row of rows()) {
     const versus = row.versus ?? 'relay';
     const tw = med(row.key, 'taskwire');
-    const relay = med(row.key, versus);
+    const relay = row.per ? undefined : med(row.key, versus);
     if (tw === undefined && relay === undefined) continue;
-    const ratio = tw !== undefined && relay ? tw / relay : undefined;
+    const base = row.per ? med(row.per, 'taskwire') : relay;
+    const ratio = tw !== undefined && base ? tw / base : undefined;
     let target = '';
     let met: boolean | undefined;
     if (row.target && ratio !== undefined) {
@@ -487,6 +572,10 @@ function table(systems: System[], machine: Record<string, unknown>, bullmqNote: 
   lines.push(`ratio = taskwire / relay (at most ${PLAN.window} tasks in flight per worker); on the "vs unthrottled relay" rows, taskwire / the same broker with no window (every queued task sent to the worker at once).`);
   lines.push('W4 "kept after drain": growth still held after the drain and a forced GC, as % of the growth when all were queued.');
   lines.push('W4 mixed, S1 and S2: taskwire only (the relay has no requeue, keepalives, timeouts or queues per job type).');
+  if (samples['t1.thread.p50']) {
+    const from = t1Crossing();
+    lines.push(`T1: ratio = in a thread (the pool) / inline. sha256 in the pool is no slower than inline ${from === null ? 'at no size measured' : `from ${kib(from)} up`} (medians).`);
+  }
   if (bullmqNote) lines.push(`bullmq: ${bullmqNote}`);
   return lines.join('\n');
 }
@@ -567,6 +656,7 @@ async function main(): Promise<void> {
     if (only.has('w4') || only.has('w4m')) await step('W4 mixed', w4mixed, 'taskwire');
     if (only.has('s1')) for (const variant of ['lost', 'timeout'] as const) await step(`S1 ${variant}`, () => s1(variant), 'taskwire');
     if (only.has('s2')) await step('S2', s2, 'taskwire');
+    if (only.has('t1')) await step('T1', t1, 'taskwire');
   }
   await redis?.stop();
   Object.assign(machine, { loadavgEnd: os.loadavg()[0]!.toFixed(2) });
@@ -579,7 +669,7 @@ async function main(): Promise<void> {
   mkdirSync(RESULTS, { recursive: true });
   writeFileSync(
     path.join(RESULTS, 'latest.json'),
-    `${JSON.stringify({ machine, quick, plan: PLAN, seconds, bullmq: bullmqNote, flatness: { taskwire: flatness('taskwire'), relay: flatness('relay'), core: flatness('taskwire', true) }, medians, samples, table: text }, null, 2)}\n`,
+    `${JSON.stringify({ machine, quick, plan: PLAN, seconds, bullmq: bullmqNote, flatness: { taskwire: flatness('taskwire'), relay: flatness('relay'), core: flatness('taskwire', true) }, t1CrossingBytes: t1Crossing(), medians, samples, table: text }, null, 2)}\n`,
   );
 }
 

@@ -3,6 +3,8 @@
 
 import { EventEmitter } from 'node:events';
 import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { ErrorCode, TaskwireError } from '../errors.js';
 import { checkInteger, checkString, invalidOption, stripUndefined } from '../options.js';
 import { builtinHandlers, isBoundedHandler } from '../jobs/index.js';
@@ -17,8 +19,6 @@ import {
   type ThreadHandler,
 } from '../jobs/handler.js';
 import { ThreadPool } from './pool.js';
-import { pathToFileURL } from 'node:url';
-import path from 'node:path';
 import { Cmd, Role, decodeCancel, decodeTask, writeReady, writeResultError, writeResultOk } from '../protocol/messages.js';
 import { DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT } from '../protocol/frame.js';
 import { Session } from '../transport/session.js';

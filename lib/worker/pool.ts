@@ -63,11 +63,6 @@ export class ThreadPool {
     readonly stopGraceMs: number,
   ) {}
 
-  /** Tasks running in a thread now. */
-  get busy(): number {
-    return this.slots.filter((s) => s.job !== null).length;
-  }
-
   /** Runs a task in a thread; rejects with the signal's reason once the task was stopped after an abort. */
   run(job: ThreadJob, signal: AbortSignal): Promise<HandlerResult> {
     if (this.closed) return Promise.reject(new TaskwireError(ErrorCode.CLOSED, 'the worker is closing'));
