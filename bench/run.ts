@@ -121,7 +121,7 @@ const PLAN = {
    * min..max), after a quarter as many as a warm-up.
    */
   t1: {
-    sizes: [1, 4, 16, 64, 256, 1024, 4096].map((k) => k * 1024),
+    sizes: [1, 4, 16, 64, 256, 1024, 4096, 8192].map((k) => k * 1024),
     budget: (quick ? 8 : 128) * 1024 * 1024,
     min: quick ? 8 : 32,
     max: quick ? 1_000 : 10_000,
@@ -377,7 +377,7 @@ async function t1path(where: 'inline' | 'thread'): Promise<Figures> {
       const after = await worker.request<Probe>('probe');
       check(`T1 ${where} sha256 ${bytes} B`, r);
       figures[`t1.${where}.sha.${bytes}`] = (r.ms * 1000) / n;
-      // The worker process's CPU (all its threads) per task, warm-up included: in latest.json only.
+      // The worker process's CPU (all its threads) per task, warm-up included.
       figures[`t1.${where}.shaCpu.${bytes}`] = cpuMicros(before, after) / (n + Math.ceil(n / 4));
     }
     const stopped = await worker.request<number>('threadsStopped');
@@ -493,6 +493,8 @@ function rows(): Row[] {
     out.push(
       { key: `t1.inline.sha.${bytes}`, label: `T1 sha256 ${kib(bytes)} inline: µs/task` },
       { key: `t1.thread.sha.${bytes}`, label: `T1 sha256 ${kib(bytes)} in the pool: µs/task`, per: `t1.inline.sha.${bytes}` },
+      { key: `t1.inline.shaCpu.${bytes}`, label: `T1 sha256 ${kib(bytes)} inline: worker CPU µs/task` },
+      { key: `t1.thread.shaCpu.${bytes}`, label: `T1 sha256 ${kib(bytes)} in the pool: worker CPU µs/task`, per: `t1.inline.shaCpu.${bytes}` },
     );
   }
   return out;

@@ -5,11 +5,16 @@ import type { Handler, Handlers } from './handler.js';
 import { sha256Job } from './sha256.js';
 
 /**
- * Payloads from this size are hashed in the worker's pool of threads, smaller ones inline: below it, a hash costs
- * less than a round trip to a thread (see docs/BENCHMARKS.md), and it never blocks the worker long enough to
- * matter for its keepalives.
+ * Payloads from this size are hashed in the worker's pool of threads, smaller ones inline. Measured end to end
+ * (`npm run bench -- --only t1 --rounds 3`, twice, and three single rounds; 2 shared cores; docs/BENCHMARKS.md,
+ * "Thread path"), the pool was no faster than inline at any size up to 8 MiB, the largest measured: per task,
+ * medians of 9 rounds, 95 against 29 µs at 1 KiB, 249 against 179 at 64 KiB, 2,153 against 2,048 at 1 MiB
+ * (the closest: 0.90-1.35x over the rounds), 16.2 against 11.5 ms at 4 MiB, 33.8 against 20.3 ms at 8 MiB;
+ * and a task in a thread costs the worker ~100 µs more CPU. So this is the next power of two, which is also the
+ * default maxPayload: with default limits sha256 always runs inline, where even an 8 MiB hash holds the event
+ * loop only ~7 ms, far below a keepalive interval.
  */
-export const SHA256_INLINE_BELOW = 64 * 1024;
+export const SHA256_INLINE_BELOW = 16 * 1024 * 1024;
 
 export const builtinHandlers: Handlers = Object.freeze({
   sha256: {
