@@ -141,8 +141,12 @@ const PLAN = {
 let redis: Redis | null = null;
 let queueSeq = 0;
 
-/** Starts one system's broker (none for BullMQ: redis is shared), `workers` worker connections and the load. */
-async function deploy(start: Start, system: System, workers: number, clients: number) {
+/**
+ * Starts one system's broker (none for BullMQ: redis is shared), `workers` worker connections and the load. With
+ * `sameWindow`, taskwire's workers hold what the relay's window lets them (concurrency PLAN.window, prefetch 0), so
+ * W3's CPU per task compares the same batching; otherwise they run with createWorker()'s defaults.
+ */
+async function deploy(start: Start, system: System, workers: number, clients: number, sameWindow = false) {
   if (system === 'bullmq') {
     const queue = `bench-${process.pid}-${++queueSeq}`;
     const [worker, load] = await Promise.all([
@@ -156,8 +160,9 @@ async function deploy(start: Start, system: System, workers: number, clients: nu
   const brokerArgs = system === 'relay' ? [PLAN.window] : system === 'relay-unthrottled' ? [PLAN.unthrottledWindow] : [];
   const broker = await start(`${dir}/${kind === 'taskwire' ? 'scheduler' : 'broker'}.ts`, brokerArgs, ['--expose-gc']);
   const port = broker.info.port as number;
-  // No concurrency is passed: the taskwire worker runs with createWorker()'s defaults, whatever they are.
-  const addWorkers = (count = workers) => start(`${dir}/worker.ts`, [port, count]);
+  // Without sameWindow nothing is passed: the taskwire worker runs with createWorker()'s defaults, whatever they are.
+  const pinned = sameWindow && kind === 'taskwire' ? [PLAN.window, 0] : [];
+  const addWorkers = (count = workers) => start(`${dir}/worker.ts`, [port, count, ...pinned]);
   const [worker, load] = await Promise.all([workers > 0 ? addWorkers() : null, start('bench/load.ts', [kind, port, clients])]);
   return { broker, load, worker, addWorkers };
 }
@@ -232,7 +237,7 @@ async function w3core(): Promise<Figures> {
 
 async function w3(system: System, deployment: W3Deployment): Promise<Figures> {
   return withChildren(async (start) => {
-    const { broker, load } = await deploy(start, system, deployment.workers, deployment.clients);
+    const { broker, load } = await deploy(start, system, deployment.workers, deployment.clients, true);
     const { window, warmup } = PLAN.w3;
     check(`W3 ${system} warm-up`, await load.request('windowed', { n: warmup, window, prefix: 'warm-' }));
     const figures: Figures = {};
