@@ -33,8 +33,8 @@ export interface WorkerOptions {
   /**
    * Tasks held ahead of a free slot, so the next one is already here when a handler finishes. The worker grants
    * the scheduler `concurrency + prefetch` credits. 'auto' sizes the window from the measured handler time, to
-   * hold about 5 ms of work (at most 1,024 tasks): trivial tasks get a deep pipeline, slow ones none, so a worker
-   * never hoards slow tasks that another could run. Default 'auto'.
+   * hold about 20 ms of handler time (at most 8,192 tasks): trivial tasks get a deep pipeline, slow ones none, so
+   * a worker never hoards slow tasks that another could run. Default 'auto'.
    */
   prefetch?: number | 'auto';
   /**
@@ -98,12 +98,16 @@ export interface WorkerEvents {
 }
 
 /**
- * The automatic prefetch window holds about this much work, and at most this many tasks. W1 through the CLIs
- * (20,000 sha256 tasks, 3 rounds) against a relay with no window: 2 ms and 256 read 0.86-0.88x, 5 ms and 1,024
- * 0.88-1.09x, 10 ms and 4,096 0.92x. Tasks of 50 ms get no window with any of them.
+ * The automatic prefetch window holds about this much handler time, and at most this many tasks. The handler time
+ * is only part of what a task costs the worker (decoding, the result's write, the scheduler's turn to refill), so
+ * the window must cover a few of the operating system's scheduling slices, not one task's worth. W1 through the
+ * CLIs (20,000 sha256 tasks of ~3 µs) against a relay with no window, 5 to 7 rounds each: 5 ms and 1,024 read
+ * 0.86x in three runs, 20 ms and 4,096 0.91x, 20 ms and 8,192 0.93-1.17x, 50 ms and 16,384 1.17x, no limit 1.28x.
+ * 20 ms keeps tasks of 50 ms (the share and late-joiner tests) out of any window: a queue's tail is never held
+ * back by more than about 20 ms of work per worker.
  */
-const PREFETCH_BUDGET_MS = 5;
-const PREFETCH_MAX = 1024;
+const PREFETCH_BUDGET_MS = 20;
+const PREFETCH_MAX = 8192;
 /** One task in this many has its handler timed, for the automatic window: a clock read costs ~50 ns. */
 const SAMPLE_EVERY = 8;
 
