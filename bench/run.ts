@@ -581,7 +581,7 @@ function table(systems: System[], machine: Record<string, unknown>, bullmqNote: 
   lines.push('W4 mixed, S1 and S2: taskwire only (the relay has no requeue, keepalives, timeouts or queues per job type).');
   if (samples['t1.thread.p50']) {
     const from = t1Crossing();
-    lines.push(`T1: ratio = in a thread (the pool) / inline. sha256 in the pool is no slower than inline ${from === null ? 'at no size measured' : `from ${kib(from)} up`} (medians).`);
+    lines.push(`T1: ratio = in a thread (the pool) / inline. ${from === null ? 'sha256 in the pool was slower than inline at every size measured' : `sha256 in the pool is no slower than inline from ${kib(from)} up`} (medians).`);
   }
   if (bullmqNote) lines.push(`bullmq: ${bullmqNote}`);
   return lines.join('\n');

@@ -101,10 +101,10 @@ export interface WorkerEvents {
  * The automatic prefetch window holds about this much handler time, and at most this many tasks. The handler time
  * is only part of what a task costs the worker (decoding, the result's write, the scheduler's turn to refill), so
  * the window must cover a few of the operating system's scheduling slices, not one task's worth. W1 through the
- * CLIs (20,000 sha256 tasks of ~3 µs) against a relay with no window, 5 to 7 rounds each: 5 ms and 1,024 read
- * 0.86x in three runs, 20 ms and 4,096 0.91x, 20 ms and 8,192 0.93-1.17x, 50 ms and 16,384 1.17x, no limit 1.28x.
- * 20 ms keeps tasks of 50 ms (the share and late-joiner tests) out of any window: a queue's tail is never held
- * back by more than about 20 ms of work per worker.
+ * CLIs (20,000 sha256 tasks, a few µs of handler time each) against a relay with no window, 5 to 7 rounds each: 5
+ * ms and 1,024 read 0.86x in three runs, 20 ms and 4,096 0.91x, 20 ms and 8,192 0.93-1.17x, 50 ms and 16,384
+ * 1.17x, no limit 1.28x. 20 ms keeps tasks of 50 ms (the share and late-joiner tests) out of any window: a queue's
+ * tail is never held back by more than about 20 ms of work per worker.
  */
 const PREFETCH_BUDGET_MS = 20;
 const PREFETCH_MAX = 8192;
