@@ -13,7 +13,7 @@
 import { ErrorCode, TaskwireError } from '../errors.js';
 import { IdTable } from '../id-table.js';
 import type { BodyRange } from '../protocol/messages.js';
-import { Timeline, detachBody } from './queue.js';
+import { detachBody } from './queue.js';
 import {
   TaskState,
   newTask,
@@ -25,6 +25,7 @@ import {
   type Task,
   type WorkerRecord,
 } from './records.js';
+import { TimerWheel } from './timers.js';
 import { TypeQueue } from './type-queue.js';
 
 export { TaskState } from './records.js';
@@ -160,9 +161,9 @@ export class SchedulerCore<H> {
   private readonly clients = new Set<ClientRecord<H>>();
   private readonly workers = new Set<WorkerRecord<H>>();
   /** Running tasks by timeout, so those overdue are found without scanning. */
-  private readonly deadlines = new Timeline<Task<H>>();
+  private readonly deadlines = new TimerWheel<Task<H>>();
   /** Tasks waiting out a retry backoff. */
-  private readonly backoffs = new Timeline<Task<H>>();
+  private readonly backoffs = new TimerWheel<Task<H>>();
   private readonly dead: DeadLetter[] = [];
   private readonly defaults: Settings;
   private nextPeerId = 1;
@@ -432,8 +433,8 @@ export class SchedulerCore<H> {
     this.clock(now);
     now = this.now;
     if (this.deadlines.size > 0) {
-      // Due tasks come out grouped by timeout length; all are requeued before any worker is refilled (the queue
-      // orders them by submission), and handled oldest first so their cancels and events come in that order.
+      // Due tasks come out in no order; all are requeued before any worker is refilled (the queue orders them by
+      // submission), and handled oldest first so their cancels and events come in that order.
       const due = this.deadlines.popDue(now).sort((a, b) => a.seq - b.seq);
       const touched = new Set<Queue<H>>();
       for (const task of due) {
@@ -448,7 +449,7 @@ export class SchedulerCore<H> {
     }
     if (this.backoffs.size > 0) {
       const touched = new Set<Queue<H>>();
-      for (const task of this.backoffs.popDue(now)) touched.add(this.requeue(task, task.avoid));
+      for (const task of this.backoffs.popDue(now).sort((a, b) => a.seq - b.seq)) touched.add(this.requeue(task, task.avoid));
       this.refill(touched);
     }
   }

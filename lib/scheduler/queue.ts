@@ -1,5 +1,5 @@
-// Intrusive doubly linked lists (O(1) push, pop and removal of any member), timelines of deadlines built on
-// them, and Rows, the FIFO of queued tasks as parallel arrays.
+// Intrusive doubly linked lists (O(1) push, pop and removal of any member), and Rows, the FIFO of queued tasks
+// as parallel arrays.
 //
 // Ready-worker slots and running tasks carry their own prev/next links, so listing them allocates nothing and a
 // member is unlinked from the middle without a scan. (A ring buffer would cost less per entry but cannot remove
@@ -49,60 +49,6 @@ export class LinkedList<T extends Linked<T>> {
     if (item.list !== this || this.tail === item) return;
     this.remove(item);
     this.pushBack(item);
-  }
-}
-
-export interface Timed<T> extends Linked<T> {
-  /** When the item is due, in the clock of the caller (ms). */
-  deadline: number;
-}
-
-/**
- * Items waiting for a deadline, kept in one FIFO list per duration. Items added with the same duration fall
- * due in the order they were added, so each list is sorted by deadline without any sorting, and finding
- * what is due costs O(distinct durations + due items): no heap, and O(1) removal when an item settles first.
- */
-class DurationList<T extends Linked<T>> extends LinkedList<T> {
-  constructor(readonly duration: number) {
-    super();
-  }
-}
-
-export class Timeline<T extends Timed<T>> {
-  // Durations come from peers (per-task timeouts), so an emptied list is dropped at once, not kept.
-  private readonly lists = new Map<number, DurationList<T>>();
-  size = 0;
-
-  add(item: T, now: number, duration: number): void {
-    let list = this.lists.get(duration);
-    if (!list) {
-      list = new DurationList<T>(duration);
-      this.lists.set(duration, list);
-    }
-    item.deadline = now + duration;
-    list.pushBack(item);
-    this.size++;
-  }
-
-  remove(item: T): void {
-    const list = item.list as DurationList<T> | null;
-    if (!list) return;
-    list.remove(item);
-    this.size--;
-    if (list.length === 0) this.lists.delete(list.duration);
-  }
-
-  /** Removes and returns the items due at `now`, earliest first within each duration (not across durations). */
-  popDue(now: number): T[] {
-    const due: T[] = [];
-    for (const [duration, list] of this.lists) {
-      while (list.head && list.head.deadline <= now) {
-        due.push(list.popFront()!);
-        this.size--;
-      }
-      if (list.length === 0) this.lists.delete(duration);
-    }
-    return due;
   }
 }
 

@@ -1,7 +1,7 @@
 // What the scheduling core keeps about tasks and peers. Plain data; the core (core.ts) changes it.
 
 import type { IdTable } from '../id-table.js';
-import type { Timed } from './queue.js';
+import type { Timed } from './timers.js';
 import type { ReadySlot, TypeQueue } from './type-queue.js';
 
 /** Where a task is. Exactly one holds at any time. */
