@@ -5,7 +5,7 @@
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { FrameDecoder, MAX_PAYLOAD_LIMIT } from '../lib/protocol/frame.js';
-import { Cmd, Role, encode, encodeKeepalive, isKnownCommand, writeHello } from '../lib/protocol/messages.js';
+import { Cmd, Role, encode, encodeKeepalive, isKnownCommand, writeHello } from '../lib/protocol/index.js';
 
 /** Receives one frame; its payload is buf[start, end), valid only during the call. */
 export type RawHandler = (cmd: number, buf: Buffer, start: number, end: number) => void;

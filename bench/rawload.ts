@@ -3,7 +3,7 @@
 // large ones into the same write (W4 mixed). Usage: rawload.ts <port>
 
 import { createHash, randomBytes } from 'node:crypto';
-import { Cmd, Role, decodeCompleted, encode, writeSubmit } from '../lib/protocol/messages.js';
+import { Cmd, Role, decodeCompleted, encode, writeSubmit } from '../lib/protocol/index.js';
 import { numArg, serve } from './child.js';
 import { RawPeer } from './raw.js';
 

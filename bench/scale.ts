@@ -7,7 +7,7 @@
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createScheduler } from '../lib/index.js';
-import { Cmd, Role, encode, writeReady } from '../lib/protocol/messages.js';
+import { Cmd, Role, encode, writeReady } from '../lib/protocol/index.js';
 import { numArg, serve } from './child.js';
 import { RawPeer } from './raw.js';
 

@@ -10,4 +10,4 @@ export type { ClientOptions, ClientEvents, Payload, SubmitOptions } from './clie
 export { builtinHandlers, SHA256_INLINE_BELOW, ArithError, evaluate, evaluateToString } from './jobs/index.js';
 export type { Handler, HandlerResult, Handlers, TaskContext, ThreadHandler } from './jobs/index.js';
 export { ErrorCode, TaskwireError, TaskFailedError, ProtocolError } from './errors.js';
-export { PROTOCOL_VERSION } from './protocol/messages.js';
+export { PROTOCOL_VERSION } from './protocol/index.js';

@@ -22,7 +22,7 @@ import {
   writeResultOk,
   writeSubmit,
   writeTask,
-} from '../lib/protocol/messages.js';
+} from '../lib/protocol/index.js';
 import { getGc, mulberry32 as prng, sha256, spawnTs, startScheduler, waitFor, within, type Child } from './helpers.js';
 
 // ---- plumbing --------------------------------------------------------------------------------------------------

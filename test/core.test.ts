@@ -3,7 +3,7 @@
 
 import t from 'tap';
 import { mulberry32 } from './helpers.js';
-import type { BodyRange } from '../lib/protocol/messages.js';
+import type { BodyRange } from '../lib/protocol/index.js';
 import { ErrorCode, TaskwireError } from '../lib/errors.js';
 import {
   CORE_DEFAULTS,

@@ -12,7 +12,7 @@ import {
   TaskwireError,
   type Worker,
 } from '../lib/index.js';
-import { encode, writeHello, decodeError, Cmd, Role, PROTOCOL_VERSION } from '../lib/protocol/messages.js';
+import { encode, writeHello, decodeError, Cmd, Role, PROTOCOL_VERSION } from '../lib/protocol/index.js';
 import { sha256, spawnTs, startScheduler, waitFor, within } from './helpers.js';
 
 function worker(t: Test, port: number, options: Parameters<typeof createWorker>[0] = {}): Worker {
@@ -258,7 +258,7 @@ t.test('keepalive: a worker that goes silent loses its task at the timeout, then
   const socket = net.connect(scheduler.port, '127.0.0.1');
   t.teardown(() => socket.destroy());
   await new Promise((r) => socket.once('connect', r));
-  const { writeReady } = await import('../lib/protocol/messages.js');
+  const { writeReady } = await import('../lib/protocol/index.js');
   socket.write(encode(writeHello, { version: PROTOCOL_VERSION, role: Role.WORKER, heartbeatMs: 0, name: 'mute', token: '' }));
   socket.write(encode(writeReady, 1, ['sha256']));
   await waitFor('the mute worker to register', () => scheduler.stats().workers === 1);

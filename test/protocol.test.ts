@@ -42,7 +42,7 @@ import {
   writeSubmit,
   writeTask,
   type SubmitOptions,
-} from '../lib/protocol/messages.js';
+} from '../lib/protocol/index.js';
 
 const docsPath = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'docs', 'PROTOCOL.md');
 

@@ -3,7 +3,7 @@
 import t, { type Test } from 'tap';
 import net from 'node:net';
 import { createClient, createWorker, ErrorCode, type Handler, type Handlers, type Worker } from '../lib/index.js';
-import { Cmd, PROTOCOL_VERSION, Role, decodeError, encode, writeHello } from '../lib/protocol/messages.js';
+import { Cmd, PROTOCOL_VERSION, Role, decodeError, encode, writeHello } from '../lib/protocol/index.js';
 import { sha256, spawnTs, startScheduler, waitFor, within } from './helpers.js';
 
 function worker(t: Test, port: number, handlers: Handlers, options: Parameters<typeof createWorker>[0] = {}): Worker {
@@ -260,7 +260,7 @@ t.test('a client that reads none of its results for slowConsumerMs is dropped wi
   socket.on('error', () => {});
   await new Promise((r) => socket.once('connect', r));
   socket.pause(); // never read
-  const { writeSubmit } = await import('../lib/protocol/messages.js');
+  const { writeSubmit } = await import('../lib/protocol/index.js');
   socket.write(hello(Role.CLIENT));
   for (let i = 1; i <= 400; i++) socket.write(encode(writeSubmit, i, 'big', ''));
   const errors: string[] = [];

@@ -22,7 +22,7 @@ import {
   writeReady,
   writeResultOk,
   writeSubmit,
-} from '../lib/protocol/messages.js';
+} from '../lib/protocol/index.js';
 import { root, sha256, startScheduler, waitFor, within } from './helpers.js';
 
 // ---- plumbing ------------------------------------------------------------------------------------------------

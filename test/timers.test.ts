@@ -1,7 +1,7 @@
 // Unit tests of TimerWheel, the deadlines of running tasks and retry delays: against a plain model under random
 // adds, removals and clock steps, at clocks large and small, with durations from 0 to several turns of the ring.
 
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { mulberry32 } from './helpers.js';
 import { TimerWheel, type Timed } from '../lib/scheduler/timers.js';
 
@@ -11,7 +11,7 @@ interface Item extends Timed<Item> {
 const item = (id: number): Item => ({ id, deadline: 0, prev: null, next: null, list: null });
 
 /** A run of random operations; every popDue() must return exactly the items of the model that are due. */
-function run(t: Tap.Test, seed: number, start: number, maxDuration: number): void {
+function run(t: Test, seed: number, start: number, maxDuration: number): void {
   const random = mulberry32(seed);
   const wheel = new TimerWheel<Item>();
   const model = new Map<number, number>(); // id -> deadline

@@ -5,7 +5,7 @@ import t, { type Test } from 'tap';
 import net from 'node:net';
 import { once } from 'node:events';
 import { TaskwireError } from '../lib/errors.js';
-import { encode, encodeKeepalive, writeCompleted, writeError, writeTask } from '../lib/protocol/messages.js';
+import { encode, encodeKeepalive, writeCompleted, writeError, writeTask } from '../lib/protocol/index.js';
 import { TcpConnection } from '../lib/transport/tcp.js';
 import { waitFor } from './helpers.js';
 

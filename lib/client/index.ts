@@ -5,7 +5,7 @@ import os from 'node:os';
 import { ErrorCode, TaskFailedError, TaskwireError } from '../errors.js';
 import { IdTable } from '../id-table.js';
 import { checkInteger, checkString, stripUndefined } from '../options.js';
-import { Cmd, Role, decodeCompleted, decodeFailed, submitPayloadLength, taskPayloadLength, writeSubmit } from '../protocol/messages.js';
+import { Cmd, Role, decodeCompleted, decodeFailed, submitPayloadLength, taskPayloadLength, writeSubmit } from '../protocol/index.js';
 import { DEFAULT_MAX_PAYLOAD, FrameWriter, MAX_PAYLOAD_LIMIT } from '../protocol/frame.js';
 import { Session } from '../transport/session.js';
 

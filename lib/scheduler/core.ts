@@ -12,7 +12,7 @@
 
 import { ErrorCode, TaskwireError } from '../errors.js';
 import { IdTable } from '../id-table.js';
-import type { BodyRange } from '../protocol/messages.js';
+import type { BodyRange } from '../protocol/index.js';
 import { detachBody } from './queue.js';
 import {
   TaskState,

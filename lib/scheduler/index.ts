@@ -24,7 +24,7 @@ import {
   writeFailed,
   writeHello,
   writeTask,
-} from '../protocol/messages.js';
+} from '../protocol/index.js';
 import { ByteBudget } from '../transport/budget.js';
 import type { Connection } from '../transport/connection.js';
 import { TcpConnection } from '../transport/tcp.js';

@@ -12,9 +12,9 @@ import {
   encodeKeepalive,
   skippedHead,
   writeHello,
-} from '../protocol/messages.js';
+} from '../protocol/index.js';
 import type { FrameHandler, FrameWriter } from '../protocol/frame.js';
-import type { Hello, HelloSettings } from '../protocol/messages.js';
+import type { Hello, HelloSettings } from '../protocol/index.js';
 import type { Connection } from './connection.js';
 import { connectTcp } from './tcp.js';
 

@@ -3,7 +3,7 @@
 import net from 'node:net';
 import { ErrorCode, ProtocolError, TaskwireError } from '../errors.js';
 import { FrameDecoder, type FrameHandler, FrameWriter, MAX_SLAB } from '../protocol/frame.js';
-import { isKnownCommand, writeError } from '../protocol/messages.js';
+import { isKnownCommand, writeError } from '../protocol/index.js';
 import type { ByteBudget } from './budget.js';
 import type { CloseInfo, Connection } from './connection.js';
 

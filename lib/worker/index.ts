@@ -19,7 +19,7 @@ import {
   type ThreadHandler,
 } from '../jobs/handler.js';
 import { ThreadPool } from './pool.js';
-import { Cmd, Role, decodeCancel, decodeTask, writeReady, writeResultError, writeResultOk } from '../protocol/messages.js';
+import { Cmd, Role, decodeCancel, decodeTask, writeReady, writeResultError, writeResultOk } from '../protocol/index.js';
 import { DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT } from '../protocol/frame.js';
 import { Session } from '../transport/session.js';
 

@@ -1,0 +1,259 @@
+// Each message's decoder, bounds-checked: a field that runs past its frame is a protocol error naming the command
+// and field. Short strings that repeat on nearly every frame are kept in a small cache (see decodeString).
+
+import { isUtf8 } from 'node:buffer';
+import { ErrorCode, ProtocolError } from '../errors.js';
+import {
+  HelloSetting,
+  OLDEST_VERSION,
+  PROTOCOL_VERSION,
+  ResultStatus,
+  Role,
+  SubmitOption,
+  type Cancel,
+  type Completed,
+  type Failed,
+  type Failure,
+  type Hello,
+  type HelloSettings,
+  type Ready,
+  type ResultMessage,
+  type Submit,
+  type SubmitOptions,
+  type TaskMessage,
+} from './commands.js';
+
+// Each decodeX(buf, start, end) reads the payload buf[start, end) (the whole of buf by default), as a FrameDecoder
+// hands it out.
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * A bounds-checked cursor over one payload. A field that runs past the end is a protocol error naming the
+ * command and field, so a hostile length prefix can never read outside its frame.
+ *
+ * One instance is reused by every decode (decoding is synchronous and never nested): a cursor object per frame
+ * was a measurable share of the scheduler's garbage.
+ */
+class Reader {
+  private buf: Buffer = EMPTY;
+  private offset = 0;
+  /** Where the payload starts and ends in buf. */
+  private start = 0;
+  private end = 0;
+  private what = '';
+
+  reset(buf: Buffer, start: number, end: number, what: string): this {
+    if (start < 0 || end > buf.length || start > end) throw new RangeError(`${what}: payload range ${start}..${end} is outside its buffer`);
+    this.buf = buf;
+    this.offset = this.start = start;
+    this.end = end;
+    this.what = what;
+    return this;
+  }
+
+  private need(n: number, field: string): void {
+    if (this.offset + n > this.end) {
+      throw new ProtocolError(
+        `${this.what} payload too short for ${field}: needs ${this.offset - this.start + n} bytes, has ${this.end - this.start}`,
+      );
+    }
+  }
+
+  u8(field: string): number {
+    this.need(1, field);
+    return this.buf[this.offset++]!;
+  }
+
+  u16(field: string): number {
+    this.need(2, field);
+    const v = this.buf.readUInt16BE(this.offset);
+    this.offset += 2;
+    return v;
+  }
+
+  u32(field: string): number {
+    this.need(4, field);
+    const v = this.buf.readUInt32BE(this.offset);
+    this.offset += 4;
+    return v;
+  }
+
+  string(field: string): string {
+    const n = this.u16(field);
+    this.need(n, field);
+    const start = this.offset;
+    this.offset += n;
+    return decodeString(this.buf, start, n, this.what, field);
+  }
+
+  /** Where the rest of the payload starts; the read position moves to the end. */
+  skipRest(): number {
+    const at = this.offset;
+    this.offset = this.end;
+    return at;
+  }
+
+  /** The rest of the payload as a view. */
+  rest(): Buffer {
+    return this.buf.subarray(this.skipRest(), this.end);
+  }
+
+  restString(field: string): string {
+    const start = this.skipRest();
+    return decodeString(this.buf, start, this.end - start, this.what, field);
+  }
+
+  done(): void {
+    if (this.offset !== this.end) {
+      throw new ProtocolError(`${this.what} payload has ${this.end - this.offset} unexpected trailing bytes`);
+    }
+  }
+}
+
+const reader = new Reader();
+
+/**
+ * Short strings (job types, error codes) repeat on nearly every frame, so the last few are kept with their
+ * bytes: a repeat is a byte comparison and returns the same string, with no UTF-8 check, no new string and no
+ * view. Each new string on every SUBMIT and TASK was measurable garbage in the scheduler and the worker.
+ */
+const INTERN_MAX_BYTES = 64;
+const interned: { bytes: Buffer; text: string }[] = [];
+let internNext = 0;
+
+/** Whether `bytes` equals buf[start, start + length): a loop, as buf.compare() is a C++ call for a few bytes. */
+function sameBytes(bytes: Buffer, buf: Buffer, start: number, length: number): boolean {
+  if (bytes.length !== length) return false;
+  for (let i = 0; i < length; i++) if (bytes[i] !== buf[start + i]) return false;
+  return true;
+}
+
+function decodeString(buf: Buffer, start: number, length: number, what: string, field: string): string {
+  if (length === 0) return '';
+  const short = length <= INTERN_MAX_BYTES;
+  if (short) {
+    for (let e = 0; e < interned.length; e++) {
+      const entry = interned[e]!;
+      if (sameBytes(entry.bytes, buf, start, length)) return entry.text;
+    }
+  }
+  const bytes = buf.subarray(start, start + length);
+  if (!isUtf8(bytes)) throw new ProtocolError(`${what} ${field} is not valid UTF-8`);
+  const text = bytes.toString('utf8');
+  if (short) {
+    interned[internNext] = { bytes: Buffer.from(bytes), text };
+    internNext = (internNext + 1) % 8;
+  }
+  return text;
+}
+
+/**
+ * Returns null for the empty keepalive form. The version is checked before anything else so that a peer from a
+ * later version, whose HELLO may be laid out differently, is told E_VERSION rather than E_PROTOCOL.
+ */
+export function decodeHello(buf: Buffer, start = 0, end = buf.length): Hello | null {
+  if (end === start) return null;
+  const r = reader.reset(buf, start, end, 'HELLO');
+  const version = r.u8('version');
+  if (version < OLDEST_VERSION || version > PROTOCOL_VERSION) {
+    throw new ProtocolError(
+      `protocol version ${version} is not supported; this side speaks versions ${OLDEST_VERSION} to ${PROTOCOL_VERSION}`,
+      ErrorCode.VERSION,
+    );
+  }
+  const role = r.u8('role');
+  if (role !== Role.CLIENT && role !== Role.WORKER && role !== Role.SCHEDULER) {
+    throw new ProtocolError(`HELLO has unknown role ${role}`);
+  }
+  const hello: Hello = { version, role, heartbeatMs: r.u32('heartbeat'), name: r.string('name'), token: r.string('token') };
+  if (version >= 2) {
+    const settings: HelloSettings = {};
+    const count = r.u8('setting count');
+    for (let i = 0; i < count; i++) {
+      const tag = r.u8('setting tag');
+      const value = r.u32('setting value');
+      if (tag === HelloSetting.MAX_PAYLOAD) settings.maxPayload = value;
+      else if (tag === HelloSetting.MAY_BLOCK) settings.mayBlock = value !== 0;
+      // other tags: a later version's, ignored
+    }
+    hello.settings = settings;
+  }
+  r.done();
+  return hello;
+}
+
+export function decodeSubmit(buf: Buffer, start = 0, end = buf.length): Submit {
+  const r = reader.reset(buf, start, end, 'SUBMIT');
+  const requestId = r.u32('request id');
+  const count = r.u8('option count');
+  let options: SubmitOptions | undefined;
+  let seen = 0;
+  for (let i = 0; i < count; i++) {
+    const tag = r.u8('option tag');
+    const value = r.u32('option value');
+    if (tag < 32 && seen & (1 << tag)) throw new ProtocolError(`SUBMIT repeats option tag ${tag}`);
+    seen |= 1 << (tag & 31);
+    options ??= {};
+    if (tag === SubmitOption.TIMEOUT_MS) options.timeoutMs = value;
+    else if (tag === SubmitOption.RETRIES) options.retries = value;
+    else if (tag === SubmitOption.BACKOFF_MS) options.backoffMs = value;
+    else throw new ProtocolError(`SUBMIT has unknown option tag ${tag}`);
+  }
+  const type = r.string('job type');
+  // TASK = task id, attempt, the same type and body: 3 bytes more than a SUBMIT without its options.
+  return { requestId, type, buf, bodyStart: r.skipRest(), bodyEnd: end, options, taskLength: end - start + 3 - 5 * count };
+}
+
+export function decodeCancel(buf: Buffer, start = 0, end = buf.length): Cancel {
+  const r = reader.reset(buf, start, end, 'CANCEL');
+  return {
+    taskId: r.u32('task id'),
+    attempt: r.u32('attempt'),
+    code: r.string('error code'),
+    message: r.restString('message'),
+  };
+}
+
+export function decodeTask(buf: Buffer, start = 0, end = buf.length): TaskMessage {
+  const r = reader.reset(buf, start, end, 'TASK');
+  return { taskId: r.u32('task id'), attempt: r.u32('attempt'), type: r.string('job type'), body: r.rest() };
+}
+
+export function decodeResult(buf: Buffer, start = 0, end = buf.length): ResultMessage {
+  const r = reader.reset(buf, start, end, 'RESULT');
+  const taskId = r.u32('task id');
+  const attempt = r.u32('attempt');
+  const status = r.u8('status');
+  if (status === ResultStatus.OK) return { taskId, attempt, ok: true, buf, bodyStart: r.skipRest(), bodyEnd: end };
+  if (status === ResultStatus.ERROR) {
+    return { taskId, attempt, ok: false, code: r.string('error code'), message: r.restString('message') };
+  }
+  throw new ProtocolError(`RESULT has unknown status ${status}`);
+}
+
+export function decodeCompleted(buf: Buffer, start = 0, end = buf.length): Completed {
+  const r = reader.reset(buf, start, end, 'COMPLETED');
+  const requestId = r.u32('request id');
+  return { requestId, buf, bodyStart: r.skipRest(), bodyEnd: end };
+}
+
+export function decodeFailed(buf: Buffer, start = 0, end = buf.length): Failed {
+  const r = reader.reset(buf, start, end, 'FAILED');
+  return { requestId: r.u32('request id'), code: r.string('error code'), message: r.restString('message') };
+}
+
+export function decodeError(buf: Buffer, start = 0, end = buf.length): Failure {
+  const r = reader.reset(buf, start, end, 'ERROR');
+  return { code: r.string('error code'), message: r.restString('message') };
+}
+
+export function decodeReady(buf: Buffer, start = 0, end = buf.length): Ready {
+  const r = reader.reset(buf, start, end, 'READY');
+  const concurrency = r.u32('concurrency');
+  const count = r.u16('type count');
+  const types: string[] = [];
+  for (let i = 0; i < count; i++) types.push(r.string('job type'));
+  r.done();
+  return { concurrency, types };
+}
