@@ -13,8 +13,9 @@ interface Sweep {
   warmup: number;
 }
 
-// Bodies as the shell hands them over: ranges of the buffer a frame arrived in.
-const BODY = { buf: Buffer.from('0123456789abcdef'), bodyStart: 0, bodyEnd: 16 };
+// A body as the shell hands it over (a view of the read it arrived in), and a result as the scheduler passes one
+// through the core (a range of its RESULT frame).
+const READ = Buffer.from('0123456789abcdef'.repeat(4));
 const OUTCOME = { ok: true as const, buf: Buffer.from('0'.repeat(64)), bodyStart: 0, bodyEnd: 64 };
 
 /** CPU µs per task with `window` tasks outstanding, completed in dispatch order, submitted round-robin by client. */
@@ -35,7 +36,7 @@ function run({ workers, clients, n, window, warmup }: Sweep): number {
   let requestId = 0;
   const submit = (): void => {
     requestId++;
-    core.submit(clientRecords[requestId % clients]!, requestId, 'sha256', BODY);
+    core.submit(clientRecords[requestId % clients]!, requestId, 'sha256', READ.subarray(16, 32));
   };
   const complete = (count: number): void => {
     for (let i = 0; i < count; i++) {

@@ -22,9 +22,15 @@ import {
 } from '../lib/scheduler/core.js';
 
 /**
- * A body as the core receives it: a range of a frame's buffer. Here it sits between other bytes, as it does in
- * a socket read, so a core that lost track of the range would send the wrong bytes.
+ * A task's body as the core receives it: a view of the bytes it arrived in, here between other bytes as in a
+ * socket read, so a queue that lost track of the view's offset would send the wrong bytes.
  */
+function view(body: string | Buffer): Buffer {
+  const inner = Buffer.from(body);
+  return Buffer.concat([Buffer.from('<<<'), inner, Buffer.from('>>')]).subarray(3, 3 + inner.length);
+}
+
+/** A result as the shell passes it through the core (opaque to it): here a range of a RESULT frame's buffer. */
 function bytes(body: string | Buffer): BodyRange {
   const inner = Buffer.from(body);
   const buf = Buffer.concat([Buffer.from('<<<'), inner, Buffer.from('>>')]);
@@ -35,6 +41,9 @@ function bytes(body: string | Buffer): BodyRange {
 function bodyOf(range: BodyRange): Buffer {
   return range.buf.subarray(range.bodyStart, range.bodyEnd);
 }
+
+/** The core as the tests drive it: results are ranges, as in the scheduler. */
+type Outcome = OutcomeInput<BodyRange>;
 
 type H = string;
 
@@ -87,7 +96,7 @@ interface Left {
 }
 
 class Harness {
-  readonly core: SchedulerCore<H>;
+  readonly core: SchedulerCore<H, BodyRange>;
   /** sendTask calls, in order. */
   readonly sent: Sent[] = [];
   /** sendCompleted and sendFailed calls, in order. */
@@ -109,7 +118,7 @@ class Harness {
   private readonly workers = new Map<H, WorkerRecord<H>>();
 
   constructor(options?: CoreOptions) {
-    const output: CoreOutput<H> = {
+    const output: CoreOutput<H, BodyRange> = {
       sendTask: (worker, task) => {
         this.sent.push({
           worker: worker.handle,
@@ -138,7 +147,7 @@ class Harness {
         this.closed.push({ peer: peer.handle, error });
       },
       taskQueued: (_taskId, _type, _client, _requestId, body) => {
-        this.queuedEvents.push(bodyOf(body).toString());
+        this.queuedEvents.push(body.toString());
       },
       taskDispatched: (task) => {
         this.dispatchedEvents.push(task.body.toString());
@@ -156,7 +165,7 @@ class Harness {
         this.left.push({ peer: peer.handle, reason, requeued });
       },
     };
-    this.core = new SchedulerCore<H>(output, options);
+    this.core = new SchedulerCore<H, BodyRange>(output, options);
   }
 
   client(handle: H): ClientRecord<H> {
@@ -190,7 +199,7 @@ class Harness {
   }
 
   submit(client: H, requestId: number, type: string, body: string, options?: SubmitOptions): void {
-    this.core.submit(this.c(client), requestId, type, bytes(body), options);
+    this.core.submit(this.c(client), requestId, type, view(body), options);
   }
 
   /** Advances the core's clock. */
@@ -219,7 +228,7 @@ class Harness {
   }
 
   /** A result for a lease (task id, attempt) the worker may no longer hold. */
-  answer(worker: H, taskId: number, attempt: number, outcome: OutcomeInput = { ok: true, ...bytes('late') }): TaskwireError | null {
+  answer(worker: H, taskId: number, attempt: number, outcome: Outcome = { ok: true, ...bytes('late') }): TaskwireError | null {
     return this.core.result(this.w(worker), taskId, attempt, outcome);
   }
 
@@ -2132,7 +2141,7 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
     e.then();
   };
 
-  const output: CoreOutput<H> = {
+  const output: CoreOutput<H, BodyRange> = {
     sendTask(worker, task) {
       calls++;
       const w = workerOf(worker.handle);
@@ -2282,7 +2291,7 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
     },
   };
 
-  const core = new SchedulerCore<H>(output, cfg);
+  const core = new SchedulerCore<H, BodyRange>(output, cfg);
 
   const seen = (p: MPeer): void => {
     core.seen(p.rec);
@@ -2500,7 +2509,7 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
         c.pending.set(requestId, m);
         model.submitted++;
       }
-      core.submit(c.rec, requestId, type, bytes(body), options);
+      core.submit(c.rec, requestId, type, view(body), options);
       done('submit');
     }],
     [26, 'result', () => {
@@ -2513,7 +2522,7 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
       const r = rnd();
       if (r < 0.12) {
         const other = pick(alive(workers).filter((x) => x !== w));
-        const ok: OutcomeInput = { ok: true, ...bytes('stale') };
+        const ok: Outcome = { ok: true, ...bytes('stale') };
         if (r < 0.04) {
           let attempt = m.attempt > 1 && rnd() < 0.5 ? m.attempt - 1 : m.attempt + 1 + int(2);
           if (w.revoked.has(`${m.id}:${attempt}`)) attempt = m.attempt + 1; // that one would be a late result
@@ -2529,7 +2538,7 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
         return;
       }
       const success = rnd() < 0.75;
-      const outcome: OutcomeInput = success
+      const outcome: Outcome = success
         ? { ok: true, ...bytes(`ok ${keyOf(m)}/${m.attempt}`) }
         : { ok: false, code: rnd() < 0.5 ? ErrorCode.HANDLER : 'E_CUSTOM', message: `boom ${keyOf(m)}/${m.attempt}` };
       w.running.delete(m.id); // the slot is free before the core refills the worker
@@ -2562,7 +2571,7 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
       if (w.answered.length > 8) w.answered.shift();
       if (lease.clientGone) model.discarded++;
       else model.late++;
-      const outcome: OutcomeInput =
+      const outcome: Outcome =
         rnd() < 0.7 ? { ok: true, ...bytes('late') } : { ok: false, code: ErrorCode.HANDLER, message: 'late boom' };
       const err = core.result(w.rec, lease.id, lease.attempt, outcome);
       if (err) violate(`result for revoked lease ${key} refused: ${err.message}`);
@@ -2577,7 +2586,7 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
     [1, 'submitFromDepartedClient', () => {
       const c = pick(clients.filter((x) => !x.alive));
       if (!c) return;
-      inert('submit from a departed client', false, () => (core.submit(c.rec, 1, 'x', bytes('late')), null));
+      inert('submit from a departed client', false, () => (core.submit(c.rec, 1, 'x', view('late')), null));
     }],
     [4, 'workerLost', () => {
       const w = pick(alive(workers));
@@ -2722,7 +2731,7 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
       now += 1e7;
       core.tick(now);
       core.heartbeat();
-      for (const c of clients) core.submit(c.rec, c.nextRequest++, 'x', bytes('after the end'));
+      for (const c of clients) core.submit(c.rec, c.nextRequest++, 'x', view('after the end'));
     }
     if (calls !== callsBefore) violate('output after every peer left');
     check();

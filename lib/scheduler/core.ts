@@ -5,14 +5,16 @@
 // answers through the CoreOutput it was given. Calls into an output object rather than returned action arrays
 // keep the hot path free of per-task allocations, and a test records the calls just as easily.
 //
-// Peer "handles" (H) are opaque to the core: the shell passes its connection objects, tests pass anything.
+// Peer "handles" (H) are opaque to the core: the shell passes its connection objects, tests pass anything. So are
+// results (R): the core passes a worker's result on to the task's client without looking at it. A task's body is
+// a Buffer whose length the byte budgets count; the core never reads its bytes, and imports nothing of the
+// protocol.
 //
 // No operation costs more than its own work: requeueing N tasks is O(N log N), a new job type O(1), and nothing
 // scans the queue or every worker on the way.
 
 import { ErrorCode, TaskwireError } from '../errors.js';
 import { IdTable } from '../id-table.js';
-import type { BodyRange } from '../protocol/index.js';
 import { detachBody } from './queue.js';
 import {
   TaskState,
@@ -31,7 +33,7 @@ import { TypeQueue } from './type-queue.js';
 export { TaskState } from './records.js';
 export type { ClientRecord, PeerRecord, Task, WorkerRecord } from './records.js';
 
-export interface CoreOutput<H> {
+export interface CoreOutput<H, R = unknown> {
   /**
    * Send a task to a worker. Returns false when the worker's connection is not draining what it was sent: the
    * core then sends it nothing more (its credits stay owed, its tasks wait or go to other workers) until
@@ -40,14 +42,14 @@ export interface CoreOutput<H> {
   sendTask(worker: WorkerRecord<H>, task: Task<H>): boolean;
   /** Tell a worker to abort a task it runs; it still answers for it, which returns the slot. */
   sendCancel?(worker: WorkerRecord<H>, taskId: number, attempt: number, code: string, message: string): void;
-  /** `body` is the result as it arrived: a range of the RESULT frame's buffer, valid during the call only. */
-  sendCompleted(client: ClientRecord<H>, requestId: number, body: BodyRange): void;
+  /** `result` is the worker's, as result() was given it: valid during the call only. */
+  sendCompleted(client: ClientRecord<H>, requestId: number, result: R): void;
   sendFailed(client: ClientRecord<H>, requestId: number, code: string, message: string): void;
   sendKeepalive(peer: PeerRecord<H>): void;
   /** Close the peer's connection, telling it why. The core has already forgotten the peer. */
   closePeer(peer: PeerRecord<H>, error: TaskwireError): void;
   // Notifications for observers; the shell turns them into public events.
-  taskQueued?(taskId: number, type: string, client: ClientRecord<H>, requestId: number, body: BodyRange): void;
+  taskQueued?(taskId: number, type: string, client: ClientRecord<H>, requestId: number, body: Buffer): void;
   taskDispatched?(task: Task<H>, worker: WorkerRecord<H>): void;
   taskCompleted?(task: Task<H>, worker: WorkerRecord<H>): void;
   taskFailed?(task: Task<H>, code: string, message: string): void;
@@ -151,11 +153,11 @@ export interface CoreStats {
   deadLetters: number;
 }
 
-/** A worker's report on a task: a decoded RESULT, whose body is a range of the frame's buffer. */
-export type OutcomeInput = ({ ok: true } & BodyRange) | { ok: false; code: string; message: string };
+/** A worker's report on a task: a result of its own shape (R), passed on as it is, or a failure. */
+export type OutcomeInput<R> = ({ ok: true } & R) | { ok: false; code: string; message: string };
 
-export class SchedulerCore<H> {
-  private readonly out: CoreOutput<H>;
+export class SchedulerCore<H, R = unknown> {
+  private readonly out: CoreOutput<H, R>;
   private readonly config: Required<CoreOptions>;
   private readonly queues = new Map<string, Queue<H>>();
   private readonly clients = new Set<ClientRecord<H>>();
@@ -191,7 +193,7 @@ export class SchedulerCore<H> {
    */
   now = 0;
 
-  constructor(output: CoreOutput<H>, options: CoreOptions = {}) {
+  constructor(output: CoreOutput<H, R>, options: CoreOptions = {}) {
     this.out = output;
     this.config = { ...CORE_DEFAULTS, ...options };
     this.defaults = { timeoutMs: this.config.timeoutMs, retries: 0, backoffMs: this.config.backoffMs };
@@ -489,11 +491,11 @@ export class SchedulerCore<H> {
    * of every queued task's id would cost more memory than the row itself. A client that reuses one gets both
    * answers under it.
    */
-  submit(client: ClientRecord<H>, requestId: number, type: string, body: BodyRange, options?: SubmitOptions): void {
+  submit(client: ClientRecord<H>, requestId: number, type: string, body: Buffer, options?: SubmitOptions): void {
     if (!this.clients.has(client)) return;
     const queue = this.queueFor(type);
     const slot = queue.ready.head;
-    const size = body.bodyEnd - body.bodyStart;
+    const size = body.length;
     const refusal = this.refusal(client, size, slot === null);
     if (refusal) {
       this.dropQueueIfIdle(type);
@@ -507,13 +509,12 @@ export class SchedulerCore<H> {
     client.pendingBytes += size;
     this.counters.submitted++;
     if (slot) {
-      const view = body.buf.subarray(body.bodyStart, body.bodyEnd);
-      this.assign(slot.worker, this.adopt(newTask(seq, type, view, requestId, client, settings)));
+      this.assign(slot.worker, this.adopt(newTask(seq, type, body, requestId, client, settings)));
       queue.ready.moveToBack(slot); // round-robin among workers with room
       return;
     }
     const lane = this.laneOf(client, queue);
-    queue.rows.push(seq, requestId, lane, body.buf, body.bodyStart, body.bodyEnd, settings);
+    queue.rows.push(seq, requestId, lane, body, settings);
     lane.queued++;
     lane.bytes += size;
     queue.live++;
@@ -610,7 +611,7 @@ export class SchedulerCore<H> {
    * A worker reports on a lease. Returns an error when it reports on one it never held (the shell then
    * closes the worker); a report on a lease already taken back is dropped and frees its slot.
    */
-  result(worker: WorkerRecord<H>, taskId: number, attempt: number, outcome: OutcomeInput): TaskwireError | null {
+  result(worker: WorkerRecord<H>, taskId: number, attempt: number, outcome: OutcomeInput<R>): TaskwireError | null {
     if (!this.workers.has(worker)) return null;
     const task = worker.running.get(taskId);
     if (!task || task.attempt !== attempt) {
@@ -634,12 +635,12 @@ export class SchedulerCore<H> {
     return null;
   }
 
-  private complete(task: Task<H>, worker: WorkerRecord<H>, body: BodyRange): void {
+  private complete(task: Task<H>, worker: WorkerRecord<H>, result: R): void {
     const client = task.client!; // a task whose client left was revoked, so it never gets here
     task.state = TaskState.DONE;
     this.counters.completed++;
     this.disown(client, task);
-    this.out.sendCompleted(client, task.requestId, body);
+    this.out.sendCompleted(client, task.requestId, result);
     this.out.taskCompleted?.(task, worker);
   }
 

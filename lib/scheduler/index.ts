@@ -24,6 +24,7 @@ import {
   writeFailed,
   writeHello,
   writeTask,
+  type BodyRange,
 } from '../protocol/index.js';
 import { ByteBudget } from '../transport/budget.js';
 import type { Connection } from '../transport/connection.js';
@@ -207,7 +208,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   private readonly handshakeFrames: ByteBudget;
   /** SHA-256 of the token: equal-length digests let timingSafeEqual compare tokens of any length. */
   private readonly tokenDigest: Buffer | null;
-  private readonly core: SchedulerCore<Handle>;
+  private readonly core: SchedulerCore<Handle, BodyRange>;
   private readonly peers = new Set<Peer>();
   /** Connections still in their handshake, oldest first. */
   private readonly handshaking = new Set<Peer>();
@@ -244,7 +245,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     this.handshakeFrames = new ByteBudget(checkInteger('maxHandshakeBytes', o.maxHandshakeBytes, 1024, Number.MAX_SAFE_INTEGER), 0);
     this.name = checkString('name', options.name ?? `taskwire-${randomBytes(4).toString('hex')}`);
     this.tokenDigest = options.token === undefined ? null : digest(checkString('token', options.token));
-    this.core = new SchedulerCore<Handle>(this.output(), {
+    this.core = new SchedulerCore<Handle, BodyRange>(this.output(), {
       checksPerInterval: CHECKS_PER_INTERVAL,
       timeoutMs: checkInteger('timeoutMs', o.timeoutMs, 0, 0xffff_ffff),
       maxAttempts: checkInteger('maxAttempts', o.maxAttempts, 1, 1000),
@@ -453,7 +454,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         const message = `the TASK for this SUBMIT would be ${submit.taskLength} bytes, over maxPayload (${this.maxPayload})`;
         return this.core.refuse(record, submit.requestId, ErrorCode.TOO_LARGE, message);
       }
-      return this.core.submit(record, submit.requestId, submit.type, submit, submit.options);
+      return this.core.submit(record, submit.requestId, submit.type, submit.buf.subarray(submit.bodyStart, submit.bodyEnd), submit.options);
     }
     if (cmd === Cmd.RESULT) {
       const result = decodeResult(buf, start, end);
@@ -528,7 +529,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
    * The core's outputs, bound to this shell's connections and events. Frames are written in place into each
    * connection's writer, which sends a whole turn of them in one write.
    */
-  private output(): CoreOutput<Handle> {
+  private output(): CoreOutput<Handle, BodyRange> {
     const has = (event: keyof SchedulerEvents): boolean => this.listenerCount(event) > 0;
     return {
       sendTask: (worker, task) => {

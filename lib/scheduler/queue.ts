@@ -154,13 +154,13 @@ export class Rows<L, O> {
   private arena: Buffer | null = null;
   private arenaUsed = 0;
 
-  /** Appends a row; its body is buf[start, end), kept as the table above says. */
-  push(seq: number, requestId: number, lane: L, buf: Buffer, start: number, end: number, options: O): void {
-    const length = end - start;
-    if (length * 2 >= allocationOf(buf)) return this.place(seq, requestId, lane, buf, start, length, options);
+  /** Appends a row; its body is kept as the table above says. */
+  push(seq: number, requestId: number, lane: L, body: Buffer, options: O): void {
+    const length = body.length;
+    if (length * 2 >= allocationOf(body)) return this.place(seq, requestId, lane, body, 0, length, options);
     if (length > ARENA_BODY_MAX) {
       const own = Buffer.allocUnsafe(length); // over 4 KiB... or the pool's, which holds no socket read
-      buf.copy(own, 0, start, end);
+      body.copy(own, 0, 0, length);
       return this.place(seq, requestId, lane, own, 0, length, options);
     }
     let arena = this.arena;
@@ -170,8 +170,8 @@ export class Rows<L, O> {
     }
     const at = this.arenaUsed;
     // A loop for short bodies: buf.copy() is a C++ call that costs more than a few bytes' worth.
-    if (length <= 64) for (let i = 0; i < length; i++) arena[at + i] = buf[start + i]!;
-    else buf.copy(arena, at, start, end);
+    if (length <= 64) for (let i = 0; i < length; i++) arena[at + i] = body[i]!;
+    else body.copy(arena, at, 0, length);
     this.arenaUsed = at + length;
     this.place(seq, requestId, lane, arena, at, length, options);
   }
