@@ -3,7 +3,7 @@
 
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { createScheduler, createWorker, SCHEDULER_DEFAULTS, WORKER_DEFAULTS, type Scheduler, type Worker } from './lib/index.js';
+import { createScheduler, createWorker, SCHEDULER_DEFAULTS, STRATEGIES, WORKER_DEFAULTS, type Scheduler, type Strategy, type Worker } from './lib/index.js';
 import { die, onSignals, printable as p } from './lib/cli.js';
 
 const program = 'taskwire-server';
@@ -24,9 +24,11 @@ const argv = yargs(hideBin(process.argv))
   .option('max-queued', { type: 'number', default: SCHEDULER_DEFAULTS.maxQueued, describe: 'Queued tasks at most; more fail with E_QUEUE_FULL' })
   .option('max-queued-bytes', { type: 'number', default: SCHEDULER_DEFAULTS.maxQueuedBytes, describe: 'Bytes of queued task bodies at most; more fail with E_QUEUE_FULL' })
   .option('max-concurrency', { type: 'number', default: SCHEDULER_DEFAULTS.maxConcurrency, describe: 'Largest concurrency (credits) a worker may announce; more is capped' })
+  .option('strategy', { type: 'string', choices: STRATEGIES, default: SCHEDULER_DEFAULTS.strategy, describe: 'Which idle worker gets a new task: round-robin or least-loaded (share of its concurrency in use)' })
   .option('max-connections', { type: 'number', default: SCHEDULER_DEFAULTS.maxConnections, describe: 'Open connections at most' })
   .option('grace', { type: 'number', default: 10_000, describe: 'On SIGINT/SIGTERM, ms to let running and queued tasks finish' })
   .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Log only errors' })
+  .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'Also log every task: dispatched (to which worker), completed, failed, requeued' })
   .example('$0', 'listen on 127.0.0.1:9001')
   .example('$0 --local-workers 2', 'also run two built-in workers (sha256, arith)')
   .example('TASKWIRE_PORT=7000 $0', 'options can come from TASKWIRE_* variables')
@@ -49,6 +51,7 @@ async function main(): Promise<void> {
     maxQueuedBytes: argv['max-queued-bytes'],
     maxConcurrency: argv['max-concurrency'],
     maxConnections: argv['max-connections'],
+    strategy: argv.strategy as Strategy,
   });
   const log = (line: string): void => {
     if (!argv.quiet) process.stdout.write(`${line}\n`);
@@ -60,6 +63,7 @@ async function main(): Promise<void> {
   scheduler.on('clientJoined', (c) => log(`client ${p(c.name)} (${c.remote}) connected`));
   scheduler.on('peerLeft', (l) => log(`${l.role} ${p(l.name)} left: ${p(l.reason)}${l.requeued ? `, ${l.requeued} task(s) requeued` : ''}`));
   scheduler.on('peerError', (e) => process.stderr.write(`${program}: peer ${e.remote}: ${p(e.message)} (${p(e.code)})\n`));
+  if (argv.verbose && !argv.quiet) logTasks(scheduler, log);
 
   const { host, port } = await scheduler.listen();
   const workers: Worker[] = [];
@@ -79,6 +83,18 @@ async function main(): Promise<void> {
     await Promise.all(workers.map((w) => w.close()));
     await closed;
   });
+}
+
+/** --verbose: a line per task event, naming the worker (task events carry its id; names come from workerReady). */
+function logTasks(scheduler: Scheduler, log: (line: string) => void): void {
+  const names = new Map<number, string>();
+  scheduler.on('workerReady', (w) => names.set(w.id, p(w.name)));
+  scheduler.on('peerLeft', (l) => l.role === 'worker' && names.delete(l.id));
+  const worker = (id: number | null): string => (id === null ? '-' : (names.get(id) ?? `#${id}`));
+  scheduler.on('taskDispatched', (e) => log(`task ${e.taskId} (${p(e.type)}) attempt ${e.attempt} -> worker ${worker(e.workerId)}`));
+  scheduler.on('taskCompleted', (e) => log(`task ${e.taskId} completed by worker ${worker(e.workerId)}`));
+  scheduler.on('taskFailed', (e) => log(`task ${e.taskId} failed: ${p(e.message)} (${p(e.code)})`));
+  scheduler.on('taskRequeued', (e) => log(`task ${e.taskId} requeued from worker ${worker(e.fromWorkerId)}: ${p(e.reason)}`));
 }
 
 async function waitUntilSettled(scheduler: Scheduler, ms: number): Promise<void> {

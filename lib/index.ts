@@ -2,7 +2,8 @@
 
 export { createScheduler, Scheduler, SCHEDULER_DEFAULTS } from './scheduler/index.js';
 export type { SchedulerOptions, SchedulerEvents, SchedulerStats, CloseOptions, PeerInfo, WorkerInfo, TaskEvent } from './scheduler/index.js';
-export type { DeadLetter } from './scheduler/core.js';
+export { STRATEGIES } from './scheduler/core.js';
+export type { DeadLetter, Strategy } from './scheduler/core.js';
 export { createWorker, Worker, WORKER_DEFAULTS } from './worker/index.js';
 export type { WorkerOptions, WorkerEvents } from './worker/index.js';
 export { createClient, Client, CLIENT_DEFAULTS } from './client/index.js';

@@ -25,6 +25,11 @@ export function checkString(name: string, value: unknown): string {
   return value;
 }
 
+export function checkOneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): T {
+  if (!allowed.includes(value as T)) invalidOption(name, `one of ${allowed.map((v) => `'${v}'`).join(', ')}`, value);
+  return value as T;
+}
+
 /** Lets `{ port: undefined }` fall back to the default instead of overriding it. */
 export function stripUndefined<T extends object>(options: T): Partial<T> {
   return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<T>;

@@ -1,28 +1,15 @@
 // The built CLIs (dist/*.js) as users run them: child processes on a free port, reaped at teardown.
 
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { createClient } from '../lib/index.js';
-import { root, runCli, sha256, spawnChild, waitFor, within, type Child } from './helpers.js';
+import { root, runCli, sha256, spawnChild, startServer, waitFor, within } from './helpers.js';
 
 const HELLO_SHA = '185f8db32271fe25f561a6fc938b2e264306ec304eda518007d1764826381969';
 
 if (!existsSync(path.join(root, 'dist', 'server.js'))) {
   throw new Error('dist/ is missing: run `npm run build` (npm test does it first)');
-}
-
-/** Starts dist/server.js on a free port and returns it with the port it printed. */
-async function startServer(t: Test, args: string[] = []): Promise<{ child: Child; port: number }> {
-  const child = spawnChild(t, process.execPath, [path.join(root, 'dist', 'server.js'), '--port', '0', ...args]);
-  let port = 0;
-  await waitFor('the server to print its address', () => {
-    const m = /listening on [^:\s]+:(\d+)/.exec(child.stdout());
-    if (m) port = Number(m[1]);
-    return port > 0 || child.proc.exitCode !== null;
-  });
-  if (!port) throw new Error(`server did not start: ${child.stderr()}`);
-  return { child, port };
 }
 
 t.test('--help on every CLI', async (t) => {

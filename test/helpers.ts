@@ -99,6 +99,19 @@ export async function runCli(
   return { code, stdout: child.stdout(), stderr: child.stderr() };
 }
 
+/** Starts dist/server.js on a free port and returns it with the port it printed. */
+export async function startServer(t: Teardown, args: string[] = []): Promise<{ child: Child; port: number }> {
+  const child = spawnChild(t, process.execPath, [path.join(root, 'dist', 'server.js'), '--port', '0', ...args]);
+  let port = 0;
+  await waitFor('the server to print its address', () => {
+    const m = /listening on [^:\s]+:(\d+)/.exec(child.stdout());
+    if (m) port = Number(m[1]);
+    return port > 0 || child.proc.exitCode !== null;
+  });
+  if (!port) throw new Error(`server did not start: ${child.stderr()}`);
+  return { child, port };
+}
+
 /** The garbage collector, exposed at run time if the process was not started with --expose-gc; null if it cannot be. */
 export function getGc(): (() => void) | null {
   const existing = (globalThis as { gc?: () => void }).gc;

@@ -6,6 +6,7 @@ import { mulberry32 } from './helpers.js';
 import { SeqHeap } from '../lib/scheduler/heap.js';
 import { Rows } from '../lib/scheduler/queue.js';
 import { TypeQueue } from '../lib/scheduler/type-queue.js';
+import { RoundRobin } from '../lib/scheduler/balance.js';
 
 interface Lane {
   name: string;
@@ -187,7 +188,7 @@ t.test('SeqHeap puts 100,000 tasks back in O(n log n): each push and pop walks a
 t.test('TypeQueue: a task that failed on a worker goes to another one first, and back to it only when alone', (t) => {
   type Q = TypeQueue<Item, string, { client: unknown }, null>;
   const lane = { client: 'c1' };
-  const queue: Q = new TypeQueue('job');
+  const queue: Q = new TypeQueue('job', new RoundRobin());
   queue.workers = queue.active = 2; // workers a and b, both with credits
   const old = item(1);
   queue.requeue(old, 'a'); // timed out on a

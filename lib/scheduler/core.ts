@@ -15,6 +15,7 @@
 
 import { ErrorCode, TaskwireError } from '../errors.js';
 import { IdTable } from '../id-table.js';
+import { LeastLoaded, RoundRobin, type Strategy } from './balance.js';
 import { detachBody } from './queue.js';
 import {
   TaskState,
@@ -24,12 +25,14 @@ import {
   type PeerRecord,
   type Queue,
   type Settings,
+  type Slot,
   type Task,
   type WorkerRecord,
 } from './records.js';
 import { TimerWheel } from './timers.js';
 import { TypeQueue } from './type-queue.js';
 
+export { STRATEGIES, type Strategy } from './balance.js';
 export { TaskState } from './records.js';
 export type { ClientRecord, PeerRecord, Task, WorkerRecord } from './records.js';
 
@@ -91,6 +94,11 @@ export interface CoreOptions {
   maxConcurrency?: number;
   /** Failed tasks remembered for inspection. Default 1000. */
   deadLetterLimit?: number;
+  /**
+   * Which of the workers with a free slot gets a new task while none waits: 'round-robin' (turns, one task each)
+   * or 'least-loaded' (the smallest share of its concurrency in use). Default 'round-robin'.
+   */
+  strategy?: Strategy;
 }
 
 /** Handler-failure retries a task may ask for; more are treated as this many. */
@@ -108,7 +116,8 @@ export const CORE_DEFAULTS = {
   maxPendingBytesPerClient: 256 * 1024 * 1024,
   maxConcurrency: 65_536,
   deadLetterLimit: 1000,
-} as const;
+  strategy: 'round-robin',
+} as const satisfies Required<CoreOptions>;
 
 /** A task that failed for good, kept for inspection in a bounded list. */
 export interface DeadLetter {
@@ -494,7 +503,7 @@ export class SchedulerCore<H, R = unknown> {
   submit(client: ClientRecord<H>, requestId: number, type: string, body: Buffer, options?: SubmitOptions): void {
     if (!this.clients.has(client)) return;
     const queue = this.queueFor(type);
-    const slot = queue.ready.head;
+    const slot = queue.ready.pick();
     const size = body.length;
     const refusal = this.refusal(client, size, slot === null);
     if (refusal) {
@@ -510,7 +519,7 @@ export class SchedulerCore<H, R = unknown> {
     this.counters.submitted++;
     if (slot) {
       this.assign(slot.worker, this.adopt(newTask(seq, type, body, requestId, client, settings)));
-      queue.ready.moveToBack(slot); // round-robin among workers with room
+      queue.ready.gave(slot);
       return;
     }
     const lane = this.laneOf(client, queue);
@@ -742,6 +751,9 @@ export class SchedulerCore<H, R = unknown> {
     return worker.running.size + worker.revoked.size;
   }
 
+  /** The share of a ready worker's concurrency in use, for the least-loaded strategy. */
+  private readonly load = (slot: Slot<H>): number => this.busy(slot.worker) / slot.worker.concurrency;
+
   /**
    * Gives a worker queued tasks until it is full or blocked; if its queues have nothing for it, it waits in the
    * ready list of each of its types. Picking the oldest head among its types costs O(types it runs), never
@@ -759,7 +771,7 @@ export class SchedulerCore<H, R = unknown> {
         }
       }
       if (!best) {
-        for (const slot of worker.slots) if (!slot.list) slot.queue.ready.pushBack(slot);
+        for (const slot of worker.slots) if (!slot.list) slot.queue.ready.add(slot);
         return;
       }
       this.assign(worker, this.take(best, worker));
@@ -809,7 +821,7 @@ export class SchedulerCore<H, R = unknown> {
   }
 
   private unready(worker: WorkerRecord<H>): void {
-    for (const slot of worker.slots) slot.list?.remove(slot);
+    for (const slot of worker.slots) slot.queue.ready.remove(slot);
   }
 
   /**
@@ -832,7 +844,7 @@ export class SchedulerCore<H, R = unknown> {
   private queueFor(type: string): Queue<H> {
     let queue = this.queues.get(type);
     if (!queue) {
-      queue = new TypeQueue(type);
+      queue = new TypeQueue(type, this.config.strategy === 'least-loaded' ? new LeastLoaded(this.load) : new RoundRobin());
       this.queues.set(type, queue);
     }
     return queue;

@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { ErrorCode, ProtocolError, TaskwireError } from '../errors.js';
-import { checkInteger, checkString, invalidOption, stripUndefined } from '../options.js';
+import { checkInteger, checkOneOf, checkString, invalidOption, stripUndefined } from '../options.js';
 import { DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT, frameTooLargeError } from '../protocol/frame.js';
 import {
   CMD_NAMES,
@@ -29,7 +29,7 @@ import {
 import { ByteBudget } from '../transport/budget.js';
 import type { Connection } from '../transport/connection.js';
 import { TcpConnection } from '../transport/tcp.js';
-import { CORE_DEFAULTS, SchedulerCore, type CoreOutput, type CoreStats, type DeadLetter, type PeerRecord, type Task } from './core.js';
+import { CORE_DEFAULTS, STRATEGIES, SchedulerCore, type CoreOutput, type Strategy, type CoreStats, type DeadLetter, type PeerRecord, type Task } from './core.js';
 
 export interface SchedulerOptions {
   /** Interface to listen on. Default '127.0.0.1' (loopback only; use '0.0.0.0' to accept other machines). */
@@ -86,6 +86,12 @@ export interface SchedulerOptions {
   slowConsumerMs?: number;
   /** Failed tasks kept for deadLetters(). Default 1000. */
   deadLetterLimit?: number;
+  /**
+   * Which worker with a free slot gets a new task while none is queued: 'round-robin' (turns, one task each) or
+   * 'least-loaded' (the smallest share of its concurrency in use). Once tasks queue, each worker takes the oldest
+   * as soon as it has a free slot, whatever the strategy. Default 'round-robin'.
+   */
+  strategy?: Strategy;
 }
 
 /** Options that were replaced, with what replaced them: passing one is an error that says so. */
@@ -114,6 +120,7 @@ export const SCHEDULER_DEFAULTS = {
   highWaterBytes: 1024 * 1024,
   slowConsumerMs: 30_000,
   deadLetterLimit: CORE_DEFAULTS.deadLetterLimit,
+  strategy: CORE_DEFAULTS.strategy,
 } as const;
 
 /** Frames shorter than this never wait for the partial-frame budget: each costs at most one socket read. */
@@ -256,6 +263,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       maxPendingBytesPerClient: checkInteger('maxPendingBytesPerClient', o.maxPendingBytesPerClient, 0, Number.MAX_SAFE_INTEGER),
       maxConcurrency: checkInteger('maxConcurrency', o.maxConcurrency, 1, 0xffff_ffff),
       deadLetterLimit: checkInteger('deadLetterLimit', o.deadLetterLimit, 0, 1_000_000),
+      strategy: checkOneOf('strategy', o.strategy, STRATEGIES),
     });
     this.server = net.createServer((socket) => this.accept(socket));
     // Accept failures (EMFILE...) are transient; they must not become an unhandled 'error' event.

@@ -9,8 +9,9 @@
 // concurrency 0). Without this, a worker that times out or fails everything it gets kept getting the same tasks
 // back until they ran out of attempts.
 
+import type { Balancer } from './balance.js';
 import { SeqHeap, type HeapItem } from './heap.js';
-import { LinkedList, Rows, type Linked } from './queue.js';
+import { Rows, type Linked } from './queue.js';
 
 /** What the queue needs of a task object. */
 export interface QueuedTask<W> extends HeapItem {
@@ -31,7 +32,6 @@ export interface ReadySlot<W, Q> extends Linked<ReadySlot<W, Q>> {
 
 export class TypeQueue<T extends QueuedTask<W>, W, L extends RowLane, O> {
   readonly rows = new Rows<L, O>();
-  readonly ready = new LinkedList<ReadySlot<W, TypeQueue<T, W, L, O>>>();
   /** Workers announcing this type; the queue is dropped when no task waits in it and this is 0. */
   workers = 0;
   /** Of those, the ones with concurrency above 0: the ones that may take a task. */
@@ -47,7 +47,11 @@ export class TypeQueue<T extends QueuedTask<W>, W, L extends RowLane, O> {
   /** Requeued tasks avoiding a worker, by that worker. */
   private avoiding: Map<W, SeqHeap<T>> | null = null;
 
-  constructor(readonly type: string) {}
+  /** @param ready the workers of this type with a free slot, under the scheduler's dispatch strategy */
+  constructor(
+    readonly type: string,
+    readonly ready: Balancer<ReadySlot<W, TypeQueue<T, W, L, O>>>,
+  ) {}
 
   /** Waiting task objects (requeued ones), all heaps together. */
   get requeuedCount(): number {
