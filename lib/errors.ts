@@ -28,8 +28,15 @@ export const ErrorCode = {
   TIMEOUT: 'E_TIMEOUT',
   /** A task failed on maxAttempts dispatches in a row (worker lost, timed out); the message gives the last reason. */
   ATTEMPTS: 'E_ATTEMPTS',
-  /** The task was withdrawn from its worker (its client left, or it timed out); sent to the worker's handler. */
+  /**
+   * The job was cancelled by id, or withdrawn from its worker (its client left, or it timed out): given to its
+   * owner and waiters, and sent to the worker's handler.
+   */
   CANCELLED: 'E_CANCELLED',
+  /** No job has that id: it never existed, or it finished and its record is gone. */
+  NO_SUCH_JOB: 'E_NO_SUCH_JOB',
+  /** No worker for the job's type connected within noWorkerTimeoutMs. */
+  NO_WORKER: 'E_NO_WORKER',
   /** The scheduler's queue is at maxQueued; the submission was refused. */
   QUEUE_FULL: 'E_QUEUE_FULL',
   /** The client already has maxPendingPerClient tasks pending; the submission was refused. */

@@ -121,7 +121,7 @@ export class Harness {
           attempt: task.attempt,
           type: task.type,
           body: task.body.toString(),
-          client: task.client?.handle ?? null,
+          client: task.owner?.handle ?? null,
           requestId: task.requestId,
         });
         return !this.saturated.has(worker.handle);

@@ -415,8 +415,8 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
         violate(`${w.name} over its credits: dispatch with ${w.running.size} running + ${w.revoked.size} revoked, concurrency ${w.concurrency}`);
       }
       if (!w.types.includes(task.type)) violate(`${w.name} (${w.types.join(',')}) got a ${task.type} task`);
-      if (!task.client) violate('dispatched a task whose client has left');
-      const c = clientOf(task.client!.handle);
+      if (!task.owner) violate('dispatched a task whose client has left');
+      const c = clientOf(task.owner!.handle);
       if (!c.alive || c.leaving) violate(`dispatched a task of departed client ${c.name}`);
       const m = c.pending.get(task.requestId) ?? violate(`dispatched unknown request ${c.name}:${task.requestId}`);
       if (m.state !== 'queued' && m.state !== 'due') violate(`dispatched ${keyOf(m)} while ${m.state}`);
@@ -522,7 +522,7 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
       calls++;
       const w = workerOf(worker.handle);
       touch(w);
-      const c = task.client ? clientOf(task.client.handle) : violate(`taskRequeued without a client (${reason})`);
+      const c = task.owner ? clientOf(task.owner.handle) : violate(`taskRequeued without a client (${reason})`);
       const m = c.pending.get(task.requestId) ?? violate(`taskRequeued for unknown request ${c.name}:${task.requestId}`);
       const e = expRequeue.get(m) ?? violate(`unexpected taskRequeued of ${keyOf(m)} from ${w.name}: ${reason}`);
       expRequeue.delete(m);

@@ -1,27 +1,38 @@
-// The scheduling brain: queues, credits, dispatch, leases, timeouts, retries, requeue and liveness, with no I/O.
+// The scheduling brain: jobs, queues, credits, dispatch, leases, timeouts, retries, delays, cancels, requeue and
+// liveness, with no I/O.
 //
 // The core owns every decision and no socket, timer or clock. The I/O shell feeds it events (a peer joined, a
-// task was submitted, a result arrived, a peer was lost, a heartbeat interval passed, tick(now)) and the core
+// job was submitted, a result arrived, a peer was lost, a heartbeat interval passed, tick(now)) and the core
 // answers through the CoreOutput it was given. Calls into an output object rather than returned action arrays
 // keep the hot path free of per-task allocations, and a test records the calls just as easily.
 //
 // Peer "handles" (H) are opaque to the core: the shell passes its connection objects, tests pass anything. So are
-// results (R): the core passes a worker's result on to the task's client without looking at it. A task's body is
-// a Buffer whose length the byte budgets count; the core never reads its bytes, and imports nothing of the
+// results (R): the core passes a worker's result on to the job's owner without looking at it. A job's body is a
+// Buffer whose length the byte budgets count; the core never reads its bytes, and imports nothing of the
 // protocol.
 //
-// No operation costs more than its own work: requeueing N tasks is O(N log N), a new job type O(1), and nothing
-// scans the queue or every worker on the way.
+// Jobs own themselves. Each has an id that is never reused, and an owner: the client request it answers, or
+// nobody (a detached job whose client left). Any client may ask for a job's status, wait for it or cancel it by
+// id; a finished detached job leaves a record for a while. The queue of each job type (type-queue.ts) holds the
+// representation of queued jobs, its priorities and its order (FIFO or fair); the dispatch strategy
+// (balance.ts) picks the worker.
+//
+// No operation costs more than its own work: requeueing N tasks is O(N log N), a new job type O(1), a tick
+// O(what falls due), and nothing scans the queue or every worker on the way.
 
 import { ErrorCode, TaskwireError } from '../errors.js';
 import { IdTable } from '../id-table.js';
 import { LeastLoaded, RoundRobin, type Strategy } from './balance.js';
+import { FinishedJobs, type JobState, type JobStatus } from './finished.js';
+import { JobIndex } from './job-index.js';
 import { detachBody } from './queue.js';
 import {
   TaskState,
   newTask,
   type ClientRecord,
+  type CoreKinds,
   type Lane,
+  type Level,
   type PeerRecord,
   type Queue,
   type Settings,
@@ -30,9 +41,10 @@ import {
   type WorkerRecord,
 } from './records.js';
 import { TimerWheel } from './timers.js';
-import { TypeQueue } from './type-queue.js';
+import { Lane as QueueLane, TypeQueue, type RowTaker } from './type-queue.js';
 
 export { STRATEGIES, type Strategy } from './balance.js';
+export { JOB_STATES, type JobState, type JobStatus } from './finished.js';
 export { TaskState } from './records.js';
 export type { ClientRecord, PeerRecord, Task, WorkerRecord } from './records.js';
 
@@ -45,12 +57,19 @@ export interface CoreOutput<H, R = unknown> {
   sendTask(worker: WorkerRecord<H>, task: Task<H>): boolean;
   /** Tell a worker to abort a task it runs; it still answers for it, which returns the slot. */
   sendCancel?(worker: WorkerRecord<H>, taskId: number, attempt: number, code: string, message: string): void;
-  /** `result` is the worker's, as result() was given it: valid during the call only. */
+  /** `result` is the worker's, as result() was given it (or as retainResult() kept it): valid during the call only. */
   sendCompleted(client: ClientRecord<H>, requestId: number, result: R): void;
   sendFailed(client: ClientRecord<H>, requestId: number, code: string, message: string): void;
+  /** A running job's handler reported progress; `requestId` is the owner's or a waiter's request. */
+  sendProgress?(client: ClientRecord<H>, requestId: number, jobId: number, value: number, message: string): void;
   sendKeepalive(peer: PeerRecord<H>): void;
   /** Close the peer's connection, telling it why. The core has already forgotten the peer. */
   closePeer(peer: PeerRecord<H>, error: TaskwireError): void;
+  /**
+   * A detached job completed: a copy of its result that stays valid, for its finished record, and the bytes the
+   * copy holds. Without it, finished records keep no result.
+   */
+  retainResult?(result: R): { result: R; bytes: number };
   // Notifications for observers; the shell turns them into public events.
   taskQueued?(taskId: number, type: string, client: ClientRecord<H>, requestId: number, body: Buffer): void;
   taskDispatched?(task: Task<H>, worker: WorkerRecord<H>): void;
@@ -60,11 +79,17 @@ export interface CoreOutput<H, R = unknown> {
   peerLeft?(peer: PeerRecord<H>, reason: string, requeued: number): void;
 }
 
-/** Per-task options a client may send with SUBMIT; 0 or absent means the scheduler's default. */
+/** Per-job options a client may send with SUBMIT; 0 or absent means the scheduler's default. */
 export interface SubmitOptions {
   timeoutMs?: number;
   retries?: number;
   backoffMs?: number;
+  /** Higher runs first; FIFO within one priority. Default 0. */
+  priority?: number;
+  /** ms to wait before the job is queued; it is 'delayed' meanwhile. */
+  delayMs?: number;
+  /** The job survives its client's departure (else it is cancelled with it). */
+  detach?: boolean;
 }
 
 export interface CoreOptions {
@@ -99,10 +124,33 @@ export interface CoreOptions {
    * or 'least-loaded' (the smallest share of its concurrency in use). Default 'round-robin'.
    */
   strategy?: Strategy;
+  /**
+   * Within one priority, whether clients take turns (one job each) instead of the oldest job going first. Default
+   * false (FIFO).
+   */
+  fair?: boolean;
+  /**
+   * A queued job whose type no connected worker runs fails with E_NO_WORKER after waiting this long (counted from
+   * its submission, or from when the type's last worker left, whichever is later); 0 waits for ever. Default
+   * 300000 (5 minutes).
+   */
+  noWorkerTimeoutMs?: number;
+  /** Finished detached jobs whose records are kept, at most. Default 10,000. */
+  maxFinishedJobs?: number;
+  /** How long a finished detached job's record is kept. Default 3,600,000 (an hour). */
+  finishedTtlMs?: number;
+  /** Bytes of the results those records keep, at most. Default 64 MiB. */
+  maxFinishedBytes?: number;
+  /** The first job id; the shell starts from its clock, so ids are not reused after a restart either. Default 1. */
+  firstJobId?: number;
 }
 
 /** Handler-failure retries a task may ask for; more are treated as this many. */
 export const MAX_RETRIES = 255;
+/** A job's progress goes to its owner and waiters at most once in this many ms; the latest is kept in between. */
+export const PROGRESS_INTERVAL_MS = 100;
+/** jobs() looks at most at this many of the latest jobs. */
+export const RECENT_JOBS = 1024;
 
 export const CORE_DEFAULTS = {
   deadAfterTicks: 3,
@@ -117,6 +165,12 @@ export const CORE_DEFAULTS = {
   maxConcurrency: 65_536,
   deadLetterLimit: 1000,
   strategy: 'round-robin',
+  fair: false,
+  noWorkerTimeoutMs: 300_000,
+  maxFinishedJobs: 10_000,
+  finishedTtlMs: 3_600_000,
+  maxFinishedBytes: 64 * 1024 * 1024,
+  firstJobId: 1,
 } as const satisfies Required<CoreOptions>;
 
 /** A task that failed for good, kept for inspection in a bounded list. */
@@ -139,7 +193,7 @@ export interface CoreStats {
   queuedBytes: number;
   /** Tasks running on a worker. */
   inFlight: number;
-  /** Tasks waiting out a retry backoff. */
+  /** Tasks waiting out a delay or a retry backoff. */
   delayed: number;
   workers: number;
   clients: number;
@@ -147,6 +201,8 @@ export interface CoreStats {
   dispatched: number;
   completed: number;
   failed: number;
+  /** Jobs cancelled by id (not those dropped because their client left). */
+  cancelled: number;
   /** Tasks put back in the queue after a worker was lost or a task timed out. */
   requeued: number;
   /** Handler failures retried. */
@@ -156,14 +212,19 @@ export interface CoreStats {
   rejected: number;
   /** Results that arrived for a lease already taken back (timed out, client gone): dropped. */
   late: number;
-  /** Results dropped because their client had left. */
+  /** Results dropped because their client had left or the job was cancelled. */
   discarded: number;
   /** Failed tasks remembered in deadLetters() (bounded by deadLetterLimit). */
   deadLetters: number;
+  /** Finished detached jobs whose records are kept. */
+  finishedJobs: number;
 }
 
 /** A worker's report on a task: a result of its own shape (R), passed on as it is, or a failure. */
 export type OutcomeInput<R> = ({ ok: true } & R) | { ok: false; code: string; message: string };
+
+/** What cancel() did: the job was cancelled now, it had already finished, or no job has that id. */
+export type CancelOutcome = 'cancelled' | 'finished' | 'unknown';
 
 export class SchedulerCore<H, R = unknown> {
   private readonly out: CoreOutput<H, R>;
@@ -173,12 +234,26 @@ export class SchedulerCore<H, R = unknown> {
   private readonly workers = new Set<WorkerRecord<H>>();
   /** Running tasks by timeout, so those overdue are found without scanning. */
   private readonly deadlines = new TimerWheel<Task<H>>();
-  /** Tasks waiting out a retry backoff. */
-  private readonly backoffs = new TimerWheel<Task<H>>();
+  /** Jobs waiting out a delay or a retry backoff. */
+  private readonly delayed = new TimerWheel<Task<H>>();
+  /** Queues holding tasks while no worker runs their type, due when their oldest task has waited too long. */
+  private readonly orphans = new TimerWheel<Queue<H>>();
+  /** Every unsettled job by id: its task object, or the lane holding its row. */
+  private readonly jobs = new JobIndex<Task<H> | Lane<H>>();
+  /** Finished detached jobs' records. */
+  private readonly finished: FinishedJobs<R>;
+  /** The ids of the latest jobs, a ring, for jobs(). */
+  private readonly recent = new Float64Array(RECENT_JOBS);
+  private recentCount = 0;
+  /** Clients waiting for a job by id: job id -> [client, request id] pairs. */
+  private readonly waiters = new Map<number, [ClientRecord<H>, number][]>();
   private readonly dead: DeadLetter[] = [];
   private readonly defaults: Settings;
+  private readonly detachedDefaults: Settings;
+  /** How rows become task objects, and lanes are forgotten (see TypeQueue). */
+  private readonly taker: RowTaker<CoreKinds<H>>;
   private nextPeerId = 1;
-  private nextSeq = 1;
+  private nextSeq: number;
   private queued = 0;
   private queuedBytes = 0;
   private inFlight = 0;
@@ -188,6 +263,7 @@ export class SchedulerCore<H, R = unknown> {
     dispatched: 0,
     completed: 0,
     failed: 0,
+    cancelled: 0,
     requeued: 0,
     retried: 0,
     timedOut: 0,
@@ -205,7 +281,20 @@ export class SchedulerCore<H, R = unknown> {
   constructor(output: CoreOutput<H, R>, options: CoreOptions = {}) {
     this.out = output;
     this.config = { ...CORE_DEFAULTS, ...options };
-    this.defaults = { timeoutMs: this.config.timeoutMs, retries: 0, backoffMs: this.config.backoffMs };
+    const c = this.config;
+    this.defaults = { timeoutMs: c.timeoutMs, retries: 0, backoffMs: c.backoffMs, priority: 0, detached: false };
+    this.detachedDefaults = { ...this.defaults, detached: true };
+    this.nextSeq = c.firstJobId;
+    this.finished = new FinishedJobs<R>({ maxCount: c.maxFinishedJobs, maxAgeMs: c.finishedTtlMs, maxBytes: c.maxFinishedBytes });
+    this.taker = {
+      fromRow: (lane, seq, requestId, time, body, settings) => {
+        const task = newTask(seq, lane.queue.type, body, requestId, lane.owner, settings, time);
+        this.jobs.set(seq, task);
+        if (lane.owner !== null) this.adopt(task);
+        return task;
+      },
+      laneEmptied: (lane) => this.forgetLane(lane),
+    };
   }
 
   stats(): CoreStats {
@@ -213,11 +302,12 @@ export class SchedulerCore<H, R = unknown> {
       queued: this.queued,
       queuedBytes: this.queuedBytes,
       inFlight: this.inFlight,
-      delayed: this.backoffs.size,
+      delayed: this.delayed.size,
       workers: this.workers.size,
       clients: this.clients.size,
       ...this.counters,
       deadLetters: this.dead.length,
+      finishedJobs: this.finished.size,
     };
   }
 
@@ -226,9 +316,9 @@ export class SchedulerCore<H, R = unknown> {
     return this.dead.map((entry) => ({ ...entry }));
   }
 
-  /** Tasks not yet settled: queued, running or waiting for a retry. */
+  /** Tasks not yet settled: queued, running or delayed. */
   get unsettled(): number {
-    return this.queued + this.inFlight + this.backoffs.size;
+    return this.queued + this.inFlight + this.delayed.size;
   }
 
   /**
@@ -239,9 +329,12 @@ export class SchedulerCore<H, R = unknown> {
     const out: Task<H>[] = [];
     for (let task = client.firstTask; task; task = task.nextOfClient) out.push(task);
     for (const queue of this.queues.values()) {
-      queue.rows.forEach((lane, requestId, seq, body) => {
-        if (lane.client === client) out.push(newTask(seq, queue.type, body(), requestId, client, this.defaults));
-      });
+      for (const lane of queue.lanes()) {
+        if (lane.owner !== client) continue;
+        lane.rows.forEach((requestId, seq, time, body) => {
+          out.push(newTask(seq, queue.type, body(), requestId, client, lane.detached ? this.detachedDefaults : this.defaults, time));
+        });
+      }
     }
     return out;
   }
@@ -249,6 +342,11 @@ export class SchedulerCore<H, R = unknown> {
   /** Number of per-type queues alive; exposed for leak checks in tests. */
   get queueCount(): number {
     return this.queues.size;
+  }
+
+  /** Unsettled jobs in the index by id; exposed for leak checks in tests. */
+  get indexedJobs(): number {
+    return this.jobs.size;
   }
 
   // ---- peers -------------------------------------------------------------------------------------------------
@@ -266,7 +364,9 @@ export class SchedulerCore<H, R = unknown> {
       firstTask: null,
       lastTask: null,
       lanes: new Map(),
+      detachedLanes: new Map(),
       lastLane: null,
+      waits: null,
     };
     this.clients.add(client);
     return client;
@@ -312,7 +412,7 @@ export class SchedulerCore<H, R = unknown> {
       worker.types = [...new Set(types)];
       worker.slots = worker.types.map((type) => {
         const queue = this.queueFor(type);
-        queue.workers++;
+        if (queue.workers++ === 0) this.unorphan(queue);
         if (worker.concurrency > 0) queue.active++;
         return { worker, queue, prev: null, next: null, list: null };
       });
@@ -362,12 +462,16 @@ export class SchedulerCore<H, R = unknown> {
     this.refill(touched);
   }
 
+  /**
+   * A client is gone. Its attached jobs go with it: nothing runs for nobody, so queued and delayed ones are
+   * dropped and running ones withdrawn from their workers. Its detached jobs carry on, owned by nobody.
+   */
   private clientLost(client: ClientRecord<H>, reason: string, cancelMessage = 'the task was cancelled: its client disconnected'): void {
     if (!this.clients.delete(client)) return;
     const touched = new Set<Queue<H>>();
     for (let task = client.firstTask; task; task = task.nextOfClient) {
-      task.client = null;
-      // Nothing runs for nobody: queued and delayed tasks go now; running ones are withdrawn from their worker.
+      task.owner = null;
+      if (task.detached) continue;
       if (task.state === TaskState.QUEUED) {
         const queue = this.queues.get(task.type)!;
         queue.remove(task);
@@ -375,30 +479,37 @@ export class SchedulerCore<H, R = unknown> {
         this.queuedBytes -= task.body.length;
         touched.add(queue);
       } else if (task.state === TaskState.DELAYED) {
-        this.backoffs.remove(task);
+        this.delayed.remove(task);
       } else if (task.state === TaskState.RUNNING) {
         this.revoke(task, ErrorCode.CANCELLED, cancelMessage);
       }
       task.state = TaskState.DONE;
+      this.jobs.delete(task.seq);
+      this.dropWaiters(task.seq, ErrorCode.CANCELLED, cancelMessage);
     }
-    // Its queued rows are written off by lane, in O(job types) rather than O(tasks).
+    // Its attached rows go lane by lane, in O(job types) plus their index entries.
     for (const lane of client.lanes.values()) {
-      lane.client = null;
-      lane.queue.live -= lane.queued;
-      lane.queue.dead += lane.queued;
-      this.queued -= lane.queued;
-      this.queuedBytes -= lane.bytes;
-      lane.queued = lane.bytes = 0;
-      touched.add(lane.queue);
+      const queue = lane.queue;
+      const bytes = lane.bytes;
+      lane.rows.forEach((_requestId, seq) => {
+        this.jobs.delete(seq);
+        this.dropWaiters(seq, ErrorCode.CANCELLED, cancelMessage);
+      });
+      this.queued -= queue.dropLane(lane);
+      this.queuedBytes -= bytes;
+      touched.add(queue);
     }
+    for (const lane of client.detachedLanes.values()) lane.owner = null;
     client.firstTask = client.lastTask = null;
     client.lanes.clear();
+    client.detachedLanes.clear();
     client.lastLane = null;
     client.pending = client.pendingBytes = 0;
-    for (const queue of touched) {
-      queue.sweep();
-      this.dropQueueIfIdle(queue.type);
+    if (client.waits !== null) {
+      for (const jobId of client.waits.keys()) this.unwait(jobId, client);
+      client.waits = null;
     }
+    for (const queue of touched) this.dropQueueIfIdle(queue.type);
     this.out.peerLeft?.(client, reason, 0);
   }
 
@@ -437,8 +548,9 @@ export class SchedulerCore<H, R = unknown> {
   }
 
   /**
-   * Advances the clock and acts on it: running tasks past their timeout are taken back, retries whose backoff ended
-   * are queued. A deadline is due once `now` has reached it: never before, and at most one tick after.
+   * Advances the clock and acts on it: running tasks past their timeout are taken back, delayed jobs whose time
+   * came are queued, jobs that waited too long for a worker fail, old finished records go. A deadline is due once
+   * `now` has reached it: never before, and at most one tick after.
    */
   tick(now: number): void {
     this.clock(now);
@@ -458,11 +570,13 @@ export class SchedulerCore<H, R = unknown> {
       }
       this.refill(touched);
     }
-    if (this.backoffs.size > 0) {
+    if (this.delayed.size > 0) {
       const touched = new Set<Queue<H>>();
-      for (const task of this.backoffs.popDue(now).sort((a, b) => a.seq - b.seq)) touched.add(this.requeue(task, task.avoid));
+      for (const task of this.delayed.popDue(now).sort((a, b) => a.seq - b.seq)) touched.add(this.requeue(task, task.avoid));
       this.refill(touched);
     }
+    if (this.orphans.size > 0) for (const queue of this.orphans.popDue(now)) this.expireOrphans(queue);
+    this.finished.expire(now);
   }
 
   /** From now on new submissions are refused with E_SHUTDOWN; queued and running tasks carry on. */
@@ -479,57 +593,77 @@ export class SchedulerCore<H, R = unknown> {
       this.out.taskFailed?.(task, ErrorCode.SHUTDOWN, message);
     };
     for (const queue of this.queues.values()) {
-      queue.rows.forEach((lane, requestId, seq, body) => {
-        if (lane.client) failed(newTask(seq, queue.type, body(), requestId, lane.client, this.defaults), lane.client);
-      });
+      for (const lane of queue.lanes()) {
+        const owner = lane.owner;
+        if (owner === null) continue;
+        lane.rows.forEach((requestId, seq, time, body) => failed(newTask(seq, queue.type, body(), requestId, owner, this.defaults, time), owner));
+      }
     }
     for (const client of [...this.clients]) {
       for (let task = client.firstTask; task; task = task.nextOfClient) failed(task, client);
+      for (const [jobId, requests] of client.waits ?? []) {
+        for (const requestId of requests) this.out.sendFailed(client, requestId, ErrorCode.SHUTDOWN, message);
+        this.unwait(jobId, client);
+      }
+      client.waits = null;
       this.clientLost(client, message, `the task was cancelled: ${message}`);
     }
     for (const worker of [...this.workers]) this.workerLost(worker, message);
   }
 
-  // ---- tasks -------------------------------------------------------------------------------------------------
+  // ---- jobs --------------------------------------------------------------------------------------------------
 
   /**
-   * Dispatches a task, or queues it as a row when no worker of its type has a free slot. A refusal under a limit
-   * is answered to the client as a failed task.
+   * Accepts a job and returns its id, dispatching it at once or queueing it (as a row when no worker of its type
+   * has a free slot); with a delay it waits first. A refusal under a limit is answered to the client as a failed
+   * request, and returns 0.
    *
-   * Request ids are the client's to keep unique among its unsettled tasks; they are not checked here, as an index
-   * of every queued task's id would cost more memory than the row itself. A client that reuses one gets both
-   * answers under it.
+   * Request ids are the client's to keep unique among its unsettled jobs; they are not checked here, as an index
+   * of every request would cost more memory than a queued row. A client that reuses one gets both answers under
+   * it.
    */
-  submit(client: ClientRecord<H>, requestId: number, type: string, body: Buffer, options?: SubmitOptions): void {
-    if (!this.clients.has(client)) return;
+  submit(client: ClientRecord<H>, requestId: number, type: string, body: Buffer, options?: SubmitOptions): number {
+    if (!this.clients.has(client)) return 0;
     const queue = this.queueFor(type);
-    const slot = queue.ready.pick();
+    const delayed = options !== undefined && options.delayMs !== undefined && options.delayMs > 0;
+    const slot = delayed ? null : queue.ready.pick();
     const size = body.length;
-    const refusal = this.refusal(client, size, slot === null);
+    const refusal = this.refusal(client, size, slot === null && !delayed);
     if (refusal) {
       this.dropQueueIfIdle(type);
       this.counters.rejected++;
       this.out.sendFailed(client, requestId, refusal.code, refusal.message);
-      return;
+      return 0;
     }
     const seq = this.nextSeq++;
+    this.recent[this.recentCount++ % RECENT_JOBS] = seq;
     const settings = options ? this.settings(options) : this.defaults;
     client.pending++;
     client.pendingBytes += size;
     this.counters.submitted++;
-    if (slot) {
-      this.assign(slot.worker, this.adopt(newTask(seq, type, body, requestId, client, settings)));
-      queue.ready.gave(slot);
-      return;
+    if (delayed) {
+      const task = this.adopt(newTask(seq, type, detachBody(body), requestId, client, settings, this.now));
+      task.state = TaskState.DELAYED;
+      this.jobs.set(seq, task);
+      this.delayed.add(task, this.now, Math.min(options.delayMs!, MAX_DELAY_MS));
+      this.dropQueueIfIdle(type);
+      return seq;
     }
-    const lane = this.laneOf(client, queue);
-    queue.rows.push(seq, requestId, lane, body, settings);
-    lane.queued++;
-    lane.bytes += size;
-    queue.live++;
+    if (slot) {
+      const task = this.adopt(newTask(seq, type, body, requestId, client, settings, this.now));
+      this.jobs.set(seq, task);
+      this.assign(slot.worker, task);
+      queue.ready.gave(slot);
+      return seq;
+    }
+    const lane = this.laneOf(client, queue.level(settings.priority), settings.detached);
+    queue.push(lane, seq, requestId, this.now, body, settings);
+    this.jobs.set(seq, lane);
     this.queued++;
     this.queuedBytes += size;
+    if (queue.workers === 0) this.orphan(queue);
     this.out.taskQueued?.(seq >>> 0, type, client, requestId, body);
+    return seq;
   }
 
   /** Refuses a submission the shell could not accept (too large to read or to send on), answering that request alone. */
@@ -539,18 +673,197 @@ export class SchedulerCore<H, R = unknown> {
     this.out.sendFailed(client, requestId, code, message);
   }
 
+  /**
+   * Cancels a job by id, from any client: a queued or delayed job is removed, a running one is withdrawn from its
+   * worker (its handler's signal fires; the slot stays busy until the worker answers, and that answer is dropped).
+   * Its owner and everyone waiting for it are answered E_CANCELLED. A finished job is left as it is.
+   */
+  cancel(jobId: number, message = 'the job was cancelled'): CancelOutcome {
+    const entry = this.jobs.get(jobId);
+    if (entry === undefined) return this.finished.get(jobId) ? 'finished' : 'unknown';
+    const touched = new Set<Queue<H>>();
+    if (entry instanceof QueueLane) touched.add(entry.queue);
+    const task = entry instanceof QueueLane ? this.takeOut(entry, jobId) : entry;
+    if (task === null) return 'unknown';
+    if (task.state === TaskState.QUEUED && entry === task) {
+      const queue = this.queues.get(task.type)!;
+      queue.remove(task);
+      this.queued--;
+      this.queuedBytes -= task.body.length;
+      touched.add(queue);
+    } else if (task.state === TaskState.DELAYED) {
+      this.delayed.remove(task);
+    } else if (task.state === TaskState.RUNNING) {
+      this.revoke(task, ErrorCode.CANCELLED, message, true);
+    }
+    this.counters.cancelled++;
+    this.settle(task, 'cancelled', ErrorCode.CANCELLED, message, null);
+    for (const queue of touched) this.dropQueueIfIdle(queue.type);
+    return 'cancelled';
+  }
+
+  /** A job's status by id: an unsettled job, or a finished detached one still on record; null if neither. */
+  status(jobId: number): JobStatus<R> | null {
+    const entry = this.jobs.get(jobId);
+    if (entry === undefined) return this.finished.get(jobId) ?? null;
+    if (!(entry instanceof QueueLane)) return this.describe(entry, stateOf(entry), null, null);
+    const row = entry.rows.find(jobId);
+    if (row === null) return null;
+    const task = newTask(jobId, entry.queue.type, row.body, row.requestId, entry.owner, row.options, row.time);
+    return this.describe(task, 'queued', null, null);
+  }
+
+  /**
+   * Answers `requestId` of `client` with the job's outcome once it has one: at once for a finished job on record,
+   * E_NO_SUCH_JOB for an unknown id. Progress reports reach the waiter too.
+   */
+  wait(client: ClientRecord<H>, requestId: number, jobId: number): void {
+    if (!this.clients.has(client)) return;
+    if (this.jobs.get(jobId) === undefined) {
+      const record = this.finished.get(jobId);
+      if (record === undefined) {
+        this.out.sendFailed(client, requestId, ErrorCode.NO_SUCH_JOB, `no job ${jobId}: it never existed, or it finished and its record is gone`);
+      } else if (record.state === 'completed') {
+        if (record.result === undefined) this.out.sendFailed(client, requestId, ErrorCode.NO_SUCH_JOB, `job ${jobId} completed; its result was not kept`);
+        else this.out.sendCompleted(client, requestId, record.result);
+      } else {
+        this.out.sendFailed(client, requestId, record.error!.code, record.error!.message);
+      }
+      return;
+    }
+    let list = this.waiters.get(jobId);
+    if (list === undefined) this.waiters.set(jobId, (list = []));
+    list.push([client, requestId]);
+    client.waits ??= new Map();
+    const mine = client.waits.get(jobId);
+    if (mine) mine.push(requestId);
+    else client.waits.set(jobId, [requestId]);
+  }
+
+  /** The latest jobs (at most RECENT_JOBS back), newest first, in `state` if given: unsettled ones and finished ones on record. */
+  recentJobs(limit = 100, state?: JobState): JobStatus<R>[] {
+    const out: JobStatus<R>[] = [];
+    const n = Math.min(this.recentCount, RECENT_JOBS);
+    for (let i = 1; i <= n && out.length < limit; i++) {
+      const status = this.status(this.recent[(this.recentCount - i) % RECENT_JOBS]!);
+      if (status !== null && (state === undefined || status.state === state)) out.push(status);
+    }
+    return out;
+  }
+
+  /**
+   * A handler reported progress on a lease. The latest report is the job's; its owner and waiters get one at most
+   * every PROGRESS_INTERVAL_MS. A report on a lease the worker does not hold (any more) is dropped.
+   */
+  progress(worker: WorkerRecord<H>, taskId: number, attempt: number, value: number, message: string): void {
+    const task = worker.running.get(taskId);
+    if (task === undefined || task.attempt !== attempt) return;
+    const last = task.progress;
+    const send = last === null || this.now - last.sentAt >= PROGRESS_INTERVAL_MS;
+    task.progress = { value, message, at: this.now, sentAt: send ? this.now : last!.sentAt };
+    if (!send || this.out.sendProgress === undefined) return;
+    if (task.owner) this.out.sendProgress(task.owner, task.requestId, task.seq, value, message);
+    for (const [client, requestId] of this.waiters.get(task.seq) ?? []) this.out.sendProgress(client, requestId, task.seq, value, message);
+  }
+
+  /** A queued row taken out of its lane as a task object (for cancel or expiry), or null if it is not there. */
+  private takeOut(lane: Lane<H>, jobId: number): Task<H> | null {
+    const row = lane.rows.find(jobId);
+    if (row === null) return null;
+    const queue = lane.queue;
+    const task = newTask(jobId, queue.type, row.body, row.requestId, lane.owner, row.options, row.time);
+    queue.removeRow(lane, jobId);
+    this.queued--;
+    this.queuedBytes -= task.body.length;
+    this.jobs.set(jobId, task);
+    if (lane.owner !== null) this.adopt(task);
+    task.state = TaskState.DONE;
+    return task;
+  }
+
+  private describe(task: Task<H>, state: JobState, result: R | null, error: { code: string; message: string } | null): JobStatus<R> {
+    const p = task.progress;
+    const status: JobStatus<R> = {
+      id: task.seq,
+      type: task.type,
+      state,
+      priority: task.priority,
+      detached: task.detached,
+      attempts: task.attempt,
+      worker: task.worker?.name ?? task.lastWorker,
+      submittedAt: task.submittedAt,
+      startedAt: task.startedAt || null,
+      finishedAt: state === 'completed' || state === 'failed' || state === 'cancelled' ? this.now : null,
+      runAt: task.state === TaskState.DELAYED ? task.deadline : null,
+      progress: p === null ? null : { value: p.value, message: p.message },
+    };
+    if (result !== null) status.result = result;
+    if (error !== null) status.error = error;
+    return status;
+  }
+
+  /**
+   * A job's end, for everyone but the worker: its owner (if still there) and waiters are answered, its index entry
+   * goes, and a detached job leaves a record. `result` is the worker's, for a completion.
+   */
+  private settle(task: Task<H>, state: 'completed' | 'failed' | 'cancelled', code: string, message: string, result: R | null): void {
+    task.state = TaskState.DONE;
+    this.jobs.delete(task.seq);
+    const owner = task.owner;
+    if (owner !== null) {
+      this.disown(owner, task);
+      if (result !== null) this.out.sendCompleted(owner, task.requestId, result);
+      else this.out.sendFailed(owner, task.requestId, code, message);
+    }
+    const waiting = this.waiters.get(task.seq);
+    if (waiting !== undefined) {
+      this.waiters.delete(task.seq);
+      for (const [client, requestId] of waiting) {
+        client.waits?.delete(task.seq);
+        if (result !== null) this.out.sendCompleted(client, requestId, result);
+        else this.out.sendFailed(client, requestId, code, message);
+      }
+    }
+    if (!task.detached || this.config.maxFinishedJobs === 0) return;
+    const kept = result !== null && this.out.retainResult ? this.out.retainResult(result) : null;
+    const status = this.describe(task, state, kept?.result ?? null, result === null ? { code, message } : null);
+    this.finished.add(status, kept?.bytes ?? 0);
+  }
+
+  /** The waiters of a job that goes without an answer of its own (its client left): told why. */
+  private dropWaiters(jobId: number, code: string, message: string): void {
+    const waiting = this.waiters.get(jobId);
+    if (waiting === undefined) return;
+    this.waiters.delete(jobId);
+    for (const [client, requestId] of waiting) {
+      client.waits?.delete(jobId);
+      this.out.sendFailed(client, requestId, code, message);
+    }
+  }
+
+  /** Forgets a departed client's waits for a job. */
+  private unwait(jobId: number, client: ClientRecord<H>): void {
+    const list = this.waiters.get(jobId);
+    if (list === undefined) return;
+    const kept = list.filter(([c]) => c !== client);
+    if (kept.length > 0) this.waiters.set(jobId, kept);
+    else this.waiters.delete(jobId);
+  }
+
   private settings(options: SubmitOptions): Settings {
     return {
       timeoutMs: options.timeoutMs || this.config.timeoutMs,
       // Capped so a task's dispatch count stays small (the worker keys leases by task id and attempt).
       retries: Math.min(options.retries ?? 0, MAX_RETRIES),
       backoffMs: options.backoffMs || this.config.backoffMs,
+      priority: options.priority ?? 0,
+      detached: options.detach ?? false,
     };
   }
 
-  /** Records a task object as its client's. */
+  /** Records a task object as its owner's. */
   private adopt(task: Task<H>): Task<H> {
-    const client = task.client!;
+    const client = task.owner!;
     const last = client.lastTask;
     task.prevOfClient = last;
     if (last) last.nextOfClient = task;
@@ -559,7 +872,7 @@ export class SchedulerCore<H, R = unknown> {
     return task;
   }
 
-  /** Unlinks a settled task from its client's task objects and its body from the client's budget. */
+  /** Unlinks a settled task from its owner's task objects and its body from the owner's budget. */
   private disown(client: ClientRecord<H>, task: Task<H>): void {
     const { prevOfClient: prev, nextOfClient: next } = task;
     if (prev) prev.nextOfClient = next;
@@ -572,20 +885,30 @@ export class SchedulerCore<H, R = unknown> {
   }
 
   /**
-   * The client's lane in a queue, made on first use. A lane goes as soon as its last row leaves (take()), so a
-   * client holds lanes only in the queues where it has rows: a client submitting a new job type with every task
-   * costs O(1) per task, not a scan of its lanes.
+   * The client's lane in a level (a job type and priority), attached or detached, made on first use. A lane goes
+   * as soon as its last row leaves (forgetLane()), so a client holds lanes only where it has rows: a client
+   * submitting a new job type with every task costs O(1) per task, not a scan of its lanes.
    */
-  private laneOf(client: ClientRecord<H>, queue: Queue<H>): Lane<H> {
+  private laneOf(client: ClientRecord<H>, level: Level<H>, detached: boolean): Lane<H> {
     const last = client.lastLane;
-    if (last !== null && last.queue === queue) return last;
-    let lane = client.lanes.get(queue.type);
+    if (last !== null && last.level === level && last.detached === detached) return last;
+    const lanes = detached ? client.detachedLanes : client.lanes;
+    let lane = lanes.get(level);
     if (lane === undefined) {
-      lane = { client, queue, queued: 0, bytes: 0 };
-      client.lanes.set(queue.type, lane);
+      lane = new QueueLane<CoreKinds<H>>(client, detached, level);
+      lanes.set(level, lane);
     }
     client.lastLane = lane;
     return lane;
+  }
+
+  /** A lane with no rows left: its client forgets it, so a client's lanes are only those holding rows. */
+  private forgetLane(lane: Lane<H>): void {
+    const client = lane.owner;
+    if (client === null) return;
+    const lanes = lane.detached ? client.detachedLanes : client.lanes;
+    if (lanes.get(lane.level) === lane) lanes.delete(lane.level);
+    if (client.lastLane === lane) client.lastLane = null;
   }
 
   private refusal(client: ClientRecord<H>, size: number, mustQueue: boolean): { code: string; message: string } | null {
@@ -625,12 +948,12 @@ export class SchedulerCore<H, R = unknown> {
     const task = worker.running.get(taskId);
     if (!task || task.attempt !== attempt) {
       const key = `${taskId}:${attempt}`;
-      const clientGone = worker.revoked.get(key);
-      if (clientGone === undefined) {
+      const discard = worker.revoked.get(key);
+      if (discard === undefined) {
         return new TaskwireError(ErrorCode.PROTOCOL, `result for task ${taskId} attempt ${attempt}, which this worker does not hold`);
       }
       worker.revoked.delete(key);
-      if (clientGone) this.counters.discarded++;
+      if (discard) this.counters.discarded++;
       else this.counters.late++;
       this.fill(worker);
       return null;
@@ -645,21 +968,15 @@ export class SchedulerCore<H, R = unknown> {
   }
 
   private complete(task: Task<H>, worker: WorkerRecord<H>, result: R): void {
-    const client = task.client!; // a task whose client left was revoked, so it never gets here
-    task.state = TaskState.DONE;
     this.counters.completed++;
-    this.disown(client, task);
-    this.out.sendCompleted(client, task.requestId, result);
+    this.settle(task, 'completed', '', '', result);
     this.out.taskCompleted?.(task, worker);
   }
 
   private fail(task: Task<H>, code: string, message: string): void {
-    const client = task.client!;
-    task.state = TaskState.DONE;
     this.counters.failed++;
-    this.disown(client, task);
     this.remember(task, code, message);
-    this.out.sendFailed(client, task.requestId, code, message);
+    this.settle(task, 'failed', code, message, null);
     this.out.taskFailed?.(task, code, message);
   }
 
@@ -672,7 +989,7 @@ export class SchedulerCore<H, R = unknown> {
     task.body = detachBody(task.body);
     task.avoid = worker;
     const delay = Math.min(task.backoffMs * 2 ** (task.retried - 1), 86_400_000);
-    this.backoffs.add(task, this.now, delay);
+    this.delayed.add(task, this.now, delay);
     this.out.taskRequeued?.(task, worker, `handler failed (${message}); retry ${task.retried} in ${delay} ms`);
   }
 
@@ -682,7 +999,7 @@ export class SchedulerCore<H, R = unknown> {
    * with E_ATTEMPTS so a task that kills every worker cannot loop forever.
    */
   private fault(task: Task<H>, worker: WorkerRecord<H>, reason: string, avoid: boolean): Queue<H> | null {
-    if (!task.client) {
+    if (task.owner === null && !task.detached) {
       task.state = TaskState.DONE; // its client left; nobody waits for it
       return null;
     }
@@ -697,11 +1014,15 @@ export class SchedulerCore<H, R = unknown> {
     return queue;
   }
 
-  /** Takes a running task back from its worker, telling the worker; its slot stays busy until it answers. */
-  private revoke(task: Task<H>, code: string, message: string): void {
+  /**
+   * Takes a running task back from its worker, telling the worker; its slot stays busy until it answers. With
+   * `discard` (nobody wants the answer: its client left, or it was cancelled) that answer counts as discarded,
+   * else as late.
+   */
+  private revoke(task: Task<H>, code: string, message: string, discard = task.owner === null): void {
     const worker = task.worker!;
     worker.running.delete(task.id);
-    worker.revoked.set(`${task.id}:${task.attempt}`, task.client === null);
+    worker.revoked.set(`${task.id}:${task.attempt}`, discard);
     this.release(task, worker);
     this.out.sendCancel?.(worker, task.id, task.attempt, code, message);
   }
@@ -735,8 +1056,10 @@ export class SchedulerCore<H, R = unknown> {
 
   private assign(worker: WorkerRecord<H>, task: Task<H>): void {
     task.worker = worker;
+    task.lastWorker = worker.name;
     task.state = TaskState.RUNNING;
     task.attempt++;
+    task.startedAt = this.now;
     worker.running.set(task.id, task);
     if (task.timeoutMs > 0) this.deadlines.add(task, this.now, task.timeoutMs);
     else worker.untimed++;
@@ -756,46 +1079,42 @@ export class SchedulerCore<H, R = unknown> {
 
   /**
    * Gives a worker queued tasks until it is full or blocked; if its queues have nothing for it, it waits in the
-   * ready list of each of its types. Picking the oldest head among its types costs O(types it runs), never
-   * O(workers).
+   * ready list of each of its types. It takes the highest priority first, then the oldest, across its types:
+   * O(types it runs), never O(workers).
    */
   private fill(worker: WorkerRecord<H>): void {
     while (!worker.blocked && this.busy(worker) < worker.concurrency) {
       let best: Queue<H> | null = null;
       let bestSeq = Infinity;
+      let bestPriority = -Infinity;
       for (const slot of worker.slots) {
-        const seq = slot.queue.headSeq(worker);
-        if (seq < bestSeq) {
-          best = slot.queue;
+        const queue = slot.queue;
+        const seq = queue.headSeq(worker);
+        if (seq === Infinity) continue;
+        const priority = queue.headPriority;
+        if (priority > bestPriority || (priority === bestPriority && seq < bestSeq)) {
+          best = queue;
           bestSeq = seq;
+          bestPriority = priority;
         }
       }
       if (!best) {
         for (const slot of worker.slots) if (!slot.list) slot.queue.ready.add(slot);
         return;
       }
+      // headSeq() keeps what it found for take(): ask the chosen queue again, as a later one was asked since.
+      if (worker.slots.length > 1) best.headSeq(worker);
       this.assign(worker, this.take(best, worker));
     }
     this.unready(worker);
   }
 
-  /** Takes the oldest task `worker` may take out of `queue`, right after headSeq() found one; a row becomes a Task here. */
+  /** Takes the task `worker` gets from `queue`, right after headSeq() found one; a row becomes a Task here. */
   private take(queue: Queue<H>, worker: WorkerRecord<H>): Task<H> {
     this.queued--;
-    const requeued = queue.take(worker);
-    if (requeued) {
-      this.queuedBytes -= requeued.body.length;
-      return requeued;
-    }
-    const rows = queue.rows;
-    const lane = rows.lane;
-    const body = rows.body();
-    const task = newTask(rows.seq, queue.type, body, rows.requestId, lane.client!, rows.option);
-    rows.shift();
-    this.queuedBytes -= body.length;
-    lane.bytes -= body.length;
-    if (--lane.queued === 0) dropLane(lane);
-    return this.adopt(task);
+    const task = queue.take(worker);
+    this.queuedBytes -= task.body.length;
+    return task;
   }
 
   /** After tasks went back into queues (or a worker left them), the workers waiting on those queues take them. */
@@ -807,8 +1126,9 @@ export class SchedulerCore<H, R = unknown> {
   }
 
   /**
-   * Puts a task back in its queue at the place its submission order gives it, in O(log n). With `avoid`, the
-   * other workers of its type get it first, if that worker still runs the type.
+   * Puts a task back in its queue at the place its submission order gives it, in O(log n): after a fault, at the
+   * end of a retry backoff or of its delay. With `avoid`, the other workers of its type get it first, if that
+   * worker still runs the type.
    */
   private requeue(task: Task<H>, avoid: WorkerRecord<H> | null): Queue<H> {
     const queue = this.queueFor(task.type);
@@ -817,6 +1137,7 @@ export class SchedulerCore<H, R = unknown> {
     queue.requeue(task, avoid !== null && avoid.slots.some((slot) => slot.queue === queue) ? avoid : null);
     this.queued++;
     this.queuedBytes += task.body.length;
+    if (queue.workers === 0) this.orphan(queue);
     return queue;
   }
 
@@ -836,15 +1157,66 @@ export class SchedulerCore<H, R = unknown> {
       if (worker.concurrency > 0) queue.active--;
       queue.forget(worker);
       if (queue.avoidsAny) touched.add(queue);
+      if (queue.workers === 0 && queue.live > 0) this.orphan(queue);
       this.dropQueueIfIdle(queue.type);
     }
     worker.slots = [];
   }
 
+  // ---- jobs without a worker ---------------------------------------------------------------------------------
+
+  /** `queue` holds tasks and no worker runs its type: its tasks start counting towards noWorkerTimeoutMs. */
+  private orphan(queue: Queue<H>): void {
+    if (queue.orphanedAt >= 0 || this.config.noWorkerTimeoutMs === 0) return;
+    queue.orphanedAt = this.now;
+    this.orphans.add(queue, this.now, this.config.noWorkerTimeoutMs);
+  }
+
+  private unorphan(queue: Queue<H>): void {
+    queue.orphanedAt = -1;
+    this.orphans.remove(queue);
+  }
+
+  /**
+   * An orphaned queue fell due: its tasks that waited noWorkerTimeoutMs (since their submission or the orphaning,
+   * whichever is later) fail with E_NO_WORKER; the queue waits again for its next one.
+   */
+  private expireOrphans(queue: Queue<H>): void {
+    const wait = this.config.noWorkerTimeoutMs;
+    const cutoff = this.now - wait; // tasks queued at or before this have waited long enough
+    const message = `no worker for job type '${queue.type}' connected within ${wait} ms`;
+    const due: Task<H>[] = [];
+    let next = Infinity;
+    for (const task of queue.requeuedTasks()) {
+      if (Math.max(task.submittedAt, queue.orphanedAt) <= cutoff) due.push(task);
+      else next = Math.min(next, task.submittedAt);
+    }
+    for (const task of due) {
+      queue.remove(task);
+      this.queued--;
+      this.queuedBytes -= task.body.length;
+      this.fail(task, ErrorCode.NO_WORKER, message);
+    }
+    for (const lane of [...queue.lanes()]) {
+      while (lane.rows.size > 0 && Math.max(lane.rows.time, queue.orphanedAt) <= cutoff) {
+        const task = this.takeOut(lane, lane.rows.seq)!;
+        this.fail(task, ErrorCode.NO_WORKER, message);
+      }
+      if (lane.rows.size > 0) next = Math.min(next, lane.rows.time);
+    }
+    if (queue.live > 0) {
+      // Still orphaned since the same moment; what is left was submitted after the cutoff, so its own wait counts.
+      this.orphans.add(queue, this.now, next + wait - this.now);
+    } else {
+      this.dropQueueIfIdle(queue.type);
+    }
+  }
+
   private queueFor(type: string): Queue<H> {
     let queue = this.queues.get(type);
     if (!queue) {
-      queue = new TypeQueue(type, this.config.strategy === 'least-loaded' ? new LeastLoaded(this.load) : new RoundRobin());
+      const ready = this.config.strategy === 'least-loaded' ? new LeastLoaded(this.load) : new RoundRobin<Slot<H>>();
+      queue = new TypeQueue<CoreKinds<H>>(type, ready, this.config.fair, this.taker);
       this.queues.set(type, queue);
     }
     return queue;
@@ -853,15 +1225,18 @@ export class SchedulerCore<H, R = unknown> {
   /** Job types come from peers, so their queues must not outlive their tasks and workers. */
   private dropQueueIfIdle(type: string): void {
     const queue = this.queues.get(type);
-    if (queue && queue.workers === 0 && queue.live === 0) this.queues.delete(type);
+    if (queue && queue.workers === 0 && queue.live === 0) {
+      if (queue.orphanedAt >= 0) this.unorphan(queue);
+      this.queues.delete(type);
+    }
   }
 }
 
-/** Forgets a lane whose last row left, so a client's lanes are only those holding rows. */
-function dropLane<H>(lane: Lane<H>): void {
-  const client = lane.client!;
-  if (client.lanes.get(lane.queue.type) === lane) client.lanes.delete(lane.queue.type);
-  if (client.lastLane === lane) client.lastLane = null;
+/** The largest delay a job may ask for: the u32 the protocol carries (about 49.7 days). */
+export const MAX_DELAY_MS = 0xffff_ffff;
+
+function stateOf<H>(task: Task<H>): JobState {
+  return task.state === TaskState.RUNNING ? 'running' : task.state === TaskState.DELAYED ? 'delayed' : 'queued';
 }
 
 function sameTypes(a: readonly string[], b: readonly string[]): boolean {

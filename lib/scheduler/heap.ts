@@ -13,6 +13,7 @@
 // its client leaves, needs no search.
 
 export interface HeapItem {
+  /** The key: read at each comparison, so it may be a getter (a lane's is its head row's); see update(). */
   readonly seq: number;
   /** Where the item sits in its heap's array; -1 when it is in none. */
   heapIndex: number;
@@ -54,6 +55,14 @@ export class SeqHeap<T extends HeapItem> {
     last.heapIndex = i;
     this.down(i);
     this.up(last.heapIndex);
+  }
+
+  /** Puts a member whose seq changed back in its place (a lane whose head row left). */
+  update(item: T): void {
+    const i = item.heapIndex;
+    if (i < 0 || this.items[i] !== item) return;
+    this.down(i);
+    this.up(item.heapIndex);
   }
 
   /** Moves every member of `other` into this heap, leaving `other` empty. */

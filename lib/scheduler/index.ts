@@ -462,7 +462,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         const message = `the TASK for this SUBMIT would be ${submit.taskLength} bytes, over maxPayload (${this.maxPayload})`;
         return this.core.refuse(record, submit.requestId, ErrorCode.TOO_LARGE, message);
       }
-      return this.core.submit(record, submit.requestId, submit.type, submit.buf.subarray(submit.bodyStart, submit.bodyEnd), submit.options);
+      this.core.submit(record, submit.requestId, submit.type, submit.buf.subarray(submit.bodyStart, submit.bodyEnd), submit.options);
+      return;
     }
     if (cmd === Cmd.RESULT) {
       const result = decodeResult(buf, start, end);
@@ -582,7 +583,7 @@ function taskEvent(task: Task<Handle>): TaskEvent {
     taskId: task.id,
     type: task.type,
     attempt: task.attempt,
-    clientId: task.client?.id ?? null,
+    clientId: task.owner?.id ?? null,
     workerId: task.worker?.id ?? null,
   };
 }

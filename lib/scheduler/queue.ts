@@ -91,28 +91,43 @@ const PLAIN_BLOCK_MAX = 16;
 type Numbers = Float64Array | Uint32Array | number[];
 
 /** A run of rows in parallel arrays; a queue is a chain of them, written at the tail and read at the head. */
-class Block<L, O> {
+class Block<O> {
   readonly seqs: Numbers;
   readonly requestIds: Numbers;
+  readonly times: Numbers;
   readonly starts: Numbers;
   readonly lengths: Numbers;
-  readonly lanes: (L | null)[];
+  /** A row's body's buffer; null for a row removed from the middle (remove()), which the head skips. */
   readonly bodies: (Buffer | null)[];
   readonly options: (O | null)[];
   /** Next row to read, and next row to write. */
   read = 0;
   write = 0;
-  next: Block<L, O> | null = null;
+  next: Block<O> | null = null;
 
   constructor(readonly size: number) {
     const plain = size <= PLAIN_BLOCK_MAX;
     this.seqs = plain ? new Array<number>(size).fill(0) : new Float64Array(size);
     this.requestIds = plain ? new Array<number>(size).fill(0) : new Uint32Array(size);
+    this.times = plain ? new Array<number>(size).fill(0) : new Float64Array(size);
     this.starts = plain ? new Array<number>(size).fill(0) : new Uint32Array(size);
     this.lengths = plain ? new Array<number>(size).fill(0) : new Uint32Array(size);
-    this.lanes = new Array<L | null>(size).fill(null);
     this.bodies = new Array<Buffer | null>(size).fill(null);
     this.options = new Array<O | null>(size).fill(null);
+  }
+
+  /** The index of the live or removed row with this seq, or -1 (rows are in ascending seq order). */
+  indexOf(seq: number): number {
+    let lo = this.read;
+    let hi = this.write - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const at = this.seqs[mid]!;
+      if (at === seq) return mid;
+      if (at < seq) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return -1;
   }
 }
 
@@ -142,11 +157,11 @@ const ARENA_MAX = 64 * 1024;
  * gives a block back as soon as it is read through: memory follows the queue's length down as it drains. A ring
  * that doubled and halved spent 0.4 us per task copying rows in a 200,000-task burst.
  */
-export class Rows<L, O> {
-  // No block until the first push: a queue exists for every job type a worker announces, used or not.
-  private head: Block<L, O> | null = null;
-  private tail: Block<L, O> | null = null;
-  /** Rows held. */
+export class Rows<O> {
+  // No block until the first push.
+  private head: Block<O> | null = null;
+  private tail: Block<O> | null = null;
+  /** Rows held (not counting those removed from the middle and not yet passed by the head). */
   size = 0;
   /** Rows the blocks held can take; exposed for tests of the memory policy. */
   capacity = 0;
@@ -154,14 +169,14 @@ export class Rows<L, O> {
   private arena: Buffer | null = null;
   private arenaUsed = 0;
 
-  /** Appends a row; its body is kept as the table above says. */
-  push(seq: number, requestId: number, lane: L, body: Buffer, options: O): void {
+  /** Appends a row (seqs ascending); its body is kept as the table above says. `time` is when it was queued. */
+  push(seq: number, requestId: number, time: number, body: Buffer, options: O): void {
     const length = body.length;
-    if (length * 2 >= allocationOf(body)) return this.place(seq, requestId, lane, body, 0, length, options);
+    if (length * 2 >= allocationOf(body)) return this.place(seq, requestId, time, body, 0, length, options);
     if (length > ARENA_BODY_MAX) {
       const own = Buffer.allocUnsafe(length); // over 4 KiB... or the pool's, which holds no socket read
       body.copy(own, 0, 0, length);
-      return this.place(seq, requestId, lane, own, 0, length, options);
+      return this.place(seq, requestId, time, own, 0, length, options);
     }
     let arena = this.arena;
     if (arena === null || this.arenaUsed + length > arena.length) {
@@ -173,7 +188,7 @@ export class Rows<L, O> {
     if (length <= 64) for (let i = 0; i < length; i++) arena[at + i] = body[i]!;
     else body.copy(arena, at, 0, length);
     this.arenaUsed = at + length;
-    this.place(seq, requestId, lane, arena, at, length, options);
+    this.place(seq, requestId, time, arena, at, length, options);
   }
 
   // The head row's fields; only valid while size > 0.
@@ -185,9 +200,9 @@ export class Rows<L, O> {
     const b = this.head!;
     return b.requestIds[b.read]!;
   }
-  get lane(): L {
+  get time(): number {
     const b = this.head!;
-    return b.lanes[b.read]!;
+    return b.times[b.read]!;
   }
   get option(): O {
     const b = this.head!;
@@ -200,14 +215,18 @@ export class Rows<L, O> {
     return b.bodies[b.read]!.subarray(start, start + b.lengths[b.read]!);
   }
 
-  /** Drops the head row; a block read through is let go, or reused when it was the last one. */
+  /** Drops the head row, and any removed rows behind it; a block read through is let go, or reused when last. */
   shift(): void {
+    this.size--;
+    this.advance();
+    for (let b = this.head; b !== null && b.read < b.write && b.bodies[b.read] === null; b = this.head) this.advance();
+  }
+
+  private advance(): void {
     const b = this.head!;
     const i = b.read++;
-    b.lanes[i] = null;
     b.bodies[i] = null;
     b.options[i] = null;
-    this.size--;
     if (b.read < b.write) return;
     if (b.next) {
       this.head = b.next;
@@ -217,35 +236,59 @@ export class Rows<L, O> {
     }
   }
 
-  /** Calls `each` with every row, head first: lane, request id, seq, then a function making its body. */
-  forEach(each: (lane: L, requestId: number, seq: number, body: () => Buffer) => void): void {
+  /**
+   * Removes the row with this seq wherever it is, returning its body's length, or -1 if no live row has it. Found
+   * by a walk over the blocks (a queue of a million rows has about a thousand) and a binary search in one. A row
+   * in the middle is marked and skipped when the head reaches it; its body is let go at once.
+   */
+  remove(seq: number): number {
+    for (let b = this.head; b; b = b.next) {
+      if (b.write === b.read || seq > b.seqs[b.write - 1]!) continue;
+      const i = b.indexOf(seq);
+      if (i < 0 || b.bodies[i] === null) return -1;
+      const length = b.lengths[i]!;
+      if (b === this.head && i === b.read) {
+        this.shift();
+        return length;
+      }
+      b.options[i] = null;
+      b.bodies[i] = null;
+      this.size--;
+      return length;
+    }
+    return -1;
+  }
+
+  /** The row with this seq, or null: its request id, queue time and body (a view), for status and removal. */
+  find(seq: number): { requestId: number; time: number; body: Buffer; options: O } | null {
+    for (let b = this.head; b; b = b.next) {
+      if (b.write === b.read || seq > b.seqs[b.write - 1]!) continue;
+      const i = b.indexOf(seq);
+      if (i < 0 || b.bodies[i] === null) return null;
+      const start = b.starts[i]!;
+      return { requestId: b.requestIds[i]!, time: b.times[i]!, body: b.bodies[i]!.subarray(start, start + b.lengths[i]!), options: b.options[i]! };
+    }
+    return null;
+  }
+
+  /** Calls `each` with every live row, head first: request id, seq, queue time, then a function making its body. */
+  forEach(each: (requestId: number, seq: number, time: number, body: () => Buffer) => void): void {
     for (let b = this.head; b; b = b.next) {
       for (let i = b.read; i < b.write; i++) {
+        if (b.bodies[i] === null) continue;
         const block = b;
-        each(b.lanes[i]!, b.requestIds[i]!, b.seqs[i]!, () => block.bodies[i]!.subarray(block.starts[i], block.starts[i]! + block.lengths[i]!));
+        each(b.requestIds[i]!, b.seqs[i]!, b.times[i]!, () => block.bodies[i]!.subarray(block.starts[i], block.starts[i]! + block.lengths[i]!));
       }
     }
   }
 
-  /** Keeps only the rows whose lane passes `keep`, in order, in new blocks sized for them. */
-  filter(keep: (lane: L) => boolean): void {
-    const first = this.head;
-    this.head = this.tail = null;
-    this.size = this.capacity = 0;
-    for (let b = first; b; b = b.next) {
-      for (let i = b.read; i < b.write; i++) {
-        if (keep(b.lanes[i]!)) this.place(b.seqs[i]!, b.requestIds[i]!, b.lanes[i]!, b.bodies[i]!, b.starts[i]!, b.lengths[i]!, b.options[i]!);
-      }
-    }
-  }
-
-  private place(seq: number, requestId: number, lane: L, body: Buffer, start: number, length: number, options: O): void {
+  private place(seq: number, requestId: number, time: number, body: Buffer, start: number, length: number, options: O): void {
     let b = this.tail;
     if (b === null || b.write === b.size) b = this.grow();
     const i = b.write++;
     b.seqs[i] = seq;
     b.requestIds[i] = requestId;
-    b.lanes[i] = lane;
+    b.times[i] = time;
     b.bodies[i] = body;
     b.starts[i] = start;
     b.lengths[i] = length;
@@ -253,8 +296,8 @@ export class Rows<L, O> {
     this.size++;
   }
 
-  private grow(): Block<L, O> {
-    const block = new Block<L, O>(this.tail ? Math.min(this.tail.size * 2, BLOCK_MAX) : BLOCK_MIN);
+  private grow(): Block<O> {
+    const block = new Block<O>(this.tail ? Math.min(this.tail.size * 2, BLOCK_MAX) : BLOCK_MIN);
     if (this.tail) this.tail.next = block;
     else this.head = block;
     this.tail = block;

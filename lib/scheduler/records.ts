@@ -2,7 +2,7 @@
 
 import type { IdTable } from '../id-table.js';
 import type { Timed } from './timers.js';
-import type { ReadySlot, TypeQueue } from './type-queue.js';
+import type { Lane as QueueLane, Level as QueueLevel, ReadySlot, TypeQueue } from './type-queue.js';
 
 /** Where a task is. Exactly one holds at any time. */
 export const TaskState = {
@@ -10,30 +10,47 @@ export const TaskState = {
   QUEUED: 0,
   /** Dispatched; held by `worker` under lease `attempt`. */
   RUNNING: 1,
-  /** Waiting out a retry backoff before it is queued again. */
+  /** Waiting out its delay, or a retry backoff, before it is queued (again). */
   DELAYED: 2,
-  /** Settled, or dropped because its client left. */
+  /** Settled, cancelled, or dropped because its client left. */
   DONE: 3,
 } as const;
 export type TaskState = (typeof TaskState)[keyof typeof TaskState];
 
 /**
- * A dispatched task, and one that was requeued or waits for a retry. A task that has only been queued is a row
- * in its queue's Rows instead, and becomes a Task when it is dispatched.
+ * A job as an object: a dispatched task, one that was requeued, and one waiting out a delay or a retry backoff.
+ * A job that has only been queued is a row of its lane instead (lib/scheduler/queue.ts), and becomes a Task when
+ * it is dispatched.
  */
 export interface Task<H> extends Timed<Task<H>> {
-  /** Monotonic submission number; orders tasks across job types and requeues. */
+  /**
+   * The job id: unique and never reused in the scheduler's lifetime (ids count up from the scheduler's start
+   * time). It also orders tasks across job types and requeues.
+   */
   readonly seq: number;
-  /** The id on the wire to workers (u32; wraps after 2^32 tasks, far beyond any task's lifetime). */
+  /** The lease id on the wire to workers (u32; wraps after 2^32 tasks, far beyond any task's lifetime). */
   readonly id: number;
   readonly type: string;
   /** Replaced by a copy when the task goes back to wait (see detachBody()). */
   body: Buffer;
+  /** The owner's request this job answers. */
   readonly requestId: number;
-  /** The submitting client; null once that client has gone, so the task is never run or answered again. */
-  client: ClientRecord<H> | null;
+  /**
+   * Who is answered: the client whose request this is. null once nobody waits for it: a detached job whose
+   * client left (it still runs, and waiters and its finished record still learn the outcome), or a job dropped.
+   */
+  owner: ClientRecord<H> | null;
+  /** Survives its owner's departure instead of being cancelled with it. */
+  readonly detached: boolean;
+  /** Higher runs first; FIFO within one priority. */
+  readonly priority: number;
+  /** The core's clock when the job was submitted, and when its current attempt was dispatched (0: never). */
+  readonly submittedAt: number;
+  startedAt: number;
   /** The worker running the task, or null. */
   worker: WorkerRecord<H> | null;
+  /** The name of the worker it was dispatched to last, or null. */
+  lastWorker: string | null;
   state: TaskState;
   /** Dispatch count, the lease number: a result must name the current one. */
   attempt: number;
@@ -48,9 +65,20 @@ export interface Task<H> extends Timed<Task<H>> {
   avoid: WorkerRecord<H> | null;
   /** Its place in a requeued heap, or -1. */
   heapIndex: number;
-  /** Links among its client's task objects (see ClientRecord.firstTask). */
+  /** The last progress its handler reported, or null. */
+  progress: Progress | null;
+  /** Links among its owner's task objects (see ClientRecord.firstTask). */
   prevOfClient: Task<H> | null;
   nextOfClient: Task<H> | null;
+}
+
+/** What a handler last said of its progress: a number (NaN for none) and a short message ('' for none). */
+export interface Progress {
+  readonly value: number;
+  readonly message: string;
+  /** The core's clock when it was reported, and when a report was last passed on (see PROGRESS_INTERVAL_MS). */
+  readonly at: number;
+  readonly sentAt: number;
 }
 
 interface PeerBase<H> {
@@ -77,32 +105,38 @@ export interface ClientRecord<H> extends PeerBase<H> {
   firstTask: Task<H> | null;
   /** The last of them: tasks are linked in the order they became objects, so loss and shutdown go oldest first. */
   lastTask: Task<H> | null;
-  /** Its lane in the queue of each job type it has rows queued in; a lane goes when its last row does. */
-  readonly lanes: Map<string, Lane<H>>;
+  /** Its lanes holding rows, by level (job type and priority): attached ones, and detached ones apart. */
+  readonly lanes: Map<Level<H>, Lane<H>>;
+  readonly detachedLanes: Map<Level<H>, Lane<H>>;
   /** The lane used last: a client nearly always submits one type after another. */
   lastLane: Lane<H> | null;
+  /** Jobs it waits for by id (wait()), each with the requests to answer; null until it waits for one. */
+  waits: Map<number, number[]> | null;
 }
 
 /**
- * A client's queued rows in one job type's queue, counted so that they can all be written off at once when the
- * client leaves: the rows stay where they are, with `client` null, and are skipped when they reach the head.
+ * A task's own settings; the scheduler's defaults are one object shared by every task without options. A row
+ * keeps its settings object, so the priority and detached flag are here, not in a column of their own.
  */
-export interface Lane<H> {
-  client: ClientRecord<H> | null;
-  readonly queue: Queue<H>;
-  /** Its live rows in `queue`, and the bytes of their bodies. */
-  queued: number;
-  bytes: number;
-}
-
-/** A task's own settings; the scheduler's defaults are one object shared by every task without options. */
 export interface Settings {
   readonly timeoutMs: number;
   readonly retries: number;
   readonly backoffMs: number;
+  readonly priority: number;
+  readonly detached: boolean;
 }
 
-export type Queue<H> = TypeQueue<Task<H>, WorkerRecord<H>, Lane<H>, Settings>;
+/** The types the core's queues are made of. */
+export interface CoreKinds<H> {
+  task: Task<H>;
+  worker: WorkerRecord<H>;
+  owner: ClientRecord<H>;
+  options: Settings;
+}
+export type Queue<H> = TypeQueue<CoreKinds<H>>;
+export type Level<H> = QueueLevel<CoreKinds<H>>;
+/** A client's rows of one level, attached or detached. */
+export type Lane<H> = QueueLane<CoreKinds<H>>;
 export type Slot<H> = ReadySlot<WorkerRecord<H>, Queue<H>>;
 
 export interface WorkerRecord<H> extends PeerBase<H> {
@@ -132,15 +166,29 @@ export interface WorkerRecord<H> extends PeerBase<H> {
 
 export type PeerRecord<H> = ClientRecord<H> | WorkerRecord<H>;
 
-export function newTask<H>(seq: number, type: string, body: Buffer, requestId: number, client: ClientRecord<H>, s: Settings): Task<H> {
+/** A new task object; `owner` is the client answered (null for none), `at` the core's clock at submission. */
+export function newTask<H>(
+  seq: number,
+  type: string,
+  body: Buffer,
+  requestId: number,
+  owner: ClientRecord<H> | null,
+  s: Settings,
+  at: number,
+): Task<H> {
   return {
     seq,
     id: seq >>> 0,
     type,
     body,
     requestId,
-    client,
+    owner,
+    detached: s.detached,
+    priority: s.priority,
+    submittedAt: at,
+    startedAt: 0,
     worker: null,
+    lastWorker: null,
     state: TaskState.QUEUED,
     attempt: 0,
     faults: 0,
@@ -150,6 +198,7 @@ export function newTask<H>(seq: number, type: string, body: Buffer, requestId: n
     backoffMs: s.backoffMs,
     avoid: null,
     heapIndex: -1,
+    progress: null,
     deadline: 0,
     prev: null,
     next: null,

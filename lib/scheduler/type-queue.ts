@@ -1,7 +1,18 @@
 // The tasks waiting for one job type, and the workers of that type with a free slot.
 //
-// New tasks wait as rows (lib/scheduler/queue.ts); tasks put back after a fault or a retry delay wait as objects
-// in a heap by submission number. The oldest of the two heads goes first, so requeued tasks keep their place.
+//   TypeQueue (one job type)
+//     ready: the workers with a free slot, in the order the dispatch strategy keeps (balance.ts)
+//     levels: one per priority in use, highest first
+//       Level
+//         lanes: each submitter's rows (attached and detached apart), new tasks in submission order
+//           FIFO: a heap of lanes by their oldest row, so the oldest row of the level goes first
+//           fair: a ring of lanes, one row each in turn, so a burst from one client cannot hold up another's
+//         requeued: task objects put back after a fault or a delay, in a heap by submission number
+//         avoiding: requeued tasks kept from the worker they timed out or failed on, by that worker
+//
+// A task goes from the highest level that has one the worker may take; within it, the oldest of the requeued heads
+// and the row the lanes offer. So requeued and delayed tasks keep their place by submission, and rows are taken
+// from the lanes' heads without ever being objects until they are dispatched.
 //
 // A task that timed out or failed on a worker is not offered to that worker again while another worker can take
 // it: it waits in a heap of its own, keyed by the worker it avoids, which every other worker sees. The worker it
@@ -11,17 +22,30 @@
 
 import type { Balancer } from './balance.js';
 import { SeqHeap, type HeapItem } from './heap.js';
-import { Rows, type Linked } from './queue.js';
+import { LinkedList, Rows, type Linked } from './queue.js';
+import type { Timed } from './timers.js';
 
 /** What the queue needs of a task object. */
 export interface QueuedTask<W> extends HeapItem {
   /** The worker it timed out or failed on last, which should not get it back; null for none. */
   avoid: W | null;
+  readonly priority: number;
 }
 
-/** What the queue needs of a row's lane: rows of a lane whose client left are skipped. */
-export interface RowLane {
-  readonly client: unknown;
+/** The types a queue is made of: its task objects, workers, the owners of lanes, and each row's options. */
+export interface QueueKinds {
+  task: QueuedTask<this['worker']>;
+  worker: unknown;
+  owner: unknown;
+  options: object;
+}
+
+/** How a queue turns rows into task objects, and tells its owner a lane is gone. */
+export interface RowTaker<K extends QueueKinds> {
+  /** The head row of `lane` is being dispatched: its task object, made from the row's fields. */
+  fromRow(lane: Lane<K>, seq: number, requestId: number, time: number, body: Buffer, options: K['options']): K['task'];
+  /** `lane` has no rows left and has left its level: whoever keeps it should forget it. */
+  laneEmptied(lane: Lane<K>): void;
 }
 
 /** A worker's place in one job type's list of workers with a free slot. */
@@ -30,47 +54,75 @@ export interface ReadySlot<W, Q> extends Linked<ReadySlot<W, Q>> {
   readonly queue: Q;
 }
 
-export class TypeQueue<T extends QueuedTask<W>, W, L extends RowLane, O> {
-  readonly rows = new Rows<L, O>();
-  /** Workers announcing this type; the queue is dropped when no task waits in it and this is 0. */
-  workers = 0;
-  /** Of those, the ones with concurrency above 0: the ones that may take a task. */
-  active = 0;
-  /** Tasks waiting: live rows and requeued tasks. */
-  live = 0;
-  /** Rows of clients that left, not yet skipped or swept. */
-  dead = 0;
-  // Both made on first use: a queue exists for every job type in use, and most never see a requeue. A queue per
-  // task (a new job type each) cost 2.5 KB per task with them and a 16-row first block; see Rows for the rest.
-  /** Requeued tasks any worker may take. */
-  private requeued: SeqHeap<T> | null = null;
-  /** Requeued tasks avoiding a worker, by that worker. */
-  private avoiding: Map<W, SeqHeap<T>> | null = null;
+/**
+ * One submitter's queued rows of one type and priority, attached and detached apart: the unit the level orders
+ * (FIFO or fair) and the unit written off when an attached submitter leaves.
+ */
+export class Lane<K extends QueueKinds> implements HeapItem, Linked<Lane<K>> {
+  readonly rows = new Rows<K['options']>();
+  /** Bytes of its rows' bodies. */
+  bytes = 0;
+  heapIndex = -1;
+  prev: Lane<K> | null = null;
+  next: Lane<K> | null = null;
+  list: LinkedList<Lane<K>> | null = null;
 
-  /** @param ready the workers of this type with a free slot, under the scheduler's dispatch strategy */
   constructor(
-    readonly type: string,
-    readonly ready: Balancer<ReadySlot<W, TypeQueue<T, W, L, O>>>,
+    /** Who is answered for its rows; null once a detached lane's submitter has left. */
+    public owner: K['owner'] | null,
+    readonly detached: boolean,
+    readonly level: Level<K>,
   ) {}
 
-  /** Waiting task objects (requeued ones), all heaps together. */
-  get requeuedCount(): number {
-    let n = this.requeued?.size ?? 0;
-    if (this.avoiding) for (const heap of this.avoiding.values()) n += heap.size;
-    return n;
+  /** Its oldest row's submission number: its key in the level's heap. */
+  get seq(): number {
+    return this.rows.size > 0 ? this.rows.seq : Infinity;
   }
 
-  /**
-   * The submission number of the oldest task `worker` may take here, or Infinity; skips rows of clients that
-   * left. Costs O(1) plus the number of workers that tasks here avoid (rarely more than one).
-   */
-  headSeq(worker: W): number {
-    if (this.dead > 0) this.skipDead();
-    let best = this.rows.size > 0 ? this.rows.seq : Infinity;
+  get queue(): TypeQueue<K> {
+    return this.level.queue;
+  }
+}
+
+/** The tasks of one priority in one queue. */
+export class Level<K extends QueueKinds> {
+  /** Tasks waiting here: live rows and requeued tasks. */
+  live = 0;
+  /** FIFO: lanes with rows by their oldest row. Fair: lanes with rows in turn. */
+  private readonly byAge: SeqHeap<Lane<K>> | null;
+  private readonly turns: LinkedList<Lane<K>> | null;
+  // Both made on first use: most levels never see a requeue.
+  private requeued: SeqHeap<K['task']> | null = null;
+  private avoiding: Map<K['worker'], SeqHeap<K['task']>> | null = null;
+
+  constructor(
+    readonly queue: TypeQueue<K>,
+    readonly priority: number,
+    fair: boolean,
+  ) {
+    this.byAge = fair ? null : new SeqHeap<Lane<K>>();
+    this.turns = fair ? new LinkedList<Lane<K>>() : null;
+  }
+
+  /** The lane whose head row is this level's next row. */
+  private get nextLane(): Lane<K> | null {
+    return this.byAge !== null ? this.byAge.top : this.turns!.head;
+  }
+
+  /** A row was pushed to `lane`. */
+  grew(lane: Lane<K>): void {
+    this.live++;
+    if (lane.rows.size > 1) return;
+    if (this.byAge !== null) this.byAge.push(lane);
+    else this.turns!.pushBack(lane);
+  }
+
+  /** The submission number of the oldest task `worker` may take here, or Infinity. */
+  headSeq(worker: K['worker'], alone: boolean): number {
+    let best = this.nextLane?.seq ?? Infinity;
     const top = this.requeued?.top ?? null;
     if (top !== null && top.seq < best) best = top.seq;
     if (this.avoiding === null) return best;
-    const alone = this.active <= 1;
     for (const [avoided, heap] of this.avoiding) {
       if (avoided === worker && !alone) continue;
       const seq = heap.top!.seq;
@@ -79,23 +131,18 @@ export class TypeQueue<T extends QueuedTask<W>, W, L extends RowLane, O> {
     return best;
   }
 
-  /**
-   * Takes the oldest task `worker` may take, right after headSeq() found one: a requeued task, or null when it is
-   * the head row (the caller shifts it, making its Task).
-   */
-  take(worker: W): T | null {
+  /** Takes what headSeq() found for `worker`. */
+  take(worker: K['worker'], alone: boolean, taker: RowTaker<K>): K['task'] {
     this.live--;
-    if (this.requeued === null && this.avoiding === null) return null; // nothing was ever put back: the head row
-    const rowSeq = this.rows.size > 0 ? this.rows.seq : Infinity;
-    let from: SeqHeap<T> | null = null;
-    let best = rowSeq;
+    const lane = this.nextLane;
+    let from: SeqHeap<K['task']> | null = null;
+    let best = lane?.seq ?? Infinity;
     const top = this.requeued?.top ?? null;
     if (top !== null && top.seq < best) {
       best = top.seq;
       from = this.requeued;
     }
     if (this.avoiding !== null) {
-      const alone = this.active <= 1;
       for (const [avoided, heap] of this.avoiding) {
         if (avoided === worker && !alone) continue;
         if (heap.top!.seq < best) {
@@ -104,32 +151,65 @@ export class TypeQueue<T extends QueuedTask<W>, W, L extends RowLane, O> {
         }
       }
     }
-    if (from === null) return null;
+    if (from === null) return this.takeRow(lane!, taker);
     const task = from.pop()!;
     if (task.avoid !== null && from.size === 0) this.unavoid(task.avoid);
     task.avoid = null;
     return task;
   }
 
-  /**
-   * Puts a task back at the place its submission order gives it. With `avoid`, other workers get it first; the
-   * caller passes a worker only while that worker announces this type.
-   */
-  requeue(task: T, avoid: W | null): void {
+  private takeRow(lane: Lane<K>, taker: RowTaker<K>): K['task'] {
+    const rows = lane.rows;
+    const body = rows.body();
+    const task = taker.fromRow(lane, rows.seq, rows.requestId, rows.time, body, rows.option);
+    rows.shift();
+    lane.bytes -= body.length;
+    if (rows.size === 0) this.leave(lane, taker);
+    else if (this.byAge !== null) this.byAge.update(lane);
+    else this.turns!.moveToBack(lane);
+    return task;
+  }
+
+  private leave(lane: Lane<K>, taker: RowTaker<K>): void {
+    if (this.byAge !== null) this.byAge.remove(lane);
+    else this.turns!.remove(lane);
+    taker.laneEmptied(lane);
+  }
+
+  /** Removes the row with this seq from `lane`; its body's length, or -1 if it is not there. */
+  removeRow(lane: Lane<K>, seq: number, taker: RowTaker<K>): number {
+    const length = lane.rows.remove(seq);
+    if (length < 0) return -1;
+    this.live--;
+    lane.bytes -= length;
+    if (lane.rows.size === 0) this.leave(lane, taker);
+    else this.byAge?.update(lane);
+    return length;
+  }
+
+  /** Drops every row of `lane` (its attached submitter left); returns how many. */
+  dropLane(lane: Lane<K>, taker: RowTaker<K>): number {
+    const n = lane.rows.size;
+    if (n === 0) return 0;
+    this.live -= n;
+    this.leave(lane, taker);
+    return n;
+  }
+
+  requeue(task: K['task'], avoid: K['worker'] | null): void {
     this.live++;
     task.avoid = avoid;
-    if (avoid === null) return (this.requeued ??= new SeqHeap<T>()).push(task);
+    if (avoid === null) return (this.requeued ??= new SeqHeap<K['task']>()).push(task);
     this.avoiding ??= new Map();
     let heap = this.avoiding.get(avoid);
     if (!heap) {
-      heap = new SeqHeap<T>();
+      heap = new SeqHeap<K['task']>();
       this.avoiding.set(avoid, heap);
     }
     heap.push(task);
   }
 
-  /** Removes a waiting task object (its client left). */
-  remove(task: T): void {
+  remove(task: K['task']): void {
     this.live--;
     if (task.avoid === null) return this.requeued!.remove(task);
     const heap = this.avoiding!.get(task.avoid)!;
@@ -138,43 +218,193 @@ export class TypeQueue<T extends QueuedTask<W>, W, L extends RowLane, O> {
     task.avoid = null;
   }
 
-  /** A worker no longer announces this type (or is gone): the tasks avoiding it are open to all. */
-  forget(worker: W): void {
+  forget(worker: K['worker']): void {
     const heap = this.avoiding?.get(worker);
     if (!heap) return;
     this.unavoid(worker);
     for (const task of heap.values()) task.avoid = null;
-    (this.requeued ??= new SeqHeap<T>()).absorb(heap);
+    (this.requeued ??= new SeqHeap<K['task']>()).absorb(heap);
   }
 
-  /** Whether some waiting task avoids a worker. */
   get avoidsAny(): boolean {
     return this.avoiding !== null;
   }
 
-  /** Every waiting task object, for shutdown and tests. */
-  *requeuedTasks(): IterableIterator<T> {
+  get requeuedCount(): number {
+    let n = this.requeued?.size ?? 0;
+    if (this.avoiding) for (const heap of this.avoiding.values()) n += heap.size;
+    return n;
+  }
+
+  *requeuedTasks(): IterableIterator<K['task']> {
     if (this.requeued) yield* this.requeued.values();
     if (this.avoiding) for (const heap of this.avoiding.values()) yield* heap.values();
   }
 
-  private unavoid(worker: W): void {
+  /** Every lane with rows, in no particular order. */
+  *lanes(): IterableIterator<Lane<K>> {
+    if (this.byAge !== null) yield* this.byAge.values();
+    else for (let lane = this.turns!.head; lane; lane = lane.next) yield lane;
+  }
+
+  private unavoid(worker: K['worker']): void {
     this.avoiding!.delete(worker);
     if (this.avoiding!.size === 0) this.avoiding = null;
   }
+}
 
-  /** After a client left: sweeps its rows out once they outnumber the live ones (so O(1) per row, amortised). */
-  sweep(): void {
-    if (this.dead <= this.live) return;
-    this.rows.filter((lane) => lane.client !== null);
-    this.dead = 0;
+export class TypeQueue<K extends QueueKinds> implements Timed<TypeQueue<K>> {
+  /** Workers announcing this type; the queue is dropped when no task waits in it and this is 0. */
+  workers = 0;
+  /**
+   * Since when tasks have waited here with no worker announcing the type, or -1. While it is set the queue waits in
+   * the core's wheel of queues without workers, due when its oldest task has waited the longest allowed.
+   */
+  orphanedAt = -1;
+  deadline = 0;
+  prev: TypeQueue<K> | null = null;
+  next: TypeQueue<K> | null = null;
+  list: { remove(item: TypeQueue<K>): void } | null = null;
+  /** Of those, the ones with concurrency above 0: the ones that may take a task. */
+  active = 0;
+  /** Tasks waiting, all levels together. */
+  live = 0;
+  /** The priority of what the last headSeq() found. */
+  headPriority = 0;
+  /** Levels in use, highest priority first; usually one. */
+  private readonly levels: Level<K>[] = [];
+  /** The level the last headSeq() found a task in, for take(). */
+  private found: Level<K> | null = null;
+
+  /**
+   * @param ready the workers of this type with a free slot, under the scheduler's dispatch strategy
+   * @param fair whether the lanes of a level take turns (else the oldest row goes first)
+   */
+  constructor(
+    readonly type: string,
+    readonly ready: Balancer<ReadySlot<K['worker'], TypeQueue<K>>>,
+    private readonly fair: boolean,
+    private readonly taker: RowTaker<K>,
+  ) {}
+
+  /** The level of a priority, made on first use; levels stay sorted, highest first. */
+  level(priority: number): Level<K> {
+    const levels = this.levels;
+    for (let i = 0; i < levels.length; i++) {
+      const level = levels[i]!;
+      if (level.priority === priority) return level;
+      if (level.priority < priority) {
+        const made = new Level<K>(this, priority, this.fair);
+        levels.splice(i, 0, made);
+        return made;
+      }
+    }
+    const made = new Level<K>(this, priority, this.fair);
+    levels.push(made);
+    return made;
   }
 
-  private skipDead(): void {
-    const rows = this.rows;
-    while (rows.size > 0 && rows.lane.client === null) {
-      rows.shift();
-      this.dead--;
+  /** Queues a new task as a row of `lane` (a lane of one of this queue's levels). */
+  push(lane: Lane<K>, seq: number, requestId: number, time: number, body: Buffer, options: K['options']): void {
+    lane.rows.push(seq, requestId, time, body, options);
+    lane.bytes += body.length;
+    this.live++;
+    lane.level.grew(lane);
+  }
+
+  /**
+   * The submission number of the oldest task of the highest priority that `worker` may take, or Infinity; its
+   * priority is left in headPriority. Costs O(1) per level looked at (one, unless the top one holds only tasks
+   * avoiding this worker) plus the number of workers that tasks avoid (rarely more than one).
+   */
+  headSeq(worker: K['worker']): number {
+    const alone = this.active <= 1;
+    for (const level of this.levels) {
+      if (level.live === 0) continue;
+      const seq = level.headSeq(worker, alone);
+      if (seq < Infinity) {
+        this.found = level;
+        this.headPriority = level.priority;
+        return seq;
+      }
     }
+    this.found = null;
+    return Infinity;
+  }
+
+  /** Takes the task headSeq(worker) just found. */
+  take(worker: K['worker']): K['task'] {
+    const level = this.found!;
+    this.found = null;
+    this.live--;
+    const task = level.take(worker, this.active <= 1, this.taker);
+    this.dropLevelIfEmpty(level);
+    return task;
+  }
+
+  /**
+   * Puts a task object back at the place its submission order gives it in its priority. With `avoid`, other
+   * workers get it first; the caller passes a worker only while that worker announces this type.
+   */
+  requeue(task: K['task'], avoid: K['worker'] | null): void {
+    this.live++;
+    this.level(task.priority).requeue(task, avoid);
+  }
+
+  /** Removes a waiting task object (cancelled, or its client left). */
+  remove(task: K['task']): void {
+    const level = this.level(task.priority);
+    this.live--;
+    level.remove(task);
+    this.dropLevelIfEmpty(level);
+  }
+
+  /** Removes a queued row by its submission number; its body's length, or -1 if it is not in `lane`. */
+  removeRow(lane: Lane<K>, seq: number): number {
+    const length = lane.level.removeRow(lane, seq, this.taker);
+    if (length >= 0) {
+      this.live--;
+      this.dropLevelIfEmpty(lane.level);
+    }
+    return length;
+  }
+
+  /** Drops every row of a lane whose attached submitter left; returns how many. */
+  dropLane(lane: Lane<K>): number {
+    const n = lane.level.dropLane(lane, this.taker);
+    this.live -= n;
+    this.dropLevelIfEmpty(lane.level);
+    return n;
+  }
+
+  /** A worker no longer announces this type (or is gone): the tasks avoiding it are open to all. */
+  forget(worker: K['worker']): void {
+    for (const level of this.levels) level.forget(worker);
+  }
+
+  /** Whether some waiting task avoids a worker. */
+  get avoidsAny(): boolean {
+    return this.levels.some((level) => level.avoidsAny);
+  }
+
+  /** Waiting task objects (requeued ones), all levels together. */
+  get requeuedCount(): number {
+    return this.levels.reduce((n, level) => n + level.requeuedCount, 0);
+  }
+
+  /** Every waiting task object, for shutdown and tests. */
+  *requeuedTasks(): IterableIterator<K['task']> {
+    for (const level of this.levels) yield* level.requeuedTasks();
+  }
+
+  /** Every lane with rows, for shutdown and tests. */
+  *lanes(): IterableIterator<Lane<K>> {
+    for (const level of this.levels) yield* level.lanes();
+  }
+
+  private dropLevelIfEmpty(level: Level<K>): void {
+    if (level.live > 0) return;
+    const i = this.levels.indexOf(level);
+    if (i >= 0) this.levels.splice(i, 1);
   }
 }
