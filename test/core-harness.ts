@@ -107,6 +107,8 @@ export class Harness {
   readonly dispatchedEvents: string[] = [];
   readonly completedEvents: string[] = [];
   readonly failedEvents: { body: string; code: string }[] = [];
+  /** sendProgress calls, in order. */
+  readonly progress: { client: H; requestId: number; jobId: number; value: number; message: string }[] = [];
   /** Workers whose connection is taken to be full: sendTask answers false for them. */
   readonly saturated = new Set<H>();
   private readonly clients = new Map<H, ClientRecord<H>>();
@@ -134,6 +136,13 @@ export class Harness {
       },
       sendFailed: (client, requestId, code, message) => {
         this.settled.push({ client: client.handle, requestId, ok: false, body: '', code, message });
+      },
+      sendProgress: (client, requestId, jobId, value, message) => {
+        this.progress.push({ client: client.handle, requestId, jobId, value, message });
+      },
+      retainResult: (result) => {
+        const copy = Buffer.from(bodyOf(result));
+        return { result: { buf: copy, bodyStart: 0, bodyEnd: copy.length }, bytes: copy.length };
       },
       sendKeepalive: (peer) => {
         this.keepalives.push(peer.handle);
@@ -193,8 +202,9 @@ export class Harness {
     this.core.ready(this.w(worker), concurrency, types);
   }
 
-  submit(client: H, requestId: number, type: string, body: string, options?: SubmitOptions): void {
-    this.core.submit(this.c(client), requestId, type, view(body), options);
+  /** Submits a job; returns its id (0 if refused). */
+  submit(client: H, requestId: number, type: string, body: string, options?: SubmitOptions): number {
+    return this.core.submit(this.c(client), requestId, type, view(body), options);
   }
 
   /** Advances the core's clock. */
@@ -260,7 +270,8 @@ export class Harness {
       this.queuedEvents.length +
       this.dispatchedEvents.length +
       this.completedEvents.length +
-      this.failedEvents.length
+      this.failedEvents.length +
+      this.progress.length
     );
   }
 }

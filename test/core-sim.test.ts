@@ -47,6 +47,12 @@ interface MTask {
   readonly timeoutMs: number;
   readonly backoffMs: number;
   readonly retries: number;
+  /** Higher runs first; FIFO (or, in fair seeds, per client) within one priority. */
+  readonly priority: number;
+  /** Its job id, as submit() returned it. */
+  readonly jobId: number;
+  /** Submitted with a delay: a task object from the start, queued by submission order once due. */
+  readonly delayedAtSubmit: boolean;
   state: MState;
   worker: MWorker | null;
   id: number;
@@ -117,6 +123,8 @@ interface SimConfig {
   maxConcurrency: number;
   deadLetterLimit: number;
   strategy: Strategy;
+  fair: boolean;
+  noWorkerTimeoutMs: number;
 }
 
 interface Totals {
@@ -149,6 +157,15 @@ interface Totals {
   cappedCredits: number;
   blockedWorkers: number;
   tooLarge: number;
+  /** Jobs cancelled by id, by the state they were in. */
+  cancelledQueued: number;
+  cancelledDelayed: number;
+  cancelledRunning: number;
+  /** Jobs submitted with a delay, and with a priority other than 0. */
+  delayedSubmits: number;
+  prioritySubmits: number;
+  /** Dispatches in a fair seed that went to another lane than the oldest row's. */
+  fairTurns: number;
   /** Known core issue: a younger timed-out task re-dispatched while an older one of the same tick waits. */
   timeoutOrderInversions: number;
   firstInversion: string;
@@ -175,6 +192,10 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
     deadLetterLimit: [1, 5, 1000][int(3)]!,
     // Odd seeds one strategy, even the other: no draw from rnd, so the seeds' other choices stay as they were.
     strategy: seed % 2 === 1 ? 'round-robin' : 'least-loaded',
+    // One seed in three is fair (clients take turns within a priority); no draw, as above.
+    fair: seed % 3 === 0,
+    // Jobs without a worker never expire here: the model has no E_NO_WORKER (test/core-jobs.test.ts has).
+    noWorkerTimeoutMs: 0,
   };
   const drainAt = rnd() < 0.2 ? 250 + int(150) : Infinity;
   let step = 0;
@@ -189,9 +210,10 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
   const settleCount = new Map<string, number>();
   const lastFirstDispatch = new Map<string, number>();
   const model = {
-    submitted: 0, dispatched: 0, completed: 0, failed: 0, requeued: 0, retried: 0,
+    submitted: 0, dispatched: 0, completed: 0, failed: 0, cancelled: 0, requeued: 0, retried: 0,
     timedOut: 0, rejected: 0, late: 0, discarded: 0,
   };
+  let lastJobId = 0;
   const dead: DeadLetter[] = [];
   let draining = false;
   let order = 0;
@@ -422,23 +444,36 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
       if (m.state !== 'queued' && m.state !== 'due') violate(`dispatched ${keyOf(m)} while ${m.state}`);
       if (task.attempt !== m.attempt + 1) violate(`attempt ${task.attempt} after ${m.attempt}`);
       if (task.attempt > cfg.maxAttempts + m.retries) violate(`${keyOf(m)} dispatched ${task.attempt} times (retries ${m.retries})`);
-      if (m.attempt === 0) {
-        const last = lastFirstDispatch.get(m.type) ?? -1;
-        if (m.order < last) violate(`first attempts of ${m.type} out of submission order (${m.order} after ${last})`);
-        lastFirstDispatch.set(m.type, m.order);
-      } else if (task.id !== m.id) {
+      if (task.seq !== m.jobId) violate(`${keyOf(m)} dispatched as job ${task.seq}, submitted as ${m.jobId}`);
+      if (m.attempt === 0 && !m.delayedAtSubmit) {
+        // First dispatches keep submission order within a priority (within a client's lane, in a fair seed); a
+        // delayed job takes its place by submission when due, so it is left out of this check.
+        const lane = cfg.fair ? `${m.type}/${m.priority}/${m.client.name}` : `${m.type}/${m.priority}`;
+        const last = lastFirstDispatch.get(lane) ?? -1;
+        if (m.order < last) violate(`first attempts of ${lane} out of submission order (${m.order} after ${last})`);
+        lastFirstDispatch.set(lane, m.order);
+      } else if (m.attempt > 0 && task.id !== m.id) {
         violate(`task id changed from ${m.id} to ${task.id} on requeue`);
       }
       if (!mayTake(w, m)) violate(`${keyOf(m)} went back to ${w.name}, where it last failed, while another worker runs ${m.type}`);
-      // Queues are FIFO by submission: nothing older of its type is waiting that this worker may take.
+      // The highest priority first, across the worker's types; within one priority of a type, FIFO by
+      // submission (in a fair seed, FIFO within each client's lane, and lanes take turns).
+      let olderElsewhere = false;
       for (const other of clients) {
         if (!other.alive) continue;
         for (const o of other.pending.values()) {
-          if (o.state === 'queued' && o.type === m.type && o.order < m.order && mayTake(w, o)) {
+          if (o === m || o.state !== 'queued' || !w.types.includes(o.type) || !mayTake(w, o)) continue;
+          if (o.priority > m.priority) violate(`${keyOf(m)} (priority ${m.priority}) dispatched to ${w.name} before ${keyOf(o)} (priority ${o.priority})`);
+          if (o.type !== m.type || o.priority !== m.priority || o.order >= m.order) continue;
+          // Task objects (requeued, or delayed and due) go before any row by submission; rows of one lane in order.
+          const object = (x: MTask): boolean => x.attempt > 0 || x.delayedAtSubmit;
+          if (!cfg.fair || object(o) || (!object(m) && o.client === m.client)) {
             violate(`${keyOf(m)} dispatched to ${w.name} before the older ${keyOf(o)}`);
           }
+          olderElsewhere = true;
         }
       }
+      if (olderElsewhere) totals.fairTurns++;
       if (w.running.has(task.id)) violate(`task id ${task.id} already running on ${w.name}`);
       if (w.revoked.has(`${task.id}:${task.attempt}`)) violate(`lease ${task.id}:${task.attempt} reused on ${w.name}`);
       m.id = task.id;
@@ -641,6 +676,13 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
           violate(`${keyOf(m)}: attempt ${task!.attempt}, model ${m.attempt}, faults ${m.faults} + retries ${m.retried}`);
         }
         if (m.faults >= cfg.maxAttempts || m.retried > m.retries) violate(`${keyOf(m)} alive after ${m.faults} faults and ${m.retried} retries`);
+        // Its status by id, as any client would read it, agrees too.
+        const status = core.status(m.jobId);
+        const shown = m.state === 'queued' ? 'queued' : m.state === 'running' ? 'running' : 'delayed';
+        if (status === null || status.state !== shown || status.attempts !== m.attempt || status.priority !== m.priority || status.type !== m.type) {
+          violate(`status(${m.jobId}) of ${keyOf(m)}: ${JSON.stringify(status)}, model ${m.state} attempt ${m.attempt} priority ${m.priority}`);
+        }
+        if (m.state === 'running' && status!.worker !== m.worker!.name) violate(`status(${m.jobId}).worker ${status!.worker}, model ${m.worker!.name}`);
         if (m.state === 'queued') {
           queued++;
           queuedBytesTotal += m.bytes;
@@ -661,6 +703,8 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
       }
     }
     if (held.size !== running) violate('a running task belongs to no live client');
+    // Settled attached jobs leave nothing behind: their ids are unknown again (none of the model's jobs is detached).
+    if (core.indexedJobs !== queued + running + delayed) violate(`${core.indexedJobs} jobs in the index, model ${queued + running + delayed}`);
     const counts: [keyof CoreStats, number][] = [
       ['queued', queued], ['queuedBytes', queuedBytesTotal], ['inFlight', running], ['delayed', delayed],
       ['workers', alive(workers).length], ['clients', alive(clients).length], ['deadLetters', dead.length],
@@ -737,8 +781,12 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
         else if (t < 0.6) options.timeoutMs = 0;
         if (rnd() < 0.45) options.retries = 1 + int(3); // 3 tells an exponential backoff from a linear one
         if (rnd() < 0.3) options.backoffMs = [100, 500, 2500][int(3)]!;
+        if (rnd() < 0.3) options.priority = [-1, 2, 5][int(3)]!;
+        if (rnd() < 0.1) options.delayMs = [100, 700, 3000][int(3)]!;
       }
+      const delayMs = options?.delayMs ?? 0;
       const key = `${c.name}:${requestId}`;
+      let accepted: MTask | null = null;
       const refuse = (code: string, message: string): void => {
         expSettle.set(key, { ok: false, code, message, body: null, then: () => model.rejected++ });
       };
@@ -746,7 +794,7 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
       const queuedBytesNow = queuedBytes();
       const pendingBytes = [...c.pending.values()].reduce((sum, m) => sum + m.bytes, 0);
       // maxQueued only refuses a task that would have to wait: one a worker can take at once is accepted.
-      const mustQueue = !workers.some((w) => w.alive && !w.blocked && w.types.includes(type) && busy(w) < w.concurrency);
+      const mustQueue = delayMs > 0 || !workers.some((w) => w.alive && !w.blocked && w.types.includes(type) && busy(w) < w.concurrency);
       if (draining) refuse(ErrorCode.SHUTDOWN, 'the scheduler is shutting down');
       else if (c.pending.size >= cfg.maxPendingPerClient) {
         refuse(ErrorCode.TOO_MANY_PENDING, `this client already has ${c.pending.size} unsettled tasks (maxPendingPerClient)`);
@@ -764,16 +812,23 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
         );
         totals.byteRefusals++;
       } else {
-        const m: MTask = {
+        accepted = {
           client: c, requestId, type, order: order++, bytes: body.length,
           timeoutMs: options?.timeoutMs || cfg.timeoutMs, backoffMs: options?.backoffMs || cfg.backoffMs,
-          retries: options?.retries ?? 0, state: 'queued', worker: null, id: -1, attempt: 0, faults: 0, retried: 0,
-          deadline: Infinity, dueAt: Infinity, avoid: null,
+          retries: options?.retries ?? 0, priority: options?.priority ?? 0, jobId: lastJobId + 1, delayedAtSubmit: delayMs > 0,
+          state: delayMs > 0 ? 'delayed' : 'queued', worker: null, id: -1, attempt: 0, faults: 0, retried: 0,
+          deadline: Infinity, dueAt: delayMs > 0 ? now + delayMs : Infinity, avoid: null,
         };
-        c.pending.set(requestId, m);
+        c.pending.set(requestId, accepted);
         model.submitted++;
+        if (delayMs > 0) totals.delayedSubmits++;
+        if (accepted.priority !== 0) totals.prioritySubmits++;
       }
-      core.submit(c.rec, requestId, type, view(body), options);
+      const jobId = core.submit(c.rec, requestId, type, view(body), options);
+      if (accepted === null ? jobId !== 0 : jobId !== accepted.jobId) {
+        violate(`submit returned job id ${jobId}, expected ${accepted === null ? 0 : accepted.jobId}`);
+      }
+      if (accepted !== null) lastJobId = jobId;
       done('submit');
     }],
     [26, 'result', () => {
@@ -902,7 +957,7 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
       // Regression check: a task requeued by this tick's timeouts must not be re-dispatched while an older one
       // of the same type requeued by the same tick still waits.
       for (const d of tickRedispatched) {
-        const older = tickRequeued.find((q) => q.state === 'queued' && q.type === d.type && q.order < d.order && mayTake(d.worker!, q));
+        const older = tickRequeued.find((q) => q.state === 'queued' && q.type === d.type && q.priority === d.priority && q.order < d.order && mayTake(d.worker!, q));
         if (older) {
           totals.timeoutOrderInversions++;
           totals.firstInversion ||= `seed ${seed} step ${step}: ${keyOf(d)} re-dispatched while the older ${keyOf(older)} waits`;
@@ -910,6 +965,42 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
       }
       tickRequeued = [];
       tickRedispatched = [];
+    }],
+    [3, 'cancel', () => {
+      // Any client may cancel any job by id; the model predicts the answers from the job's state.
+      const c = pick(alive(clients));
+      const m = c ? pick([...c.pending.values()].filter((x) => x.state === 'queued' || x.state === 'delayed' || x.state === 'running')) : undefined;
+      if (!m || rnd() < 0.15) {
+        const id = rnd() < 0.5 ? lastJobId + 1 + int(5) : Math.max(1, lastJobId - int(50));
+        const live = clients.some((x) => x.alive && [...x.pending.values()].some((y) => y.jobId === id));
+        if (live) return;
+        inert('cancel of a job that is not unsettled', false, () => {
+          const outcome = core.cancel(id);
+          if (outcome !== 'unknown') violate(`cancel(${id}) of a settled or unknown attached job: ${outcome}`);
+          return null;
+        });
+        return;
+      }
+      const message = 'the job was cancelled';
+      if (m.state === 'running') {
+        const w = m.worker!;
+        w.running.delete(m.id);
+        const lease = `${m.id}:${m.attempt}`;
+        w.revoked.set(lease, { id: m.id, attempt: m.attempt, clientGone: true }); // its answer will be discarded
+        expCancel.set(`${w.name}:${lease}`, { code: ErrorCode.CANCELLED, message, then: () => {} });
+        m.worker = null;
+        totals.cancelledRunning++;
+      } else if (m.state === 'queued') {
+        totals.cancelledQueued++;
+      } else {
+        totals.cancelledDelayed++;
+      }
+      m.state = 'settling';
+      expSettle.set(keyOf(m), { ok: false, code: ErrorCode.CANCELLED, message, body: null, then: () => { model.cancelled++; settleTask(m); } });
+      const outcome = core.cancel(m.jobId);
+      if (outcome !== 'cancelled') violate(`cancel(${m.jobId}) of ${keyOf(m)}: ${outcome}`);
+      done('cancel');
+      if (core.cancel(m.jobId) !== 'unknown') violate(`a second cancel of ${keyOf(m)} found it`);
     }],
     [2, 'refuse', () => {
       // The shell refuses a request it could not take (a SUBMIT too large to read or to send on): that request
@@ -1016,7 +1107,8 @@ t.test('seeded simulation: 300 seeds x 400 random steps keep every invariant', (
     steps: 0, submitted: 0, dispatched: 0, completed: 0, failed: 0, requeued: 0, retried: 0, timedOut: 0, attemptsExhausted: 0,
     late: 0, discarded: 0, cancelled: 0, rejected: 0, heartbeatDrops: 0, protocolErrors: 0, workersLost: 0,
     clientsLost: 0, drainedSeeds: 0, shutdowns: 0, deadLettersDropped: 0, maxQueued: 0, avoidedWaits: 0, avoidedDispatches: 0,
-    byteRefusals: 0, cappedCredits: 0, blockedWorkers: 0, tooLarge: 0, timeoutOrderInversions: 0, firstInversion: '',
+    byteRefusals: 0, cappedCredits: 0, blockedWorkers: 0, tooLarge: 0, cancelledQueued: 0, cancelledDelayed: 0,
+    cancelledRunning: 0, delayedSubmits: 0, prioritySubmits: 0, fairTurns: 0, timeoutOrderInversions: 0, firstInversion: '',
   };
   const start = performance.now();
   const cpu = process.cpuUsage();
@@ -1036,6 +1128,7 @@ t.test('seeded simulation: 300 seeds x 400 random steps keep every invariant', (
     ['rejected', 200], ['heartbeatDrops', 150], ['protocolErrors', 1_000], ['workersLost', 1_000], ['clientsLost', 1_000],
     ['drainedSeeds', 20], ['shutdowns', 40], ['deadLettersDropped', 100], ['maxQueued', 5],
     ['avoidedWaits', 100], ['avoidedDispatches', 500], ['byteRefusals', 50], ['cappedCredits', 100], ['blockedWorkers', 500], ['tooLarge', 100],
+    ['cancelledQueued', 200], ['cancelledDelayed', 50], ['cancelledRunning', 200], ['delayedSubmits', 500], ['prioritySubmits', 2_000], ['fairTurns', 20],
   ];
   for (const [k, n] of least) t.ok((totals[k] as number) >= n, `${k} ${totals[k]} (at least ${n})`);
   const inversions = `timed-out tasks re-dispatched ahead of older ones timed out at the same tick: ${totals.firstInversion || 'none'}`;

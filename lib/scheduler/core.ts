@@ -628,7 +628,7 @@ export class SchedulerCore<H, R = unknown> {
     const delayed = options !== undefined && options.delayMs !== undefined && options.delayMs > 0;
     const slot = delayed ? null : queue.ready.pick();
     const size = body.length;
-    const refusal = this.refusal(client, size, slot === null && !delayed);
+    const refusal = this.refusal(client, size, slot === null); // a delayed job will wait: the queue limits apply
     if (refusal) {
       this.dropQueueIfIdle(type);
       this.counters.rejected++;
