@@ -393,7 +393,9 @@ t.test('a client cycling through job types does not grow its lanes: a lane goes 
     h.finish(h.sent[h.sent.length - 1]!);
   }
   t.equal(h.stats().completed, 1099);
-  t.equal(h.c('c1').lanes.size, 0, 'no lane left: nothing of c1 is queued');
+  // Only the last lane may stay, empty, for the client's next submission; the 1,099 others went with their rows.
+  const lanes = [...h.c('c1').lanes.values()];
+  t.ok(lanes.length <= 1 && lanes.every((lane) => lane.rows.size === 0 && lane === h.c('c1').lastLane), `${lanes.length} lane left, empty`);
   h.lost('c1');
   t.match(h.stats(), { queued: 0, inFlight: 0 });
   t.end();

@@ -62,6 +62,11 @@ export class Lane<K extends QueueKinds> implements HeapItem, Linked<Lane<K>> {
   readonly rows = new Rows<K['options']>();
   /** Bytes of its rows' bodies. */
   bytes = 0;
+  /**
+   * Its oldest row's submission number (Infinity when it has none): its key in the level's heap. A field, kept
+   * up to date by the level, rather than a getter: the heap reads it at every comparison.
+   */
+  seq = Infinity;
   heapIndex = -1;
   prev: Lane<K> | null = null;
   next: Lane<K> | null = null;
@@ -73,11 +78,6 @@ export class Lane<K extends QueueKinds> implements HeapItem, Linked<Lane<K>> {
     readonly detached: boolean,
     readonly level: Level<K>,
   ) {}
-
-  /** Its oldest row's submission number: its key in the level's heap. */
-  get seq(): number {
-    return this.rows.size > 0 ? this.rows.seq : Infinity;
-  }
 
   get queue(): TypeQueue<K> {
     return this.level.queue;
@@ -163,6 +163,7 @@ export class Level<K extends QueueKinds> {
     const body = rows.body();
     const task = taker.fromRow(lane, rows.seq, rows.requestId, rows.time, body, rows.option);
     rows.shift();
+    lane.seq = rows.size > 0 ? rows.seq : Infinity;
     lane.bytes -= body.length;
     if (rows.size === 0) this.leave(lane, taker);
     else if (this.byAge !== null) this.byAge.update(lane);
@@ -180,6 +181,7 @@ export class Level<K extends QueueKinds> {
   removeRow(lane: Lane<K>, seq: number, taker: RowTaker<K>): number {
     const length = lane.rows.remove(seq);
     if (length < 0) return -1;
+    lane.seq = lane.rows.size > 0 ? lane.rows.seq : Infinity;
     this.live--;
     lane.bytes -= length;
     if (lane.rows.size === 0) this.leave(lane, taker);
@@ -192,6 +194,7 @@ export class Level<K extends QueueKinds> {
     const n = lane.rows.size;
     if (n === 0) return 0;
     this.live -= n;
+    lane.seq = Infinity;
     this.leave(lane, taker);
     return n;
   }
@@ -307,6 +310,7 @@ export class TypeQueue<K extends QueueKinds> implements Timed<TypeQueue<K>> {
   /** Queues a new task as a row of `lane` (a lane of one of this queue's levels). */
   push(lane: Lane<K>, seq: number, requestId: number, time: number, body: Buffer, options: K['options']): void {
     lane.rows.push(seq, requestId, time, body, options);
+    if (lane.rows.size === 1) lane.seq = seq;
     lane.bytes += body.length;
     this.live++;
     lane.level.grew(lane);
