@@ -18,8 +18,14 @@ import {
   PROTOCOL_VERSION,
   Role,
   SubmitOption,
+  decodeAccepted,
   decodeCancel,
+  decodeClientProgress,
   decodeCompleted,
+  decodeJobRequest,
+  decodeList,
+  decodeReply,
+  decodeWorkerProgress,
   decodeError,
   decodeFailed,
   decodeHello,
@@ -31,8 +37,16 @@ import {
   encodeKeepalive,
   isKnownCommand,
   skippedHead,
+  writeAbort,
+  writeAccepted,
   writeCancel,
+  writeClientProgress,
   writeCompleted,
+  writeList,
+  writeReply,
+  writeStatus,
+  writeWait,
+  writeWorkerProgress,
   writeError,
   writeFailed,
   writeHello,
@@ -145,6 +159,23 @@ function decodeMessage(cmd: number, buf: Buffer, start: number, end: number) {
       return decodeReady(buf, start, end);
     case Cmd.CANCEL:
       return decodeCancel(buf, start, end);
+    case Cmd.ACCEPTED:
+      return decodeAccepted(buf, start, end);
+    case Cmd.STATUS:
+      return decodeJobRequest('STATUS', buf, start, end);
+    case Cmd.WAIT:
+      return decodeJobRequest('WAIT', buf, start, end);
+    case Cmd.ABORT:
+      return decodeJobRequest('ABORT', buf, start, end);
+    case Cmd.LIST:
+      return decodeList(buf, start, end);
+    case Cmd.REPLY:
+      return decodeReply(buf, start, end);
+    case Cmd.PROGRESS:
+      // Two layouts, by direction: a worker's names a lease (8 bytes before the value), a client's a job (12).
+      return end - start >= 22 && buf.readUInt16BE(start + 20) === end - start - 22
+        ? decodeClientProgress(buf, start, end)
+        : decodeWorkerProgress(buf, start, end);
     default:
       throw new Error(`no decoder for command ${cmd}`);
   }
@@ -204,7 +235,7 @@ const GOLDEN = {
   HELLO_WORKER:
     '03' + //                       cmd HELLO
     '00000012' + //                 payload length 18
-    '02' + //                       protocol version 2
+    '03' + //                       protocol version 3
     '02' + //                       role 2 = worker
     '00000000' + //                 heartbeat 0 ms (clients and workers follow the scheduler's)
     '0002' + '7731' + //            name: str16 "w1"
@@ -215,7 +246,7 @@ const GOLDEN = {
   HELLO_SCHEDULER:
     '03' + //                       cmd HELLO
     '00000021' + //                 payload length 33
-    '02' + //                       protocol version 2
+    '03' + //                       protocol version 3
     '03' + //                       role 3 = scheduler
     '00001388' + //                 heartbeat 5000 ms
     '0011' + '7461736b776972652d3061316232633364' + // name: str16 "taskwire-0a1b2c3d"
@@ -305,6 +336,45 @@ const GOLDEN = {
     '00000002' + //                 attempt 2
     '0009' + '455f54494d454f5554' + // code: str16 "E_TIMEOUT"
     '74696d6564206f7574206166746572203330303030206d73', // message: "timed out after 30000 ms"
+
+  // Version 3: jobs by id. The job id in each is 1764590000000001 (000644e2a01fcc01), a u64.
+  SUBMIT_JOB:
+    '04' + //                       cmd SUBMIT
+    '00000021' + //                 payload length 33
+    '0000002a' + //                 request id 42
+    '03' + //                       option count 3
+    '04' + 'ffffffff' + //          option: tag 4 = priority, value -1 (two's complement)
+    '06' + '00000001' + //          option: tag 6 = detach
+    '07' + '00000001' + //          option: tag 7 = accept
+    '0006' + '736861323536' + //    job type: str16 "sha256"
+    '48656c6c6f', //                body: "Hello"
+
+  ACCEPTED:
+    '0a' + '0000000c' + '0000002a' + '000644e2a01fcc01', // cmd, length 12, request id 42, job id
+
+  STATUS:
+    '0b' + '0000000c' + '00000007' + '000644e2a01fcc01', // cmd, length 12, request id 7, job id
+
+  WAIT:
+    '0c' + '0000000c' + '00000007' + '000644e2a01fcc01', // the same layout as STATUS
+
+  ABORT:
+    '0d' + '0000000c' + '00000007' + '000644e2a01fcc01', // the same layout as STATUS
+
+  LIST:
+    '0e' + '00000011' + '00000008' + '00000014' + '0007' + '72756e6e696e67', // request 8, limit 20, state "running"
+
+  REPLY:
+    '0f' + '00000031' + '00000007' + // cmd, length 49, request id 7
+    Buffer.from('{"id":1764590000000001,"outcome":"cancelled"}').toString('hex'),
+
+  PROGRESS_WORKER:
+    '10' + '00000016' + '00000007' + '00000001' + // cmd, length 22, task id 7, attempt 1
+    '3fe0000000000000' + '0004' + '68616c66', //   value 0.5, message: str16 "half"
+
+  PROGRESS_CLIENT:
+    '10' + '0000001a' + '0000002a' + '000644e2a01fcc01' + // cmd, length 26, request id 42, job id
+    '3fe0000000000000' + '0004' + '68616c66', //           value 0.5, message: str16 "half"
 } as const;
 
 interface GoldenCase {
@@ -316,6 +386,7 @@ interface GoldenCase {
 }
 
 const divByZero = 'division by zero at column 2';
+const JOB_ID = 1_764_590_000_000_001;
 
 const goldenCases: GoldenCase[] = [
   {
@@ -341,7 +412,7 @@ const goldenCases: GoldenCase[] = [
     cmd: Cmd.HELLO,
     encode: () =>
       encode(writeHello, { version: PROTOCOL_VERSION, role: Role.WORKER, heartbeatMs: 0, name: 'w1', token: '', settings: { mayBlock: false } }),
-    message: { version: 2, role: 2, heartbeatMs: 0, name: 'w1', token: '', settings: { mayBlock: false } },
+    message: { version: 3, role: 2, heartbeatMs: 0, name: 'w1', token: '', settings: { mayBlock: false } },
   },
   {
     name: 'HELLO_SCHEDULER',
@@ -355,7 +426,7 @@ const goldenCases: GoldenCase[] = [
         token: '',
         settings: { maxPayload: 16 * 1024 * 1024 },
       }),
-    message: { version: 2, role: 3, heartbeatMs: 5000, name: 'taskwire-0a1b2c3d', token: '', settings: { maxPayload: 16 * 1024 * 1024 } },
+    message: { version: 3, role: 3, heartbeatMs: 5000, name: 'taskwire-0a1b2c3d', token: '', settings: { maxPayload: 16 * 1024 * 1024 } },
   },
   {
     name: 'HELLO_WORKER_V1',
@@ -421,13 +492,45 @@ const goldenCases: GoldenCase[] = [
     encode: () => encode(writeCancel, 7, 2, ErrorCode.TIMEOUT, 'timed out after 30000 ms'),
     message: { taskId: 7, attempt: 2, code: 'E_TIMEOUT', message: 'timed out after 30000 ms' },
   },
+  {
+    name: 'SUBMIT_JOB',
+    cmd: Cmd.SUBMIT,
+    encode: () => encode(writeSubmit, 42, 'sha256', 'Hello', { accept: true, detach: true, priority: -1 }),
+    message: { requestId: 42, type: 'sha256', body: Buffer.from('Hello'), options: { priority: -1, detach: true, accept: true } },
+  },
+  { name: 'ACCEPTED', cmd: Cmd.ACCEPTED, encode: () => encode(writeAccepted, 42, JOB_ID), message: { requestId: 42, jobId: JOB_ID } },
+  { name: 'STATUS', cmd: Cmd.STATUS, encode: () => encode(writeStatus, 7, JOB_ID), message: { requestId: 7, jobId: JOB_ID } },
+  { name: 'WAIT', cmd: Cmd.WAIT, encode: () => encode(writeWait, 7, JOB_ID), message: { requestId: 7, jobId: JOB_ID } },
+  { name: 'ABORT', cmd: Cmd.ABORT, encode: () => encode(writeAbort, 7, JOB_ID), message: { requestId: 7, jobId: JOB_ID } },
+  { name: 'LIST', cmd: Cmd.LIST, encode: () => encode(writeList, 8, 20, 'running'), message: { requestId: 8, limit: 20, state: 'running' } },
+  {
+    name: 'REPLY',
+    cmd: Cmd.REPLY,
+    encode: () => encode(writeReply, 7, JSON.stringify({ id: JOB_ID, outcome: 'cancelled' })),
+    message: { requestId: 7, json: '{"id":1764590000000001,"outcome":"cancelled"}' },
+  },
+  {
+    name: 'PROGRESS_WORKER',
+    cmd: Cmd.PROGRESS,
+    encode: () => encode(writeWorkerProgress, 7, 1, 0.5, 'half'),
+    message: { taskId: 7, attempt: 1, value: 0.5, message: 'half' },
+  },
+  {
+    name: 'PROGRESS_CLIENT',
+    cmd: Cmd.PROGRESS,
+    encode: () => encode(writeClientProgress, 42, JOB_ID, 0.5, 'half'),
+    message: { requestId: 42, jobId: JOB_ID, value: 0.5, message: 'half' },
+  },
 ];
 
 t.test('constants: command table, roles, version, header size, default maxPayload', async (t) => {
-  t.same({ ...Cmd }, { TASK: 1, RESULT: 2, HELLO: 3, SUBMIT: 4, COMPLETED: 5, FAILED: 6, ERROR: 7, READY: 8, CANCEL: 9 });
+  t.same(
+    { ...Cmd },
+    { TASK: 1, RESULT: 2, HELLO: 3, SUBMIT: 4, COMPLETED: 5, FAILED: 6, ERROR: 7, READY: 8, CANCEL: 9, ACCEPTED: 10, STATUS: 11, WAIT: 12, ABORT: 13, LIST: 14, REPLY: 15, PROGRESS: 16 },
+  );
   t.same({ ...Role }, { CLIENT: 1, WORKER: 2, SCHEDULER: 3 });
-  t.same({ ...SubmitOption }, { TIMEOUT_MS: 1, RETRIES: 2, BACKOFF_MS: 3 });
-  t.equal(PROTOCOL_VERSION, 2);
+  t.same({ ...SubmitOption }, { TIMEOUT_MS: 1, RETRIES: 2, BACKOFF_MS: 3, PRIORITY: 4, DELAY_MS: 5, DETACH: 6, ACCEPT: 7 });
+  t.equal(PROTOCOL_VERSION, 3);
   t.equal(OLDEST_VERSION, 1);
   t.same({ ...HelloSetting }, { MAX_PAYLOAD: 1, MAY_BLOCK: 2 });
   t.equal(MAX_HELLO_PAYLOAD, 132_356, 'version, role, heartbeat, two str16 of 65,535 bytes, 255 settings');
@@ -436,7 +539,7 @@ t.test('constants: command table, roles, version, header size, default maxPayloa
   t.equal(MAX_STRING_BYTES, 0xffff);
   const known = [];
   for (let cmd = 0; cmd <= 255; cmd++) if (isKnownCommand(cmd)) known.push(cmd);
-  t.same(known, [1, 2, 3, 4, 5, 6, 7, 8, 9], 'exactly commands 1-9 are known');
+  t.same(known, Array.from({ length: 16 }, (_, i) => i + 1), 'exactly commands 1-16 are known');
   const header = Buffer.alloc(7, 0xee);
   writeHeader(header, 1, Cmd.SUBMIT, 0x01020304);
   t.equal(header.toString('hex'), 'ee0401020304ee', 'writeHeader: cmd then big-endian length, nothing else touched');
@@ -715,6 +818,9 @@ t.test('SUBMIT options: tag order, count, type offset, value range', async (t) =
   );
   for (const bad of [-1, 2 ** 32]) {
     t.throws(() => encode(writeSubmit, 1, 't', '', { retries: bad }), RangeError, `option value ${bad}: RangeError`);
+  }
+  for (const bad of [-(2 ** 31) - 1, 2 ** 31]) {
+    t.throws(() => encode(writeSubmit, 1, 't', '', { priority: bad }), RangeError, `priority ${bad}: RangeError (a signed 32-bit integer)`);
   }
 
   property(
@@ -1050,13 +1156,13 @@ t.test('frame rejections', async (t) => {
   });
 
   t.test('unknown command bytes are protocol errors', async (t) => {
-    for (const cmd of [0, 10, 255]) {
+    for (const cmd of [0, 17, 255]) {
       const { decoder, frames } = recorder();
       throwsCode(t, () => decoder.push(header(cmd, 0)), ErrorCode.PROTOCOL, `command ${cmd}`);
       t.equal(frames.length, 0);
     }
     // The command is checked before the length: an unknown command with a huge length is E_PROTOCOL.
-    throwsCode(t, () => recorder().decoder.push(header(10, 0xffffffff)), ErrorCode.PROTOCOL, 'unknown command, huge length');
+    throwsCode(t, () => recorder().decoder.push(header(17, 0xffffffff)), ErrorCode.PROTOCOL, 'unknown command, huge length');
   });
 
   t.test('after an error the decoder ignores all further input', async (t) => {
@@ -1103,7 +1209,9 @@ t.test('message rejections: inner lengths and values that do not fit are E_PROTO
     ['SUBMIT type not valid UTF-8 after options', () => decodeSubmit(fromHex('00000001' + '01' + '0200000001' + '0001' + '80'))],
     // Option tags: 1-3 are defined; any other is E_PROTOCOL even when the rest of the payload is well formed.
     ['SUBMIT unknown option tag 0', () => decodeSubmit(fromHex('00000001' + '01' + '0000000001' + '0001' + '74'))],
-    ['SUBMIT unknown option tag 4', () => decodeSubmit(fromHex('00000001' + '01' + '0400000001' + '0001' + '74'))],
+    ['SUBMIT option tag 4 from a peer of version 2', () => decodeSubmit(fromHex('00000001' + '01' + '0400000001' + '0001' + '74'), 0, 13, 2)],
+    ['SUBMIT unknown option tag 8', () => decodeSubmit(fromHex('00000001' + '01' + '0800000001' + '0001' + '74'))],
+    ['SUBMIT DETACH of 2', () => decodeSubmit(fromHex('00000001' + '01' + '0600000002' + '0001' + '74'))],
     ['SUBMIT unknown option tag 255', () => decodeSubmit(fromHex('00000001' + '01' + 'ff00000001' + '0001' + '74'))],
     ['SUBMIT unknown tag after a valid one', () => decodeSubmit(fromHex('00000001' + '02' + '0100007530' + '0900000000' + '0001' + '74'))],
     // Option counts larger than the options present: the decoder runs into the type field or the end.
@@ -1239,8 +1347,8 @@ t.test('fuzz-lite: random bytes only ever raise ProtocolError, and nothing is de
 });
 
 t.test('a HELLO of another version is E_VERSION whatever its layout', async (t) => {
-  const future = Buffer.concat([fromHex('03' + '02' + '00000000' + '0000' + '0000'), Buffer.from('extra fields')]);
-  t.throws(() => decodeHello(future), { code: ErrorCode.VERSION, message: /version 3 is not supported; this side speaks versions 1 to 2/ });
+  const future = Buffer.concat([fromHex('04' + '02' + '00000000' + '0000' + '0000'), Buffer.from('extra fields')]);
+  t.throws(() => decodeHello(future), { code: ErrorCode.VERSION, message: /version 4 is not supported; this side speaks versions 1 to 3/ });
   t.throws(() => decodeHello(fromHex('00')), { code: ErrorCode.VERSION }, 'version 0');
   t.throws(() => encode(writeHello, { version: 256, role: Role.CLIENT, heartbeatMs: 0, name: '', token: '' }), RangeError);
 });

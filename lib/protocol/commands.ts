@@ -2,8 +2,13 @@
 // each message once decoded. encode.ts writes them and decode.ts reads them; docs/PROTOCOL.md describes every
 // layout byte by byte, and test/protocol.test.ts pins them with golden bytes.
 
-/** The version this side speaks. A scheduler also answers peers of every version from OLDEST_VERSION, in theirs. */
-export const PROTOCOL_VERSION = 2;
+/**
+ * The version this side speaks. A scheduler also answers peers of every version from OLDEST_VERSION, in theirs.
+ * Version 3 added jobs by id (SUBMIT tags 4-7, commands 10-16); only peers of version 3 may use them.
+ */
+export const PROTOCOL_VERSION = 3;
+/** The first version with jobs by id. */
+export const JOBS_VERSION = 3;
 export const OLDEST_VERSION = 1;
 
 /** Command bytes. 1-3 keep their meaning from the original design; the rest were added around them. */
@@ -24,15 +29,29 @@ export const Cmd = {
   ERROR: 7,
   /** worker -> scheduler: the job types it runs and how many tasks it takes at once (its credits). */
   READY: 8,
-  /** scheduler -> worker: abort a task (timed out, or its client left); the worker still answers for it. */
+  /** scheduler -> worker: abort a task (timed out, cancelled, or its client left); the worker still answers for it. */
   CANCEL: 9,
+  /** scheduler -> client (version 3): a SUBMIT that asked for it was accepted, with its job id. */
+  ACCEPTED: 10,
+  /** client -> scheduler (version 3): a job's status by id, answered with REPLY. */
+  STATUS: 11,
+  /** client -> scheduler (version 3): answer this request with the job's outcome, when it has one. */
+  WAIT: 12,
+  /** client -> scheduler (version 3): cancel a job by id, answered with REPLY. */
+  ABORT: 13,
+  /** client -> scheduler (version 3): the latest jobs, answered with REPLY. */
+  LIST: 14,
+  /** scheduler -> client (version 3): the answer to STATUS, ABORT or LIST, as JSON. */
+  REPLY: 15,
+  /** worker -> scheduler, and scheduler -> client (version 3): a running job's progress. */
+  PROGRESS: 16,
 } as const;
 export type Cmd = (typeof Cmd)[keyof typeof Cmd];
 
 export const CMD_NAMES: Record<number, string> = Object.fromEntries(Object.entries(Cmd).map(([k, v]) => [v, k]));
 
 export function isKnownCommand(cmd: number): boolean {
-  return cmd >= Cmd.TASK && cmd <= Cmd.CANCEL;
+  return cmd >= Cmd.TASK && cmd <= Cmd.PROGRESS;
 }
 
 export const Role = { CLIENT: 1, WORKER: 2, SCHEDULER: 3 } as const;
@@ -84,12 +103,24 @@ export const SubmitOption = {
   RETRIES: 2,
   /** first retry delay in ms, doubled per retry; 0 = the scheduler's default. */
   BACKOFF_MS: 3,
+  /** (version 3) the priority, a signed 32-bit integer in the u32: higher runs first. */
+  PRIORITY: 4,
+  /** (version 3) ms to wait before the job is queued. */
+  DELAY_MS: 5,
+  /** (version 3) 1: the job survives its client's departure. */
+  DETACH: 6,
+  /** (version 3) 1: answer with ACCEPTED and the job id as soon as the job is accepted. */
+  ACCEPT: 7,
 } as const;
 
 export interface SubmitOptions {
   timeoutMs?: number;
   retries?: number;
   backoffMs?: number;
+  priority?: number;
+  delayMs?: number;
+  detach?: boolean;
+  accept?: boolean;
 }
 
 /**
@@ -142,6 +173,48 @@ export interface Failed extends Failure {
 export interface Ready {
   concurrency: number;
   types: string[];
+}
+
+/** ACCEPTED: the request's job id. */
+export interface Accepted {
+  requestId: number;
+  jobId: number;
+}
+
+/** STATUS, WAIT and ABORT: a request about one job. */
+export interface JobRequest {
+  requestId: number;
+  jobId: number;
+}
+
+export interface List {
+  requestId: number;
+  limit: number;
+  /** A job state to keep, or '' for all. */
+  state: string;
+}
+
+/** REPLY: a request's answer as JSON text. */
+export interface Reply {
+  requestId: number;
+  json: string;
+}
+
+/** PROGRESS from a worker: of a lease. */
+export interface WorkerProgress {
+  taskId: number;
+  attempt: number;
+  /** NaN for none. */
+  value: number;
+  message: string;
+}
+
+/** PROGRESS to a client: of a job, under the request that submitted or waits for it. */
+export interface ClientProgress {
+  requestId: number;
+  jobId: number;
+  value: number;
+  message: string;
 }
 
 /**

@@ -5,22 +5,29 @@ import { isUtf8 } from 'node:buffer';
 import { ErrorCode, ProtocolError } from '../errors.js';
 import {
   HelloSetting,
+  JOBS_VERSION,
   OLDEST_VERSION,
   PROTOCOL_VERSION,
   ResultStatus,
   Role,
   SubmitOption,
+  type Accepted,
   type Cancel,
+  type ClientProgress,
   type Completed,
   type Failed,
   type Failure,
   type Hello,
   type HelloSettings,
+  type JobRequest,
+  type List,
   type Ready,
+  type Reply,
   type ResultMessage,
   type Submit,
   type SubmitOptions,
   type TaskMessage,
+  type WorkerProgress,
 } from './commands.js';
 
 // Each decodeX(buf, start, end) reads the payload buf[start, end) (the whole of buf by default), as a FrameDecoder
@@ -76,6 +83,13 @@ class Reader {
     this.need(4, field);
     const v = this.buf.readUInt32BE(this.offset);
     this.offset += 4;
+    return v;
+  }
+
+  f64(field: string): number {
+    this.need(8, field);
+    const v = this.buf.readDoubleBE(this.offset);
+    this.offset += 8;
     return v;
   }
 
@@ -183,7 +197,8 @@ export function decodeHello(buf: Buffer, start = 0, end = buf.length): Hello | n
   return hello;
 }
 
-export function decodeSubmit(buf: Buffer, start = 0, end = buf.length): Submit {
+/** `version` is the sender's: tags 4 to 7 are version 3's, unknown to older peers. */
+export function decodeSubmit(buf: Buffer, start = 0, end = buf.length, version = JOBS_VERSION): Submit {
   const r = reader.reset(buf, start, end, 'SUBMIT');
   const requestId = r.u32('request id');
   const count = r.u8('option count');
@@ -198,6 +213,11 @@ export function decodeSubmit(buf: Buffer, start = 0, end = buf.length): Submit {
     if (tag === SubmitOption.TIMEOUT_MS) options.timeoutMs = value;
     else if (tag === SubmitOption.RETRIES) options.retries = value;
     else if (tag === SubmitOption.BACKOFF_MS) options.backoffMs = value;
+    else if (version < JOBS_VERSION) throw new ProtocolError(`SUBMIT has unknown option tag ${tag}`);
+    else if (tag === SubmitOption.PRIORITY) options.priority = value | 0;
+    else if (tag === SubmitOption.DELAY_MS) options.delayMs = value;
+    else if (tag === SubmitOption.DETACH) options.detach = flag(value, 'DETACH');
+    else if (tag === SubmitOption.ACCEPT) options.accept = flag(value, 'ACCEPT');
     else throw new ProtocolError(`SUBMIT has unknown option tag ${tag}`);
   }
   const type = r.string('job type');
@@ -256,4 +276,59 @@ export function decodeReady(buf: Buffer, start = 0, end = buf.length): Ready {
   for (let i = 0; i < count; i++) types.push(r.string('job type'));
   r.done();
   return { concurrency, types };
+}
+
+function flag(value: number, name: string): boolean {
+  if (value > 1) throw new ProtocolError(`SUBMIT option ${name} must be 0 or 1, got ${value}`);
+  return value === 1;
+}
+
+/** A job id: a u64 on the wire, below 2^53 so that it is exact as a number. */
+function jobId(r: Reader): number {
+  const high = r.u32('job id');
+  const low = r.u32('job id');
+  if (high >= 0x20_0000) throw new ProtocolError(`job id ${(BigInt(high) << 32n) | BigInt(low)} is beyond 2^53`);
+  return high * 0x1_0000_0000 + low;
+}
+
+function decodeJobFrame(what: string, buf: Buffer, start: number, end: number): JobRequest {
+  const r = reader.reset(buf, start, end, what);
+  const out = { requestId: r.u32('request id'), jobId: jobId(r) };
+  r.done();
+  return out;
+}
+
+export function decodeAccepted(buf: Buffer, start = 0, end = buf.length): Accepted {
+  return decodeJobFrame('ACCEPTED', buf, start, end);
+}
+
+/** STATUS, WAIT or ABORT, named by `what`. */
+export function decodeJobRequest(what: 'STATUS' | 'WAIT' | 'ABORT', buf: Buffer, start = 0, end = buf.length): JobRequest {
+  return decodeJobFrame(what, buf, start, end);
+}
+
+export function decodeList(buf: Buffer, start = 0, end = buf.length): List {
+  const r = reader.reset(buf, start, end, 'LIST');
+  const out = { requestId: r.u32('request id'), limit: r.u32('limit'), state: r.string('state') };
+  r.done();
+  return out;
+}
+
+export function decodeReply(buf: Buffer, start = 0, end = buf.length): Reply {
+  const r = reader.reset(buf, start, end, 'REPLY');
+  return { requestId: r.u32('request id'), json: r.restString('JSON') };
+}
+
+export function decodeWorkerProgress(buf: Buffer, start = 0, end = buf.length): WorkerProgress {
+  const r = reader.reset(buf, start, end, 'PROGRESS');
+  const out = { taskId: r.u32('task id'), attempt: r.u32('attempt'), value: r.f64('value'), message: r.string('message') };
+  r.done();
+  return out;
+}
+
+export function decodeClientProgress(buf: Buffer, start = 0, end = buf.length): ClientProgress {
+  const r = reader.reset(buf, start, end, 'PROGRESS');
+  const out = { requestId: r.u32('request id'), jobId: jobId(r), value: r.f64('value'), message: r.string('message') };
+  r.done();
+  return out;
 }

@@ -112,11 +112,28 @@ const OPTION_FIELDS = [
   ['timeoutMs', SubmitOption.TIMEOUT_MS],
   ['retries', SubmitOption.RETRIES],
   ['backoffMs', SubmitOption.BACKOFF_MS],
+  ['priority', SubmitOption.PRIORITY],
+  ['delayMs', SubmitOption.DELAY_MS],
+  ['detach', SubmitOption.DETACH],
+  ['accept', SubmitOption.ACCEPT],
 ] as const;
+
+/**
+ * An option's u32 on the wire, or undefined when it is not sent (absent, or a flag that is off). A priority is a
+ * signed 32-bit integer and travels as its two's complement; the others are written as they are, and
+ * writeUInt32BE refuses what does not fit.
+ */
+function optionValue(key: (typeof OPTION_FIELDS)[number][0], value: number | boolean | undefined): number | undefined {
+  if (value === undefined || value === false) return undefined;
+  if (value === true) return 1;
+  if (key !== 'priority') return value;
+  if (!Number.isInteger(value) || value < -0x8000_0000 || value > 0x7fff_ffff) throw new RangeError(`priority ${value} is not a signed 32-bit integer`);
+  return value >>> 0;
+}
 
 function optionCount(options: SubmitOptions | undefined): number {
   let count = 0;
-  if (options) for (const [key] of OPTION_FIELDS) if (options[key] !== undefined) count++;
+  if (options) for (const [key] of OPTION_FIELDS) if (optionValue(key, options[key]) !== undefined) count++;
   return count;
 }
 
@@ -141,7 +158,7 @@ export function writeSubmit(w: FrameWriter, requestId: number, type: string, bod
   let offset = at + 10;
   if (count > 0) {
     for (const [key, tag] of OPTION_FIELDS) {
-      const value = options![key];
+      const value = optionValue(key, options![key]);
       if (value === undefined) continue;
       out[offset] = tag;
       out.writeUInt32BE(value, offset + 1);
@@ -228,3 +245,64 @@ export function writeReady(w: FrameWriter, concurrency: number, types: readonly 
   types.forEach((type, i) => (offset = writeString(out, offset, type, lengths[i]!)));
 }
 
+/** ACCEPTED, STATUS, WAIT and ABORT: a request id and a job id (u64; ids stay below 2^53). */
+function writeJobFrame(w: FrameWriter, cmd: Cmd, requestId: number, jobId: number): void {
+  const at = begin(w, cmd, 12);
+  const out = w.buf;
+  out.writeUInt32BE(requestId, at + 5);
+  out.writeBigUInt64BE(BigInt(jobId), at + 9);
+}
+
+export function writeAccepted(w: FrameWriter, requestId: number, jobId: number): void {
+  writeJobFrame(w, Cmd.ACCEPTED, requestId, jobId);
+}
+
+export function writeStatus(w: FrameWriter, requestId: number, jobId: number): void {
+  writeJobFrame(w, Cmd.STATUS, requestId, jobId);
+}
+
+export function writeWait(w: FrameWriter, requestId: number, jobId: number): void {
+  writeJobFrame(w, Cmd.WAIT, requestId, jobId);
+}
+
+export function writeAbort(w: FrameWriter, requestId: number, jobId: number): void {
+  writeJobFrame(w, Cmd.ABORT, requestId, jobId);
+}
+
+export function writeList(w: FrameWriter, requestId: number, limit: number, state: string): void {
+  const stateLen = Buffer.byteLength(state);
+  const at = begin(w, Cmd.LIST, 10 + stateLen);
+  const out = w.buf;
+  out.writeUInt32BE(requestId, at + 5);
+  out.writeUInt32BE(limit, at + 9);
+  writeString(out, at + 13, state, stateLen);
+}
+
+export function writeReply(w: FrameWriter, requestId: number, json: string): void {
+  const jsonLen = Buffer.byteLength(json);
+  const at = begin(w, Cmd.REPLY, 4 + jsonLen);
+  w.buf.writeUInt32BE(requestId, at + 5);
+  w.buf.write(json, at + 9, jsonLen, 'utf8');
+}
+
+/** PROGRESS from a worker: [task id u32][attempt u32][value f64][message str16]. */
+export function writeWorkerProgress(w: FrameWriter, taskId: number, attempt: number, value: number, message: string): void {
+  const messageLen = stringLength(message, 'progress message');
+  const at = begin(w, Cmd.PROGRESS, 18 + messageLen);
+  const out = w.buf;
+  out.writeUInt32BE(taskId, at + 5);
+  out.writeUInt32BE(attempt, at + 9);
+  out.writeDoubleBE(value, at + 13);
+  writeString(out, at + 21, message, messageLen);
+}
+
+/** PROGRESS to a client: [request id u32][job id u64][value f64][message str16]. */
+export function writeClientProgress(w: FrameWriter, requestId: number, jobId: number, value: number, message: string): void {
+  const messageLen = stringLength(message, 'progress message');
+  const at = begin(w, Cmd.PROGRESS, 22 + messageLen);
+  const out = w.buf;
+  out.writeUInt32BE(requestId, at + 5);
+  out.writeBigUInt64BE(BigInt(jobId), at + 9);
+  out.writeDoubleBE(value, at + 17);
+  writeString(out, at + 25, message, messageLen);
+}
