@@ -25,6 +25,11 @@ export function checkString(name: string, value: unknown): string {
   return value;
 }
 
+export function checkBoolean(name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') invalidOption(name, 'true or false', value);
+  return value;
+}
+
 export function checkOneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): T {
   if (!allowed.includes(value as T)) invalidOption(name, `one of ${allowed.map((v) => `'${v}'`).join(', ')}`, value);
   return value as T;

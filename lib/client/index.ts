@@ -1,11 +1,29 @@
-// A client: submits tasks over one pipelined connection and settles each promise when its result comes back.
+// A client: submits jobs over one pipelined connection and settles each promise when its result comes back; asks
+// about jobs by id (status, wait, cancel, the latest jobs) on the same connection.
 
 import { EventEmitter } from 'node:events';
 import os from 'node:os';
 import { ErrorCode, TaskFailedError, TaskwireError } from '../errors.js';
 import { IdTable } from '../id-table.js';
 import { checkInteger, checkString, stripUndefined } from '../options.js';
-import { Cmd, Role, decodeCompleted, decodeFailed, submitPayloadLength, taskPayloadLength, writeSubmit } from '../protocol/index.js';
+import {
+  Cmd,
+  JOBS_VERSION,
+  Role,
+  decodeAccepted,
+  decodeClientProgress,
+  decodeCompleted,
+  decodeFailed,
+  decodeReply,
+  submitPayloadLength,
+  taskPayloadLength,
+  writeAbort,
+  writeList,
+  writeStatus,
+  writeSubmit,
+  writeWait,
+  type SubmitOptions as WireOptions,
+} from '../protocol/index.js';
 import { DEFAULT_MAX_PAYLOAD, FrameWriter, MAX_PAYLOAD_LIMIT } from '../protocol/frame.js';
 import { Session } from '../transport/session.js';
 
@@ -25,7 +43,10 @@ export interface ClientOptions {
   token?: string;
 }
 
-/** Per-task options; absent ones take the scheduler's defaults. */
+/** Named priorities, for those who would rather not pick numbers. */
+export const PRIORITIES = { high: 10, normal: 0, low: -10 } as const;
+
+/** Per-job options; absent ones take the scheduler's defaults. */
 export interface SubmitOptions {
   /** ms the task may run on a worker before it is taken back and requeued (u32). Default: the scheduler's. */
   timeoutMs?: number;
@@ -33,6 +54,59 @@ export interface SubmitOptions {
   retries?: number;
   /** First retry delay in ms, doubled per retry (u32). Default: the scheduler's (1000). */
   backoffMs?: number;
+  /** Higher runs first, FIFO within one: an integer (signed 32-bit) or 'high' (10), 'normal' (0), 'low' (-10). Default 0. */
+  priority?: number | keyof typeof PRIORITIES;
+  /** ms to wait before the job is queued (u32); it is 'delayed' meanwhile. */
+  delayMs?: number;
+  /** When to queue the job (a Date, or ms since the epoch): the same as delayMs from now. */
+  runAt?: Date | number;
+  /** The job survives this client's disconnection (else it is cancelled with it). Default false. */
+  detach?: boolean;
+  /** Called with each progress report of the job's handler (at most every 100 ms). */
+  onProgress?: (progress: Progress) => void;
+}
+
+/** A handler's progress report: a number (NaN for none) and a message ('' for none). */
+export interface Progress {
+  value: number;
+  message: string;
+}
+
+export type JobState = 'queued' | 'delayed' | 'running' | 'completed' | 'failed' | 'cancelled';
+
+/** A job as the scheduler reports it. Times are ms since the epoch, by the scheduler's clock. */
+export interface JobInfo {
+  id: number;
+  type: string;
+  state: JobState;
+  priority: number;
+  detached: boolean;
+  /** Dispatches so far, retries included. */
+  attempts: number;
+  /** The worker running it, or that ran it last. */
+  worker: string | null;
+  submittedAt: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+  /** When a delayed job is due. */
+  runAt: number | null;
+  progress: Progress | null;
+  /**
+   * A completed job's result, when the scheduler kept it (detached jobs): as text, or base64 for bytes, up to
+   * 64 KiB in status() (wait() returns any); otherwise, and in jobs(), only its size.
+   */
+  result?: string;
+  resultBase64?: string;
+  resultBytes?: number;
+  /** A failed or cancelled job's error. */
+  error?: { code: string; message: string };
+}
+
+/** A job accepted by the scheduler: its id, and its outcome to come. */
+export interface Job {
+  readonly id: number;
+  /** The result, as submit() resolves it. */
+  readonly result: Promise<string>;
 }
 
 export const CLIENT_DEFAULTS = {
@@ -47,11 +121,17 @@ export interface ClientEvents {
   disconnected: [info: { code: string; message: string }];
 }
 
-/** A submitted task's settle functions; `raw` says whether it resolves with bytes or text. */
+/**
+ * A request waiting for its answer: a job's result (`raw` says whether as bytes or text), or a REPLY's JSON
+ * (`reply`). A submission that asked for its id hears of it through `accepted`.
+ */
 interface Pending {
   resolve: (value: never) => void;
   reject: (error: Error) => void;
   raw: boolean;
+  reply?: true;
+  accepted?: (jobId: number) => void;
+  progress?: (progress: Progress) => void;
 }
 
 export type Payload = string | Uint8Array;
@@ -100,14 +180,73 @@ export class Client extends EventEmitter<ClientEvents> {
     return this.pending.size;
   }
 
-  /** Runs a task and resolves with its result as UTF-8 text. Rejects with a TaskwireError carrying a `code`. */
+  /** Runs a job and resolves with its result as UTF-8 text. Rejects with a TaskwireError carrying a `code`. */
   submit(type: string, payload: Payload, options?: SubmitOptions): Promise<string> {
-    return this.enqueue(type, payload, false, options);
+    return this.send(type, payload, false, options);
   }
 
   /** Like submit(), but resolves with the result's raw bytes. */
   submitBuffer(type: string, payload: Payload, options?: SubmitOptions): Promise<Buffer> {
-    return this.enqueue(type, payload, true, options);
+    return this.send(type, payload, true, options);
+  }
+
+  /**
+   * Submits a job and resolves as soon as the scheduler accepted it, with its id and its result to come. With
+   * `detach`, the id is the way to it from anywhere: status(), wait() and cancel() on any client.
+   */
+  enqueue(type: string, payload: Payload, options?: SubmitOptions): Promise<Job> {
+    return new Promise<Job>((resolve, reject) => {
+      let accepted = false;
+      const result = this.send<string>(type, payload, false, options, (id) => {
+        accepted = true;
+        resolve({ id, result });
+      });
+      // A refusal comes instead of the id: it rejects this promise, and the result (which nobody holds) quietly.
+      result.catch((err: unknown) => {
+        if (!accepted) reject(err);
+      });
+    });
+  }
+
+  /** A job's status by id; rejects with E_NO_SUCH_JOB for a job the scheduler does not know (any more). */
+  status(id: number): Promise<JobInfo> {
+    return this.ask<JobInfo>('status', (w, requestId) => writeStatus(w, requestId, checkJobId(id)));
+  }
+
+  /** Resolves with a job's result (or rejects with its error) once it has one; at once for a finished one on record. */
+  wait(id: number, options: { onProgress?: (progress: Progress) => void } = {}): Promise<string> {
+    const check = this.jobsCheck('wait');
+    if (check) return Promise.reject(check);
+    let jobId: number;
+    try {
+      jobId = checkJobId(id);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const requestId = this.allocateId();
+    writeWait(this.outbox ?? this.session!.frames(), requestId, jobId);
+    return new Promise<string>((resolve, reject) => {
+      this.pending.set(requestId, { resolve: resolve as (value: never) => void, reject, raw: false, progress: options.onProgress });
+    });
+  }
+
+  /**
+   * Cancels a job by id: a queued or delayed one never runs, a running one's handler is aborted. Resolves
+   * 'cancelled', or 'finished' for a job that had already ended (it is left as it was); rejects with E_NO_SUCH_JOB.
+   */
+  async cancel(id: number): Promise<'cancelled' | 'finished'> {
+    const reply = await this.ask<{ outcome: 'cancelled' | 'finished' }>('cancel', (w, requestId) => writeAbort(w, requestId, checkJobId(id)));
+    return reply.outcome;
+  }
+
+  /** The latest jobs (up to 1,024 back), newest first: unsettled ones, and finished detached ones on record. */
+  async jobs(options: { state?: JobState; limit?: number } = {}): Promise<JobInfo[]> {
+    const limit = options.limit ?? 100;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 0xffff_ffff) {
+      return Promise.reject(new TaskwireError(ErrorCode.INVALID, `options.limit must be a whole number from 1, got ${String(limit)}`));
+    }
+    const reply = await this.ask<{ jobs: JobInfo[] }>('jobs', (w, requestId) => writeList(w, requestId, limit, options.state ?? ''));
+    return reply.jobs;
   }
 
   /** Closes the connection; tasks still pending are rejected with E_CLOSED. */
@@ -116,10 +255,44 @@ export class Client extends EventEmitter<ClientEvents> {
     await this.opening.catch(() => {});
   }
 
-  private enqueue<T>(type: string, payload: Payload, raw: boolean, options: SubmitOptions | undefined): Promise<T> {
+  /** Why a request about jobs by id cannot be made now, or null. */
+  private jobsCheck(what: string): TaskwireError | null {
+    if (this.ended) return this.ended;
+    const version = this.session?.schedulerVersion ?? JOBS_VERSION;
+    if (version < JOBS_VERSION) {
+      return new TaskwireError(ErrorCode.VERSION, `${what} needs a scheduler of protocol version ${JOBS_VERSION}; this one speaks ${version}`);
+    }
+    return null;
+  }
+
+  /** Sends a request answered with REPLY and resolves with its JSON. */
+  private ask<T>(what: string, write: (w: FrameWriter, requestId: number) => void): Promise<T> {
+    const check = this.jobsCheck(what);
+    if (check) return Promise.reject(check);
+    const requestId = this.allocateId();
+    try {
+      write(this.outbox ?? this.session!.frames(), requestId);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(requestId, { resolve: resolve as (value: never) => void, reject, raw: false, reply: true });
+    });
+  }
+
+  private send<T>(
+    type: string,
+    payload: Payload,
+    raw: boolean,
+    options: SubmitOptions | undefined,
+    accepted?: (jobId: number) => void,
+  ): Promise<T> {
     if (this.ended) return Promise.reject(this.ended);
-    const invalid = options && checkSubmitOptions(options);
-    if (invalid) return Promise.reject(new TaskwireError(ErrorCode.INVALID, invalid));
+    const wire = options ? wireOptions(options) : undefined;
+    if (typeof wire === 'string') return Promise.reject(new TaskwireError(ErrorCode.INVALID, wire));
+    const sent: WireOptions | undefined = accepted ? { ...wire, accept: true } : wire;
+    const check = sent && usesJobs(sent) ? this.jobsCheck('priority, delayMs, runAt, detach and enqueue()') : null;
+    if (check) return Promise.reject(check);
     // A UTF-16 unit is at most 3 UTF-8 bytes, so only a type over 85 units needs measuring.
     if (typeof type !== 'string' || type.length === 0 || (type.length > 85 && Buffer.byteLength(type) > 255)) {
       return Promise.reject(new TaskwireError(ErrorCode.INVALID, 'type must be a job type name of 1 to 255 bytes'));
@@ -132,16 +305,16 @@ export class Client extends EventEmitter<ClientEvents> {
     // per UTF-16 unit, under 512 for the other fields.
     const limit = this.session?.schedulerMaxPayload ?? this.maxPayload;
     if ((typeof payload === 'string' ? payload.length * 3 : payload.length) + 512 > limit) {
-      const size = Math.max(submitPayloadLength(type, payload, options), taskPayloadLength(type, payload));
+      const size = Math.max(submitPayloadLength(type, payload, sent), taskPayloadLength(type, payload));
       if (size > limit) {
         const whose = this.session?.schedulerMaxPayload === undefined ? 'maxPayload' : "the scheduler's maxPayload";
         return Promise.reject(new TaskwireError(ErrorCode.TOO_LARGE, `a task of ${size} bytes exceeds ${whose} (${limit})`));
       }
     }
     const id = this.allocateId();
-    writeSubmit(this.outbox ?? this.session!.frames(), id, type, payload, options);
+    writeSubmit(this.outbox ?? this.session!.frames(), id, type, payload, sent);
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (value: never) => void, reject, raw });
+      this.pending.set(id, { resolve: resolve as (value: never) => void, reject, raw, accepted, progress: options?.onProgress });
     });
   }
 
@@ -187,6 +360,33 @@ export class Client extends EventEmitter<ClientEvents> {
       this.take(requestId).reject(new TaskFailedError(code, message));
       return;
     }
+    if (cmd === Cmd.ACCEPTED) {
+      const { requestId, jobId } = decodeAccepted(buf, start, end);
+      const request = this.pending.get(requestId);
+      if (!request?.accepted) throw new TaskwireError(ErrorCode.PROTOCOL, `ACCEPTED for request id ${requestId}, which did not ask for it`);
+      request.accepted(jobId);
+      request.accepted = undefined;
+      return;
+    }
+    if (cmd === Cmd.REPLY) {
+      const { requestId, json } = decodeReply(buf, start, end);
+      const request = this.take(requestId);
+      if (!request.reply) throw new TaskwireError(ErrorCode.PROTOCOL, `REPLY for request id ${requestId}, which expects a result`);
+      let value: unknown;
+      try {
+        value = JSON.parse(json);
+      } catch {
+        throw new TaskwireError(ErrorCode.PROTOCOL, `REPLY for request id ${requestId} is not JSON`);
+      }
+      request.resolve(value as never);
+      return;
+    }
+    if (cmd === Cmd.PROGRESS) {
+      const { requestId, value, message } = decodeClientProgress(buf, start, end);
+      // Progress is best effort: a report for a request this side no longer holds is not worth the connection.
+      this.pending.get(requestId)?.progress?.({ value, message });
+      return;
+    }
     throw new TaskwireError(ErrorCode.PROTOCOL, `a scheduler may not send command ${cmd} to a client`);
   }
 
@@ -219,19 +419,53 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 }
 
-const SUBMIT_LIMITS = { timeoutMs: 0xffff_ffff, retries: 255, backoffMs: 0xffff_ffff } as const;
+const SUBMIT_LIMITS = { timeoutMs: 0xffff_ffff, retries: 255, backoffMs: 0xffff_ffff, delayMs: 0xffff_ffff } as const;
+const SUBMIT_KEYS = new Set(['timeoutMs', 'retries', 'backoffMs', 'priority', 'delayMs', 'runAt', 'detach', 'onProgress']);
 
-/** Returns what is wrong with per-task options, or null. */
-function checkSubmitOptions(options: SubmitOptions): string | null {
-  for (const [key, value] of Object.entries(options)) {
-    const max = SUBMIT_LIMITS[key as keyof SubmitOptions];
-    if (max === undefined) return `unknown submit option '${key}'`;
+/** The options as SUBMIT carries them, or what is wrong with them. */
+function wireOptions(options: SubmitOptions): WireOptions | string {
+  for (const key of Object.keys(options)) if (!SUBMIT_KEYS.has(key)) return `unknown submit option '${key}'`;
+  const wire: WireOptions = {};
+  for (const key of ['timeoutMs', 'retries', 'backoffMs', 'delayMs'] as const) {
+    const value = options[key];
     if (value === undefined) continue;
+    const max = SUBMIT_LIMITS[key];
     if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > max) {
       return `options.${key} must be an integer from 0 to ${max}, got ${String(value)}`;
     }
+    wire[key] = value;
   }
-  return null;
+  const { priority, runAt, detach, onProgress } = options;
+  if (priority !== undefined) {
+    const n = typeof priority === 'string' ? PRIORITIES[priority as keyof typeof PRIORITIES] : priority;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < -0x8000_0000 || n > 0x7fff_ffff) {
+      return `options.priority must be 'high', 'normal', 'low' or an integer from -2147483648 to 2147483647, got ${String(priority)}`;
+    }
+    if (n !== 0) wire.priority = n;
+  }
+  if (runAt !== undefined) {
+    if (options.delayMs !== undefined) return 'options.runAt and options.delayMs cannot both be given';
+    const at = runAt instanceof Date ? runAt.getTime() : runAt;
+    if (typeof at !== 'number' || !Number.isFinite(at)) return `options.runAt must be a Date or ms since the epoch, got ${String(runAt)}`;
+    const delay = Math.ceil(at - Date.now());
+    if (delay > SUBMIT_LIMITS.delayMs) return `options.runAt is more than ${SUBMIT_LIMITS.delayMs} ms away`;
+    if (delay > 0) wire.delayMs = delay;
+  }
+  if (detach !== undefined && typeof detach !== 'boolean') return `options.detach must be true or false, got ${String(detach)}`;
+  if (detach) wire.detach = true;
+  if (onProgress !== undefined && typeof onProgress !== 'function') return 'options.onProgress must be a function';
+  return wire;
+}
+
+/** Whether SUBMIT options need a scheduler of version 3. */
+function usesJobs(wire: WireOptions): boolean {
+  return wire.priority !== undefined || wire.delayMs !== undefined || wire.detach !== undefined || wire.accept !== undefined;
+}
+
+/** A job id as the library hands them out: a whole number below 2^53. */
+function checkJobId(id: number): number {
+  if (!Number.isSafeInteger(id) || id < 1) throw new TaskwireError(ErrorCode.INVALID, `a job id is a whole number from 1, got ${String(id)}`);
+  return id;
 }
 
 /** Creates a client; it connects at once. Submissions made before the connection is up are sent when it is. */

@@ -16,6 +16,12 @@ export interface TaskContext {
    * the scheduler is shutting down (E_CANCELLED), or the connection to the scheduler dropped.
    */
   readonly signal: AbortSignal;
+  /**
+   * Reports progress: a number (a fraction done, a count: yours to define) and/or a short message. The submitter
+   * and anyone waiting for the job get it, at most every 100 ms (reports in between are dropped, the latest
+   * becomes part of the job's status); it does nothing against a scheduler older than protocol version 3.
+   */
+  progress(value?: number, message?: string): void;
 }
 
 /**

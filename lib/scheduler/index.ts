@@ -1,11 +1,12 @@
 // The scheduler's I/O shell: accepts connections, runs the handshake, decodes frames into core calls and
 // turns the core's answers into frames and public events.
 
+import { isUtf8 } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { ErrorCode, ProtocolError, TaskwireError } from '../errors.js';
-import { checkInteger, checkOneOf, checkString, invalidOption, stripUndefined } from '../options.js';
+import { checkBoolean, checkInteger, checkOneOf, checkString, invalidOption, stripUndefined } from '../options.js';
 import { DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT, frameTooLargeError } from '../protocol/frame.js';
 import {
   CMD_NAMES,
@@ -24,12 +25,30 @@ import {
   writeFailed,
   writeHello,
   writeTask,
+  JOBS_VERSION,
+  decodeJobRequest,
+  decodeList,
+  decodeWorkerProgress,
+  writeAccepted,
+  writeClientProgress,
+  writeReply,
   type BodyRange,
 } from '../protocol/index.js';
+import type { JobInfo } from '../client/index.js';
 import { ByteBudget } from '../transport/budget.js';
 import type { Connection } from '../transport/connection.js';
 import { TcpConnection } from '../transport/tcp.js';
-import { CORE_DEFAULTS, STRATEGIES, SchedulerCore, type CoreOutput, type Strategy, type CoreStats, type DeadLetter, type PeerRecord, type Task } from './core.js';
+import {
+  CORE_DEFAULTS,
+  JOB_STATES,
+  RECENT_JOBS,
+  STRATEGIES,
+  SchedulerCore,
+  type ClientRecord,
+  type CoreOutput,
+  type JobState,
+  type JobStatus,
+  type Strategy, type CoreStats, type DeadLetter, type PeerRecord, type Task } from './core.js';
 
 export interface SchedulerOptions {
   /** Interface to listen on. Default '127.0.0.1' (loopback only; use '0.0.0.0' to accept other machines). */
@@ -92,6 +111,19 @@ export interface SchedulerOptions {
    * as soon as it has a free slot, whatever the strategy. Default 'round-robin'.
    */
   strategy?: Strategy;
+  /** Within one priority, clients take turns (one job each) instead of the oldest job going first. Default false. */
+  fair?: boolean;
+  /**
+   * A queued job whose type no connected worker runs fails with E_NO_WORKER after this many ms (from its
+   * submission, or from when the type's last worker left, whichever is later); 0 waits for ever. Default 300000.
+   */
+  noWorkerTimeoutMs?: number;
+  /** Finished detached jobs whose records (status and result) are kept for status and wait. Default 10000. */
+  maxFinishedJobs?: number;
+  /** How long such a record is kept after its job finished, in ms. Default 3600000 (an hour). */
+  finishedTtlMs?: number;
+  /** Bytes of results those records keep, at most (the oldest go first). Default 64 MiB. */
+  maxFinishedBytes?: number;
 }
 
 /** Options that were replaced, with what replaced them: passing one is an error that says so. */
@@ -121,6 +153,11 @@ export const SCHEDULER_DEFAULTS = {
   slowConsumerMs: 30_000,
   deadLetterLimit: CORE_DEFAULTS.deadLetterLimit,
   strategy: CORE_DEFAULTS.strategy,
+  fair: CORE_DEFAULTS.fair,
+  noWorkerTimeoutMs: CORE_DEFAULTS.noWorkerTimeoutMs,
+  maxFinishedJobs: CORE_DEFAULTS.maxFinishedJobs,
+  finishedTtlMs: CORE_DEFAULTS.finishedTtlMs,
+  maxFinishedBytes: CORE_DEFAULTS.maxFinishedBytes,
 } as const;
 
 /** Frames shorter than this never wait for the partial-frame budget: each costs at most one socket read. */
@@ -191,6 +228,8 @@ interface Peer {
   handshakeTimer: NodeJS.Timeout | null;
   /** A client whose frames are not read because the answers to it are not draining. */
   outputPaused: boolean;
+  /** The protocol version of its HELLO; 0 before it. Jobs by id are for peers of version 3 only. */
+  version: number;
 }
 
 type Handle = Peer;
@@ -264,6 +303,14 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       maxConcurrency: checkInteger('maxConcurrency', o.maxConcurrency, 1, 0xffff_ffff),
       deadLetterLimit: checkInteger('deadLetterLimit', o.deadLetterLimit, 0, 1_000_000),
       strategy: checkOneOf('strategy', o.strategy, STRATEGIES),
+      fair: checkBoolean('fair', o.fair),
+      noWorkerTimeoutMs: checkInteger('noWorkerTimeoutMs', o.noWorkerTimeoutMs, 0, 0xffff_ffff),
+      maxFinishedJobs: checkInteger('maxFinishedJobs', o.maxFinishedJobs, 0, 10_000_000),
+      finishedTtlMs: checkInteger('finishedTtlMs', o.finishedTtlMs, 0, 0xffff_ffff),
+      maxFinishedBytes: checkInteger('maxFinishedBytes', o.maxFinishedBytes, 0, Number.MAX_SAFE_INTEGER),
+      // Ids count up from the start time in microseconds: a restarted scheduler does not hand out an id again
+      // unless it ran more than a million jobs a second on average.
+      firstJobId: Date.now() * 1000,
     });
     this.server = net.createServer((socket) => this.accept(socket));
     // Accept failures (EMFILE...) are transient; they must not become an unhandled 'error' event.
@@ -315,6 +362,22 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     return this.core.deadLetters();
   }
 
+  /** A job's status by id, as a client's status() gives it; null for an id it does not know (any more). */
+  status(id: number): JobInfo | null {
+    const status = this.core.status(id);
+    return status === null ? null : jobInfo(status);
+  }
+
+  /** Cancels a job by id, as a client's cancel() does: 'cancelled', 'finished', or 'unknown'. */
+  cancel(id: number): 'cancelled' | 'finished' | 'unknown' {
+    return this.core.cancel(id);
+  }
+
+  /** The latest jobs, newest first, as a client's jobs() gives them (without results). */
+  jobs(options: { state?: JobState; limit?: number } = {}): JobInfo[] {
+    return this.core.recentJobs(Math.min(options.limit ?? 100, RECENT_JOBS), options.state).map((s) => jobInfo(s, false));
+  }
+
   /**
    * Shuts down: stops accepting connections and submissions (refused with E_SHUTDOWN), lets queued and running
    * tasks finish for up to `graceMs`, then fails whatever is left with E_SHUTDOWN, closes every connection with
@@ -363,7 +426,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       conn.close(new TaskwireError(ErrorCode.TOO_MANY_CONNECTIONS, `the scheduler is at its limit of ${this.maxConnections} connections`));
       return;
     }
-    const peer: Peer = { conn, record: null, handshakeTimer: null, outputPaused: false };
+    const peer: Peer = { conn, record: null, handshakeTimer: null, outputPaused: false, version: 0 };
     // A peer that connects and never says hello (or stalls mid-frame) must not hold a connection forever.
     peer.handshakeTimer = setTimeout(() => {
       conn.close(new TaskwireError(ErrorCode.TIMEOUT, `no HELLO within ${this.handshakeTimeoutMs} ms`));
@@ -451,8 +514,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       return peer.conn.close();
     }
     if (record.kind === 'client') {
-      if (cmd !== Cmd.SUBMIT) throw wrongCommand(cmd, 'client');
-      const submit = decodeSubmit(buf, start, end);
+      if (cmd !== Cmd.SUBMIT) return this.clientRequest(peer, record, cmd, buf, start, end);
+      const submit = decodeSubmit(buf, start, end, peer.version);
       // Answers to this client are piling up unread: read nothing more from it until they have gone.
       if (!peer.outputPaused && peer.conn.saturated) {
         peer.outputPaused = true;
@@ -462,7 +525,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         const message = `the TASK for this SUBMIT would be ${submit.taskLength} bytes, over maxPayload (${this.maxPayload})`;
         return this.core.refuse(record, submit.requestId, ErrorCode.TOO_LARGE, message);
       }
-      this.core.submit(record, submit.requestId, submit.type, submit.buf.subarray(submit.bodyStart, submit.bodyEnd), submit.options);
+      const jobId = this.core.submit(record, submit.requestId, submit.type, submit.buf.subarray(submit.bodyStart, submit.bodyEnd), submit.options);
+      if (jobId > 0 && submit.options?.accept) writeAccepted(peer.conn.frames(), submit.requestId, jobId);
       return;
     }
     if (cmd === Cmd.RESULT) {
@@ -470,6 +534,10 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       const error = this.core.result(record, result.taskId, result.attempt, result);
       if (error) this.reject(peer, error);
       return;
+    }
+    if (cmd === Cmd.PROGRESS && peer.version >= JOBS_VERSION) {
+      const p = decodeWorkerProgress(buf, start, end);
+      return this.core.progress(record, p.taskId, p.attempt, p.value, p.message);
     }
     if (cmd === Cmd.READY) {
       const ready = decodeReady(buf, start, end);
@@ -480,6 +548,34 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       return;
     }
     throw wrongCommand(cmd, 'worker');
+  }
+
+  /** A client's request about jobs by id (version 3): STATUS, WAIT, ABORT or LIST. */
+  private clientRequest(peer: Peer, client: ClientRecord<Peer>, cmd: number, buf: Buffer, start: number, end: number): void {
+    if (peer.version < JOBS_VERSION) throw wrongCommand(cmd, 'client');
+    const frames = peer.conn.frames();
+    if (cmd === Cmd.LIST) {
+      const { requestId, limit, state } = decodeList(buf, start, end);
+      if (state !== '' && !JOB_STATES.includes(state as JobState)) {
+        return writeFailed(frames, requestId, ErrorCode.INVALID, `unknown job state '${state}'; one of ${JOB_STATES.join(', ')}`);
+      }
+      const jobs = this.core.recentJobs(Math.min(limit, RECENT_JOBS), state === '' ? undefined : (state as JobState));
+      // Without results: a hundred of them could pass any maxPayload. STATUS or WAIT fetches one.
+      return writeReply(frames, requestId, `{"jobs":[${jobs.map((job) => statusJson(job, false)).join(',')}]}`);
+    }
+    const what = cmd === Cmd.STATUS ? 'STATUS' : cmd === Cmd.WAIT ? 'WAIT' : cmd === Cmd.ABORT ? 'ABORT' : null;
+    if (what === null) throw wrongCommand(cmd, 'client');
+    const { requestId, jobId } = decodeJobRequest(what, buf, start, end);
+    if (cmd === Cmd.WAIT) return this.core.wait(client, requestId, jobId);
+    const unknown = `no job ${jobId}: it never existed, or it finished and its record is gone`;
+    if (cmd === Cmd.STATUS) {
+      const status = this.core.status(jobId);
+      if (status === null) return writeFailed(frames, requestId, ErrorCode.NO_SUCH_JOB, unknown);
+      return writeReply(frames, requestId, statusJson(status));
+    }
+    const outcome = this.core.cancel(jobId);
+    if (outcome === 'unknown') return writeFailed(frames, requestId, ErrorCode.NO_SUCH_JOB, unknown);
+    writeReply(frames, requestId, JSON.stringify({ id: jobId, outcome }));
   }
 
   private handshake(peer: Peer, cmd: number, payload: Buffer): void {
@@ -493,6 +589,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     }
     clearTimeout(peer.handshakeTimer!);
     peer.handshakeTimer = null;
+    peer.version = hello.version;
     this.handshaking.delete(peer);
     const conn = peer.conn;
     conn.maxPayload = this.maxPayload;
@@ -552,6 +649,13 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         writeCompleted(client.handle.conn.frames(), requestId, buf, bodyStart, bodyEnd),
       sendFailed: (client, requestId, code, message) =>
         writeFailed(client.handle.conn.frames(), requestId, code, message),
+      // Only a client of version 3 can read PROGRESS; an older one's job may still run on a newer worker.
+      sendProgress: (client, requestId, jobId, value, message) =>
+        client.handle.version >= JOBS_VERSION && writeClientProgress(client.handle.conn.frames(), requestId, jobId, value, message),
+      retainResult: ({ buf, bodyStart, bodyEnd }) => {
+        const copy = Buffer.copyBytesFrom(buf, bodyStart, bodyEnd - bodyStart);
+        return { result: { buf: copy, bodyStart: 0, bodyEnd: copy.length }, bytes: copy.length };
+      },
       sendKeepalive: (peer) => peer.handle.conn.send(encodeKeepalive()),
       closePeer: (peer, error) => peer.handle.conn.close(error),
       taskQueued: (taskId, type, client) =>
@@ -586,6 +690,25 @@ function taskEvent(task: Task<Handle>): TaskEvent {
     clientId: task.owner?.id ?? null,
     workerId: task.worker?.id ?? null,
   };
+}
+
+/** The largest result a STATUS reply carries; past it, `resultBytes` says how large it is (WAIT returns any). */
+const STATUS_RESULT_MAX = 64 * 1024;
+
+/**
+ * A job's status as clients see it: a result as text when it is UTF-8, else as base64, when `withResult` and it
+ * is small enough to keep a reply well under any maxPayload; otherwise only its size.
+ */
+function jobInfo(status: JobStatus<BodyRange>, withResult = true): JobInfo {
+  const { result, ...rest } = status;
+  if (result === undefined) return rest;
+  const bytes = result.buf.subarray(result.bodyStart, result.bodyEnd);
+  if (!withResult || bytes.length > STATUS_RESULT_MAX) return { ...rest, resultBytes: bytes.length };
+  return isUtf8(bytes) ? { ...rest, result: bytes.toString('utf8') } : { ...rest, resultBase64: bytes.toString('base64') };
+}
+
+function statusJson(status: JobStatus<BodyRange>, withResult = true): string {
+  return JSON.stringify(jobInfo(status, withResult));
 }
 
 function wrongCommand(cmd: number, role: string): ProtocolError {

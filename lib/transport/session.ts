@@ -41,6 +41,8 @@ export class Session {
   readonly heartbeatMs: number;
   /** The largest payload the scheduler accepts, from its hello; undefined for a scheduler of version 1. */
   readonly schedulerMaxPayload: number | undefined;
+  /** The protocol version the scheduler answered in: this side's, or older. */
+  readonly schedulerVersion: number;
   /** Frames other than HELLO and ERROR, after the handshake. */
   onFrame: FrameHandler = () => {};
   /** A frame over this side's maxPayload that was skipped, with its leading bytes (see skippedHead()). */
@@ -59,6 +61,7 @@ export class Session {
     this.schedulerName = hello.name;
     this.heartbeatMs = hello.heartbeatMs || 5000;
     this.schedulerMaxPayload = hello.settings?.maxPayload;
+    this.schedulerVersion = hello.version;
     conn.onFrame = (cmd, buf, start, end) => this.frame(cmd, buf, start, end);
     conn.onSkipped = (cmd, head, length) => {
       this.active = true;

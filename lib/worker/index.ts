@@ -19,7 +19,7 @@ import {
   type ThreadHandler,
 } from '../jobs/handler.js';
 import { ThreadPool } from './pool.js';
-import { Cmd, Role, decodeCancel, decodeTask, writeReady, writeResultError, writeResultOk } from '../protocol/index.js';
+import { Cmd, JOBS_VERSION, Role, decodeCancel, decodeTask, writeReady, writeResultError, writeResultOk, writeWorkerProgress } from '../protocol/index.js';
 import { DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT } from '../protocol/frame.js';
 import { Session } from '../transport/session.js';
 
@@ -133,7 +133,27 @@ class Running implements TaskContext {
     this.controller ??= new AbortController();
     return this.controller.signal;
   }
+
+  /** When progress was last sent; reports closer together than PROGRESS_INTERVAL_MS are dropped here already. */
+  private progressAt = -Infinity;
+
+  progress(value = Number.NaN, message = ''): void {
+    const session = this.session;
+    if (session.closed || session.schedulerVersion < JOBS_VERSION || this.controller?.signal.aborted) return;
+    if (typeof value !== 'number' || typeof message !== 'string') return;
+    const now = performance.now();
+    if (now - this.progressAt < PROGRESS_INTERVAL_MS) return;
+    this.progressAt = now;
+    // A message is short by contract; a long one is cut rather than failing the handler.
+    const text = Buffer.byteLength(message) > MAX_PROGRESS_MESSAGE ? Buffer.from(message).subarray(0, MAX_PROGRESS_MESSAGE).toString() : message;
+    writeWorkerProgress(session.frames(), this.taskId, this.attempt, value, text);
+  }
 }
+
+/** The longest progress message sent, in bytes. */
+const MAX_PROGRESS_MESSAGE = 1024;
+/** A task's progress goes out at most this often; the scheduler passes it on at the same rate. */
+const PROGRESS_INTERVAL_MS = 100;
 
 /** How a job type runs: inline, in the pool, or inline below a payload size and in the pool above it. */
 interface Route {
@@ -238,7 +258,9 @@ export class Worker extends EventEmitter<WorkerEvents> {
     checkInteger(`handlers.${type}.inlineBelow`, inlineBelow, 0, Number.MAX_SAFE_INTEGER);
     if (inlineBelow > 0 && typeof inline !== 'function') invalidOption(`handlers.${type}.inline`, 'a function, with inlineBelow', inline);
     const thread: Handler = (payload, context) =>
-      this.pool.run({ module: url, export: name, payload, taskId: context.taskId, attempt: context.attempt, type }, context.signal);
+      this.pool.run({ module: url, export: name, payload, taskId: context.taskId, attempt: context.attempt, type }, context.signal, (value, message) =>
+        context.progress(value, message),
+      );
     return { inline: inlineBelow > 0 ? inline : null, thread, inlineBelow };
   }
 

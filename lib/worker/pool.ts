@@ -7,7 +7,7 @@
 import { Worker as Thread } from 'node:worker_threads';
 import { ErrorCode, TaskwireError } from '../errors.js';
 import type { HandlerResult } from '../jobs/handler.js';
-import type { AbortMessage, Reply, RunMessage } from './thread.js';
+import type { AbortMessage, ProgressMessage, Reply, RunMessage } from './thread.js';
 
 export interface ThreadJob {
   /** The module's URL (as a string) and the name of its handler export. */
@@ -26,6 +26,8 @@ interface Job {
   readonly resolve: (result: HandlerResult) => void;
   readonly reject: (error: Error) => void;
   readonly onAbort: () => void;
+  /** Its handler reported progress (see TaskContext.progress). */
+  readonly onProgress: (value: number, message: string) => void;
   /** Set once its abort was sent to its thread: the thread goes if the task has not stopped by then. */
   stopTimer: NodeJS.Timeout | null;
 }
@@ -64,11 +66,11 @@ export class ThreadPool {
   ) {}
 
   /** Runs a task in a thread; rejects with the signal's reason once the task was stopped after an abort. */
-  run(job: ThreadJob, signal: AbortSignal): Promise<HandlerResult> {
+  run(job: ThreadJob, signal: AbortSignal, onProgress: (value: number, message: string) => void): Promise<HandlerResult> {
     if (this.closed) return Promise.reject(new TaskwireError(ErrorCode.CLOSED, 'the worker is closing'));
     if (signal.aborted) return Promise.reject(reason(signal));
     return new Promise((resolve, reject) => {
-      const entry: Job = { id: this.nextId++, job, signal, resolve, reject, onAbort: () => this.abort(entry), stopTimer: null };
+      const entry: Job = { id: this.nextId++, job, signal, resolve, reject, onAbort: () => this.abort(entry), stopTimer: null, onProgress };
       signal.addEventListener('abort', entry.onAbort, { once: true });
       const slot = this.slots.find((s) => s.job === null) ?? this.spawn();
       if (slot) this.start(slot, entry);
@@ -97,9 +99,10 @@ export class ThreadPool {
   private watch(slot: Slot): void {
     const thread = slot.thread;
     thread.unref(); // an idle pool must not keep the process alive: the connection does that
-    thread.on('message', (reply: Reply) => {
+    thread.on('message', (reply: Reply | ProgressMessage) => {
       const entry = slot.job;
       if (!entry || entry.id !== reply.id) return; // a reply from a task that was stopped
+      if ('kind' in reply) return entry.onProgress(reply.value, reply.message);
       slot.job = null;
       if (reply.ok) this.finish(entry, null, reply.result);
       else this.finish(entry, new TaskwireError(reply.code, reply.message));

@@ -1,7 +1,7 @@
 // One thread of a worker's pool: loads handler modules, runs one task at a time, aborts it when told to.
 //
 // Messages in:  { kind: 'run', id, module, export, payload, taskId, attempt, type } | { kind: 'abort', id, code, message }
-// Messages out: { id, ok: true, result } | { id, ok: false, code, message }
+// Messages out: { id, ok: true, result } | { id, ok: false, code, message } | { kind: 'progress', id, value, message }
 
 import { parentPort } from 'node:worker_threads';
 import { TaskwireError } from '../errors.js';
@@ -26,6 +26,14 @@ export interface AbortMessage {
 }
 
 export type Reply = { id: number; ok: true; result: HandlerResult } | { id: number; ok: false; code: string; message: string };
+
+/** A handler's progress report, passed on by the worker (which throttles it). */
+export interface ProgressMessage {
+  kind: 'progress';
+  id: number;
+  value: number;
+  message: string;
+}
 
 const port = parentPort!;
 const modules = new Map<string, Promise<Handler>>();
@@ -53,7 +61,10 @@ async function run(message: RunMessage): Promise<void> {
   try {
     const handler = await load(message.module, message.export);
     const payload = Buffer.from(message.payload.buffer, message.payload.byteOffset, message.payload.byteLength);
-    const result = await handler(payload, { taskId, attempt, type, signal: controller.signal });
+    const progress = (value = Number.NaN, message = ''): void => {
+      if (typeof value === 'number' && typeof message === 'string') port.postMessage({ kind: 'progress', id, value, message } satisfies ProgressMessage);
+    };
+    const result = await handler(payload, { taskId, attempt, type, signal: controller.signal, progress });
     const bad = badResult(result);
     reply = bad ? { id, ok: false, code: 'E_HANDLER', message: bad } : { id, ok: true, result };
   } catch (err) {
