@@ -1,30 +1,56 @@
 #!/usr/bin/env node
-// taskwire-client: submits one task per input and prints the results in input order.
+// taskwire-client: submits one job per input and prints the results in input order; or, with a command, asks
+// about jobs by id (status, wait, cancel) and lists the latest ones.
 
-import yargs from 'yargs';
+import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { CLIENT_DEFAULTS, createClient, ErrorCode, TaskwireError } from './lib/index.js';
+import { CLIENT_DEFAULTS, createClient, ErrorCode, PRIORITIES, TaskwireError, type Client, type JobInfo, type Progress, type SubmitOptions } from './lib/index.js';
 import { die, printable as p } from './lib/cli.js';
 
 const program = 'taskwire-client';
+const STATES = ['queued', 'delayed', 'running', 'completed', 'failed', 'cancelled'] as const;
 
-const argv = yargs(hideBin(process.argv))
+/** Options every command takes: where the scheduler is, how to print, how long to wait. */
+const common = (y: Argv) =>
+  y
+    .option('host', { type: 'string', default: CLIENT_DEFAULTS.host, describe: 'Scheduler host' })
+    .option('port', { alias: 'p', type: 'number', default: CLIENT_DEFAULTS.port, describe: 'Scheduler port' })
+    .option('token', { type: 'string', describe: 'Shared secret, if the scheduler requires one (or TASKWIRE_TOKEN)' })
+    .option('json', { type: 'boolean', default: false, describe: 'Print JSON instead of lines' })
+    .option('timeout', { type: 'number', default: 30_000, describe: 'Give up after this many ms (0: wait forever)' });
+
+const argv = common(yargs(hideBin(process.argv)))
   .scriptName(program)
-  .usage('$0 [options] <input...>\n\nSubmits one task per input to a scheduler and prints each result on its own line.')
   .env('TASKWIRE')
-  .option('type', { alias: 't', type: 'string', default: 'sha256', describe: 'Job type (built-ins: sha256, arith)' })
-  .option('host', { type: 'string', default: CLIENT_DEFAULTS.host, describe: 'Scheduler host' })
-  .option('port', { alias: 'p', type: 'number', default: CLIENT_DEFAULTS.port, describe: 'Scheduler port' })
-  .option('json', { type: 'boolean', default: false, describe: 'Print a JSON array of {input, ok, result | code, error}' })
-  .option('timeout', { type: 'number', default: 30_000, describe: 'Give up after this many ms (0: wait forever)' })
-  .option('task-timeout', { type: 'number', describe: "Ms each task may run on a worker before it is requeued (default: the scheduler's)" })
-  .option('retries', { type: 'number', describe: 'Times a failing task is retried, with exponential backoff' })
-  .option('token', { type: 'string', describe: 'Shared secret, if the scheduler requires one (or TASKWIRE_TOKEN)' })
+  .command('$0 [inputs..]', 'Submit one job per input and print each result on its own line', (y) =>
+    y
+      .positional('inputs', { type: 'string', array: true, describe: 'Job payloads' })
+      .option('type', { alias: 't', type: 'string', default: 'sha256', describe: 'Job type (built-ins: sha256, arith)' })
+      .option('task-timeout', { type: 'number', describe: "Ms each job may run on a worker before it is requeued (default: the scheduler's)" })
+      .option('retries', { type: 'number', describe: 'Times a failing job is retried, with exponential backoff' })
+      .option('priority', { type: 'string', describe: 'high, normal, low, or an integer: higher runs first (default normal)' })
+      .option('delay', { type: 'number', describe: 'Ms to wait before each job is queued' })
+      .option('detach', { type: 'boolean', default: false, describe: 'Print each job id instead of waiting: the jobs run even after this exits' }),
+  )
+  .command('status <ids..>', "Print jobs' status by id", (y) => y.positional('ids', { type: 'number', array: true }))
+  .command('wait <ids..>', "Wait for jobs by id and print their results (exit status as for a submission)", (y) =>
+    y.positional('ids', { type: 'number', array: true }),
+  )
+  .command('cancel <ids..>', 'Cancel jobs by id: queued ones never run, running ones are aborted', (y) => y.positional('ids', { type: 'number', array: true }))
+  .command('jobs', 'List the latest jobs, newest first', (y) =>
+    y
+      .option('state', { type: 'string', choices: STATES, describe: 'Only jobs in this state' })
+      .option('limit', { type: 'number', default: 20, describe: 'At most this many' }),
+  )
   .example('$0 "Hello"', 'SHA-256 of "Hello"')
   .example('$0 --type arith "1+(2*3)/4-5"', 'evaluate an expression: -2.5')
   .example('$0 --type arith "2+3, 5*6, 10-4"', 'arith inputs may be comma-separated lists')
-  .epilogue('Exit status: 0 when every task succeeded, 1 when any failed, 2 when the scheduler was unreachable or the run timed out.')
-  .demandCommand(1, 'give at least one input')
+  .example('$0 --detach --priority high "big job"', 'print its job id and exit; the job runs anyway')
+  .example('$0 wait 1764590000000001', "wait for a job by id and print its result")
+  .epilogue(
+    'Exit status: 0 when everything succeeded, 1 when a job failed, was cancelled or is unknown, 2 when the scheduler was unreachable or the run timed out. An input that is a command name goes after --.',
+  )
+  .check((a) => a._.length > 0 || ((a.inputs as unknown[] | undefined)?.length ?? 0) > 0 || 'give at least one input')
   .strict()
   .help()
   .alias('help', 'h')
@@ -32,46 +58,121 @@ const argv = yargs(hideBin(process.argv))
   .parseSync();
 
 type Outcome = { input: string; ok: true; result: string } | { input: string; ok: false; code: string; error: string };
+type Answer<T> = { id: number; ok: true; value: T } | { id: number; ok: false; code: string; error: string };
 
-async function main(): Promise<number> {
-  const raw = argv._.map(String);
-  // Commas never occur in arithmetic, so an arith input may be a list; other types take inputs verbatim.
-  const inputs = argv.type === 'arith' ? raw.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean) : raw;
-  if (inputs.length === 0) throw new Error('no input to submit');
+const failure = (err: TaskwireError) => ({ ok: false as const, code: err.code ?? 'E_UNKNOWN', error: err.message });
 
+/** A line on the terminal that redraws itself: a progress bar on stderr, only when stdout is a terminal. */
+class Bar {
+  private readonly on = process.stdout.isTTY === true && process.stderr.isTTY === true;
+  private shown = false;
+
+  draw(text: string): void {
+    if (!this.on) return;
+    process.stderr.write(`\r\x1b[2K${text}`);
+    this.shown = true;
+  }
+
+  count(done: number, total: number): void {
+    if (total < 2) return;
+    const width = 30;
+    const full = Math.round((done / total) * width);
+    this.draw(`[${'#'.repeat(full)}${'.'.repeat(width - full)}] ${done}/${total}`);
+  }
+
+  progress(progress: Progress): void {
+    const value = Number.isNaN(progress.value) ? '' : progress.value <= 1 ? `${Math.round(progress.value * 100)}% ` : `${progress.value} `;
+    this.draw(`${value}${p(progress.message)}`.trim());
+  }
+
+  clear(): void {
+    if (this.shown) process.stderr.write('\r\x1b[2K');
+    this.shown = false;
+  }
+}
+
+/** Runs `work` on a connected client, within --timeout (`what` says what was left undone); closes the client after. */
+async function withClient<T>(what: string | ((client: Client) => string), work: (client: Client, bar: Bar) => Promise<T>): Promise<T> {
   const client = createClient({ host: argv.host, port: argv.port, token: argv.token });
-  // Interrupted: tasks still pending fail with E_CLOSED (the scheduler drops them), the results so far are
-  // printed, and the exit status says not everything succeeded.
+  const bar = new Bar();
+  // Interrupted: pending requests fail with E_CLOSED, what is done so far is printed.
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void client.close());
-  const options = { timeoutMs: argv['task-timeout'], retries: argv.retries };
-  // Submitted before the connection is up (the client sends them once it is), so an interruption at any point,
-  // even during the handshake, still settles every task with E_CLOSED and prints it.
-  const settled = Promise.all(
-    inputs.map((input) =>
-      client.submit(argv.type, input, options).then(
-        (result): Outcome => ({ input, ok: true, result }),
-        (err: TaskwireError): Outcome => ({ input, ok: false, code: err.code ?? 'E_UNKNOWN', error: err.message }),
-      ),
-    ),
-  );
+  const done = work(client, bar);
   await client.connect().catch((err: TaskwireError) => {
     if (err.code !== ErrorCode.CLOSED) throw err; // unreachable or refused: exit 2 with the reason
   });
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     if (argv.timeout > 0) {
-      timer = setTimeout(
-        () => reject(new Error(`timed out after ${argv.timeout} ms with ${client.pendingCount} task(s) unanswered (is a worker for '${argv.type}' running?)`)),
-        argv.timeout,
-      );
+      timer = setTimeout(() => reject(new Error(`timed out after ${argv.timeout} ms ${typeof what === 'string' ? what : what(client)}`)), argv.timeout);
     }
   });
-  const outcomes = await Promise.race([settled, timeout]).finally(() => {
+  try {
+    return await Promise.race([done, timeout]);
+  } finally {
     clearTimeout(timer);
+    bar.clear();
     void client.close();
-  });
+  }
+}
 
-  const failed = outcomes.some((o) => !o.ok);
+function priorityOf(value: string | undefined): SubmitOptions['priority'] {
+  if (value === undefined) return undefined;
+  if (value in PRIORITIES) return value as keyof typeof PRIORITIES;
+  const n = Number(value);
+  if (!Number.isInteger(n)) throw new Error(`--priority must be high, normal, low or an integer, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+function idsOf(values: unknown): number[] {
+  const ids = (values as unknown[]).map(Number);
+  const bad = ids.find((id) => !Number.isSafeInteger(id) || id < 1);
+  if (bad !== undefined) throw new Error(`a job id is a whole number from 1, got ${String(bad)}`);
+  return ids;
+}
+
+async function submit(): Promise<number> {
+  const type = argv.type as string;
+  const raw = (argv.inputs as string[]).map(String);
+  // Commas never occur in arithmetic, so an arith input may be a list; other types take inputs verbatim.
+  const inputs = type === 'arith' ? raw.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean) : raw;
+  if (inputs.length === 0) throw new Error('no input to submit');
+  const options: SubmitOptions = {
+    timeoutMs: argv['task-timeout'] as number | undefined,
+    retries: argv.retries as number | undefined,
+    priority: priorityOf(argv.priority as string | undefined),
+    delayMs: argv.delay as number | undefined,
+  };
+  if (argv.detach) {
+    const answers = await withClient('waiting for the scheduler to accept the jobs', (client) =>
+      Promise.all(
+        inputs.map((input) =>
+          client.enqueue(type, input, { ...options, detach: true }).then(
+            (job) => ({ input, ok: true as const, id: job.id }),
+            (err: TaskwireError) => ({ input, ...failure(err) }),
+          ),
+        ),
+      ),
+    );
+    if (argv.json) process.stdout.write(`${JSON.stringify(answers, null, 2)}\n`);
+    else for (const a of answers) a.ok ? process.stdout.write(`${a.id}\n`) : process.stderr.write(`${program}: ${p(a.input)}: ${p(a.error)} (${p(a.code)})\n`);
+    return answers.every((a) => a.ok) ? 0 : 1;
+  }
+  let finished = 0;
+  const unanswered = (client: Client): string => `with ${client.pendingCount} task(s) unanswered (is a worker for '${type}' running?)`;
+  const outcomes = await withClient(unanswered, (client, bar) =>
+    Promise.all(
+      inputs.map((input) =>
+        client
+          .submit(type, input, { ...options, onProgress: inputs.length === 1 ? (progress) => bar.progress(progress) : undefined })
+          .then(
+            (result): Outcome => ({ input, ok: true, result }),
+            (err: TaskwireError): Outcome => ({ input, ...failure(err) }),
+          )
+          .finally(() => bar.count(++finished, inputs.length)),
+      ),
+    ),
+  );
   if (argv.json) {
     process.stdout.write(`${JSON.stringify(outcomes, null, 2)}\n`);
   } else if (outcomes.length === 1) {
@@ -81,7 +182,58 @@ async function main(): Promise<number> {
   } else {
     for (const o of outcomes) process.stdout.write(o.ok ? `${o.input} = ${o.result}\n` : `${o.input} = error: ${p(o.error)} (${p(o.code)})\n`);
   }
-  return failed ? 1 : 0;
+  return outcomes.some((o) => !o.ok) ? 1 : 0;
+}
+
+/** status, wait and cancel: one request per id, answered in order. */
+async function byId<T>(ids: number[], what: string, ask: (client: Client, id: number, bar: Bar) => Promise<T>, line: (id: number, value: T) => string): Promise<number> {
+  const answers = await withClient(what, (client, bar) =>
+    Promise.all(
+      ids.map((id) =>
+        ask(client, id, bar).then(
+          (value): Answer<T> => ({ id, ok: true, value }),
+          (err: TaskwireError): Answer<T> => ({ id, ...failure(err) }),
+        ),
+      ),
+    ),
+  );
+  if (argv.json) process.stdout.write(`${JSON.stringify(answers.map((a) => (a.ok ? { id: a.id, ok: true, ...jsonOf(a.value) } : a)), null, 2)}\n`);
+  else for (const a of answers) a.ok ? process.stdout.write(`${line(a.id, a.value)}\n`) : process.stdout.write(`${a.id}: error: ${p(a.error)} (${p(a.code)})\n`);
+  return answers.every((a) => a.ok) ? 0 : 1;
+}
+
+function jsonOf(value: unknown): object {
+  return typeof value === 'object' && value !== null ? value : { result: value };
+}
+
+/** One line for a job: id, state, type and what there is to say of it. */
+function describe(job: JobInfo): string {
+  const parts = [String(job.id), job.state, p(job.type), `attempts ${job.attempts}`];
+  if (job.priority !== 0) parts.push(`priority ${job.priority}`);
+  if (job.worker) parts.push(`worker ${p(job.worker)}`);
+  if (job.progress) parts.push(`progress ${Number.isNaN(job.progress.value) ? '' : job.progress.value} ${p(job.progress.message)}`.trim());
+  if (job.error) parts.push(`error: ${p(job.error.message)} (${p(job.error.code)})`);
+  if (job.result !== undefined) parts.push(`result ${p(job.result)}`);
+  return parts.join('  ');
+}
+
+async function main(): Promise<number> {
+  const command = argv._[0];
+  if (command === 'status') return byId(idsOf(argv.ids), 'waiting for the status', (c, id) => c.status(id), (_id, job) => describe(job));
+  if (command === 'wait') {
+    const ids = idsOf(argv.ids);
+    return byId(ids, 'waiting for the jobs to finish', (c, id, bar) => c.wait(id, { onProgress: ids.length === 1 ? (x) => bar.progress(x) : undefined }), (id, result) => (ids.length === 1 ? result : `${id} = ${result}`));
+  }
+  if (command === 'cancel') return byId(idsOf(argv.ids), 'waiting for the cancels', (c, id) => c.cancel(id), (id, outcome) => `${id} ${outcome}`);
+  if (command === 'jobs') {
+    const limit = argv.limit as number;
+    if (!Number.isInteger(limit) || limit < 1) throw new Error(`--limit must be a whole number from 1, got ${String(argv.limit)}`);
+    const jobs = await withClient('waiting for the list', (c) => c.jobs({ state: argv.state as JobInfo['state'] | undefined, limit }));
+    if (argv.json) process.stdout.write(`${JSON.stringify(jobs, null, 2)}\n`);
+    else for (const job of jobs) process.stdout.write(`${describe(job)}\n`);
+    return 0;
+  }
+  return submit();
 }
 
 main().then(

@@ -25,6 +25,8 @@ const argv = yargs(hideBin(process.argv))
   .option('max-queued-bytes', { type: 'number', default: SCHEDULER_DEFAULTS.maxQueuedBytes, describe: 'Bytes of queued task bodies at most; more fail with E_QUEUE_FULL' })
   .option('max-concurrency', { type: 'number', default: SCHEDULER_DEFAULTS.maxConcurrency, describe: 'Largest concurrency (credits) a worker may announce; more is capped' })
   .option('strategy', { type: 'string', choices: STRATEGIES, default: SCHEDULER_DEFAULTS.strategy, describe: 'Which idle worker gets a new task: round-robin or least-loaded (share of its concurrency in use)' })
+  .option('fair', { type: 'boolean', default: SCHEDULER_DEFAULTS.fair, describe: 'Within one priority, clients take turns instead of the oldest job going first' })
+  .option('no-worker-timeout', { type: 'number', default: SCHEDULER_DEFAULTS.noWorkerTimeoutMs, describe: 'Ms a job for a type no worker runs waits before it fails with E_NO_WORKER (0: for ever)' })
   .option('max-connections', { type: 'number', default: SCHEDULER_DEFAULTS.maxConnections, describe: 'Open connections at most' })
   .option('grace', { type: 'number', default: 10_000, describe: 'On SIGINT/SIGTERM, ms to let running and queued tasks finish' })
   .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Log only errors' })
@@ -52,6 +54,8 @@ async function main(): Promise<void> {
     maxConcurrency: argv['max-concurrency'],
     maxConnections: argv['max-connections'],
     strategy: argv.strategy as Strategy,
+    fair: argv.fair,
+    noWorkerTimeoutMs: argv['no-worker-timeout'],
   });
   const log = (line: string): void => {
     if (!argv.quiet) process.stdout.write(`${line}\n`);

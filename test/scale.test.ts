@@ -11,6 +11,7 @@ import { FrameDecoder, MAX_PAYLOAD_LIMIT } from '../lib/protocol/frame.js';
 import {
   Cmd,
   Role,
+  decodeAccepted,
   decodeCompleted,
   decodeError,
   decodeFailed,
@@ -21,6 +22,7 @@ import {
   writeHello,
   writeReady,
   writeResultOk,
+  writeStatus,
   writeSubmit,
 } from '../lib/protocol/index.js';
 import { root, sha256, startScheduler, waitFor, within } from './helpers.js';
@@ -497,7 +499,30 @@ t.test('a peer of version 1 is answered in version 1 and served; one of version 
   const v2 = await Raw.open(t, scheduler.port, hello(Role.CLIENT, 2));
   await waitFor('the v2 hello', () => v2.frames.length === 1);
   t.same(decodeHello(v2.frames[0]!.payload), { version: 2, role: Role.SCHEDULER, heartbeatMs: 5000, name: scheduler.name, token: '', settings: { maxPayload: 123_456 } });
-  const v3 = await Raw.open(t, scheduler.port, hello(Role.CLIENT, 3));
-  await v3.closed;
-  t.equal(v3.error()?.code, ErrorCode.VERSION, 'version 3 is refused with E_VERSION');
+  const v4 = await Raw.open(t, scheduler.port, hello(Role.CLIENT, 4));
+  await v4.closed;
+  t.equal(v4.error()?.code, ErrorCode.VERSION, 'version 4 is refused with E_VERSION');
+});
+
+t.test("version 3's jobs by id are for peers of version 3: older ones keep version 2's rules", async (t) => {
+  const scheduler = await startScheduler(t);
+  worker(t, scheduler.port, shaHandlers);
+  await waitFor('the worker', () => scheduler.stats().workers === 1);
+  // A SUBMIT tag of version 3 from a peer of version 2 is an unknown tag, as it was.
+  const v2 = await Raw.open(t, scheduler.port, Buffer.concat([hello(Role.CLIENT, 2), encode(writeSubmit, 1, 'sha256', 'x', { priority: 5 })]));
+  await v2.closed;
+  t.equal(v2.error()?.code, ErrorCode.PROTOCOL);
+  t.match(v2.error()?.message, /unknown option tag 4/);
+  // So is one of its commands.
+  const status = await Raw.open(t, scheduler.port, Buffer.concat([hello(Role.CLIENT, 2), encode(writeStatus, 1, 123)]));
+  await status.closed;
+  t.match(status.error(), { code: ErrorCode.PROTOCOL, message: /may not send STATUS/ });
+  // A peer of version 3 gets ACCEPTED and REPLY.
+  const v3 = await Raw.open(t, scheduler.port, Buffer.concat([hello(Role.CLIENT, 3), encode(writeSubmit, 1, 'sha256', 'x', { accept: true })]));
+  await waitFor('the answer', () => v3.of(Cmd.COMPLETED).length === 1);
+  const { jobId } = decodeAccepted(v3.of(Cmd.ACCEPTED)[0]!.payload);
+  t.ok(v3.frames.findIndex((f) => f.cmd === Cmd.ACCEPTED) < v3.frames.findIndex((f) => f.cmd === Cmd.COMPLETED), 'ACCEPTED comes first');
+  v3.send(encode(writeStatus, 2, jobId));
+  await waitFor('the status', () => v3.of(Cmd.FAILED).length === 1);
+  t.match(decodeFailed(v3.of(Cmd.FAILED)[0]!.payload), { requestId: 2, code: ErrorCode.NO_SUCH_JOB }, 'an attached job is gone once answered');
 });
