@@ -5,6 +5,7 @@ import t from 'tap';
 import { ErrorCode } from '../lib/errors.js';
 import { PROGRESS_INTERVAL_MS } from '../lib/scheduler/core.js';
 import { Harness, bodyOf } from './core-harness.js';
+import { getGc } from './helpers.js';
 
 t.test('job ids count up from firstJobId, are never reused, and a refused submission gets none', (t) => {
   const h = new Harness({ firstJobId: 1_000_000, maxQueued: 2 });
@@ -251,5 +252,37 @@ t.test('recentJobs lists the latest jobs, newest first, filtered by state', (t) 
   t.same(h.core.recentJobs().map((j) => [j.id, j.state]), [[c, 'delayed'], [b, 'running'], [a, 'completed']]);
   t.same(h.core.recentJobs(10, 'running').map((j) => j.id), [b]);
   t.same(h.core.recentJobs(1).map((j) => j.id), [c]);
+  t.end();
+});
+
+t.test('a million finished detached jobs: the records stay at maxFinishedJobs and the heap does not grow with them', (t) => {
+  const gc = getGc();
+  t.ok(gc, 'a garbage collector to call');
+  if (!gc) return t.end();
+  const h = new Harness({ maxFinishedJobs: 1000 });
+  const core = h.core;
+  const client = h.client('c1');
+  const worker = h.worker('w1', 64, ['x']);
+  const body = Buffer.from('payload');
+  const result = { ok: true as const, buf: Buffer.from('the result'), bodyStart: 0, bodyEnd: 10 };
+  const run = (n: number): void => {
+    for (let i = 0; i < n; i++) {
+      core.submit(client, i, 'x', body, { detach: true });
+      const d = h.sent.pop()!;
+      core.result(worker, d.taskId, d.attempt, result);
+      h.settled.length = 0;
+      h.dispatchedEvents.length = h.completedEvents.length = 0;
+    }
+  };
+  run(50_000);
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  run(1_000_000);
+  gc();
+  const grown = process.memoryUsage().heapUsed - before;
+  t.equal(h.stats().finishedJobs, 1000);
+  t.equal(h.stats().completed, 1_050_000);
+  t.equal(core.indexedJobs, 0);
+  t.ok(grown < 8 * 1024 * 1024, `the heap grew ${(grown / 1024 / 1024).toFixed(1)} MB over a million jobs`);
   t.end();
 });

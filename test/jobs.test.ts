@@ -99,6 +99,16 @@ t.test('progress reaches the submitter and a waiter, and the status keeps the la
   t.ok(seen.includes('waiter 0.75 three quarters'), 'the waiter got what came after it asked');
 });
 
+t.test('a handler in a thread reports progress too', async (t) => {
+  const scheduler = await startScheduler(t);
+  const module = new URL('./fixtures/thread-handlers.ts', import.meta.url);
+  worker(t, scheduler.port, { reports: { module, export: 'reports' } });
+  const c = client(t, scheduler.port);
+  const seen: string[] = [];
+  t.equal(await c.submit('reports', '', { onProgress: (p) => seen.push(`${p.value} ${p.message}`) }), 'reported');
+  t.same(seen, ['0.5 from a thread', '1 done soon']);
+});
+
 t.test('priorities: a busy worker takes high, then normal, then low, FIFO within each', async (t) => {
   const scheduler = await startScheduler(t);
   const order: string[] = [];
