@@ -466,12 +466,17 @@ export class SchedulerCore<H, R = unknown> {
    * A client is gone. Its attached jobs go with it: nothing runs for nobody, so queued and delayed ones are
    * dropped and running ones withdrawn from their workers. Its detached jobs carry on, owned by nobody.
    */
-  private clientLost(client: ClientRecord<H>, reason: string, cancelMessage = 'the task was cancelled: its client disconnected'): void {
+  private clientLost(
+    client: ClientRecord<H>,
+    reason: string,
+    cancelMessage = 'the task was cancelled: its client disconnected',
+    ending = false,
+  ): void {
     if (!this.clients.delete(client)) return;
     const touched = new Set<Queue<H>>();
     for (let task = client.firstTask; task; task = task.nextOfClient) {
       task.owner = null;
-      if (task.detached) continue;
+      if (task.detached && !ending) continue; // at shutdown() detached jobs end with the rest
       if (task.state === TaskState.QUEUED) {
         const queue = this.queues.get(task.type)!;
         queue.remove(task);
@@ -499,7 +504,18 @@ export class SchedulerCore<H, R = unknown> {
       this.queuedBytes -= bytes;
       touched.add(queue);
     }
-    for (const lane of client.detachedLanes.values()) lane.owner = null;
+    for (const lane of client.detachedLanes.values()) {
+      if (!ending) {
+        lane.owner = null;
+        continue;
+      }
+      const queue = lane.queue;
+      const bytes = lane.bytes;
+      lane.rows.forEach((_requestId, seq) => this.jobs.delete(seq));
+      this.queued -= queue.dropLane(lane);
+      this.queuedBytes -= bytes;
+      touched.add(queue);
+    }
     client.firstTask = client.lastTask = null;
     client.lanes.clear();
     client.detachedLanes.clear();
@@ -606,9 +622,18 @@ export class SchedulerCore<H, R = unknown> {
         this.unwait(jobId, client);
       }
       client.waits = null;
-      this.clientLost(client, message, `the task was cancelled: ${message}`);
+      this.clientLost(client, message, `the task was cancelled: ${message}`, true);
     }
     for (const worker of [...this.workers]) this.workerLost(worker, message);
+    // What is left are detached jobs that nobody owned any more. The scheduler ends, and with no journal to keep
+    // them they end with it, unanswered (there is nobody to answer).
+    this.queues.clear();
+    this.delayed.clear();
+    this.deadlines.clear();
+    this.orphans.clear();
+    this.jobs.clear();
+    this.waiters.clear();
+    this.queued = this.queuedBytes = this.inFlight = 0;
   }
 
   // ---- jobs --------------------------------------------------------------------------------------------------
@@ -1026,7 +1051,7 @@ export class SchedulerCore<H, R = unknown> {
    * `discard` (nobody wants the answer: its client left, or it was cancelled) that answer counts as discarded,
    * else as late.
    */
-  private revoke(task: Task<H>, code: string, message: string, discard = task.owner === null): void {
+  private revoke(task: Task<H>, code: string, message: string, discard = task.owner === null && !task.detached): void {
     const worker = task.worker!;
     worker.running.delete(task.id);
     worker.revoked.set(`${task.id}:${task.attempt}`, discard);

@@ -84,6 +84,14 @@ export class JobIndex<V> {
     return false;
   }
 
+  clear(): void {
+    this.pages.clear();
+    this.sparse.clear();
+    this.lastNumber = this.newest = -1;
+    this.lastPage = null;
+    this.size = 0;
+  }
+
   /** Every entry, in no particular order. */
   *values(): IterableIterator<V> {
     for (const page of this.pages.values()) for (const v of page.slots) if (v !== undefined) yield v;

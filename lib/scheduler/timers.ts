@@ -49,6 +49,13 @@ export class TimerWheel<T extends Timed<T>> {
     this.size--;
   }
 
+  /** Forgets every item. */
+  clear(): void {
+    for (const bucket of this.buckets) while (bucket.head !== null) bucket.remove(bucket.head);
+    this.size = 0;
+    this.cursor = -1;
+  }
+
   /** Removes and returns the items due at `now` (deadline at most `now`), in no particular order. */
   popDue(now: number): T[] {
     const due: T[] = [];
