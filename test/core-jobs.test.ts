@@ -286,3 +286,21 @@ t.test('a million finished detached jobs: the records stay at maxFinishedJobs an
   t.ok(grown < 8 * 1024 * 1024, `the heap grew ${(grown / 1024 / 1024).toFixed(1)} MB over a million jobs`);
   t.end();
 });
+
+t.test('fair with tenants: the lanes of one tenant, from any client, take one turn together', (t) => {
+  for (const tenant of [7, undefined]) {
+    const h = new Harness({ fair: true });
+    for (const c of ['a1', 'a2', 'b']) h.client(c);
+    for (let i = 1; i <= 3; i++) h.submit('a1', i, 'x', `a1-${i}`, { tenant });
+    for (let i = 1; i <= 3; i++) h.submit('a2', i, 'x', `a2-${i}`, { tenant });
+    for (let i = 1; i <= 3; i++) h.submit('b', i, 'x', `b-${i}`);
+    h.worker('w1', 1, ['x']);
+    while (h.sent.length < 9) h.finish(h.sent.at(-1)!);
+    if (tenant === undefined) {
+      t.same(h.bodies(), ['a1-1', 'a2-1', 'b-1', 'a1-2', 'a2-2', 'b-2', 'a1-3', 'a2-3', 'b-3'], 'without: three clients, three turns');
+    } else {
+      t.same(h.bodies(), ['a1-1', 'b-1', 'a1-2', 'b-2', 'a1-3', 'b-3', 'a2-1', 'a2-2', 'a2-3'], "with: a1 and a2 share tenant 7's turn, oldest first");
+    }
+  }
+  t.end();
+});

@@ -56,6 +56,8 @@ interface MTask {
   readonly delayedAtSubmit: boolean;
   /** Detached: it survives its client's loss, owned by nobody (an orphan), and runs once all the same. */
   readonly detached: boolean;
+  /** Its tenant (fair seeds: a tenant's lanes share a turn), or null. */
+  readonly tenant: number | null;
   state: MState;
   worker: MWorker | null;
   id: number;
@@ -501,7 +503,7 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
       if (m.attempt === 0 && !m.delayedAtSubmit) {
         // First dispatches keep submission order within a priority (within a client's lane, in a fair seed); a
         // delayed job takes its place by submission when due, so it is left out of this check.
-        const lane = cfg.fair ? `${m.type}/${m.priority}/${m.client.name}/${m.detached}` : `${m.type}/${m.priority}`;
+        const lane = cfg.fair ? `${m.type}/${m.priority}/${m.client.name}/${m.detached}/${m.tenant}` : `${m.type}/${m.priority}`;
         const last = lastFirstDispatch.get(lane) ?? -1;
         if (m.order < last) violate(`first attempts of ${lane} out of submission order (${m.order} after ${last})`);
         lastFirstDispatch.set(lane, m.order);
@@ -519,7 +521,8 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
           if (o.type !== m.type || o.priority !== m.priority || o.order >= m.order) continue;
           // Task objects (requeued, or delayed and due) go before any row by submission; rows of one lane in order.
           const object = (x: MTask): boolean => x.attempt > 0 || x.delayedAtSubmit;
-          if (!cfg.fair || object(o) || (!object(m) && o.client === m.client && o.detached === m.detached)) {
+          const sameLane = o.client === m.client && o.detached === m.detached && o.tenant === m.tenant;
+          if (!cfg.fair || object(o) || (!object(m) && sameLane)) {
             violate(`${keyOf(m)} dispatched to ${w.name} before the older ${keyOf(o)}`);
           }
           olderElsewhere = true;
@@ -859,6 +862,7 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
         if (rnd() < 0.3) options.priority = [-1, 2, 5][int(3)]!;
         if (rnd() < 0.1) options.delayMs = [100, 700, 3000][int(3)]!;
         if (rnd() < 0.15) options.detach = true;
+        if (cfg.fair && rnd() < 0.3) options.tenant = 1 + int(2);
       }
       const delayMs = options?.delayMs ?? 0;
       const key = `${c.name}:${requestId}`;
@@ -891,7 +895,7 @@ function simulate(seed: number, steps: number, totals: Totals): string | null {
         accepted = {
           client: c, requestId, type, order: order++, bytes: body.length,
           timeoutMs: options?.timeoutMs || cfg.timeoutMs, backoffMs: options?.backoffMs || cfg.backoffMs,
-          retries: options?.retries ?? 0, priority: options?.priority ?? 0, jobId: lastJobId + 1, delayedAtSubmit: delayMs > 0, detached: options?.detach === true,
+          retries: options?.retries ?? 0, priority: options?.priority ?? 0, jobId: lastJobId + 1, delayedAtSubmit: delayMs > 0, detached: options?.detach === true, tenant: options?.tenant ?? null,
           state: delayMs > 0 ? 'delayed' : 'queued', worker: null, id: -1, attempt: 0, faults: 0, retried: 0,
           deadline: Infinity, dueAt: delayMs > 0 ? now + delayMs : Infinity, avoid: null,
         };

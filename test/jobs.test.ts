@@ -159,6 +159,30 @@ t.test('fair: a single job from one client waits for one job of another clientâ€
   }
 });
 
+t.test('fair with a tenant: two clients of one tenant share a turn, so a third client waits one job, not two', async (t) => {
+  const scheduler = await startScheduler(t, { fair: true });
+  worker(t, scheduler.port, { job: async () => (await sleep(1), 'ok') }, { concurrency: 1, prefetch: 0 });
+  const ids = new Map<string, number>();
+  scheduler.on('clientJoined', (c) => ids.set(c.name, c.id));
+  const dispatched: string[] = [];
+  let queuedAt = -1;
+  scheduler.on('taskDispatched', (e) => dispatched.push(e.clientId === ids.get('single') ? 'single' : 'acme'));
+  scheduler.on('taskQueued', (e) => {
+    if (e.clientId === ids.get('single')) queuedAt = dispatched.length;
+  });
+  const acme = [createClient({ port: scheduler.port, name: 'acme-1' }), createClient({ port: scheduler.port, name: 'acme-2' })];
+  const single = createClient({ port: scheduler.port, name: 'single' });
+  t.teardown(() => Promise.all([...acme, single].map((c) => c.close())));
+  await Promise.all([...acme, single].map((c) => c.connect()));
+  const all = acme.flatMap((c, n) => Array.from({ length: 100 }, (_, i) => c.submit('job', `${n}-${i}`, { tenant: 'acme' })));
+  await waitFor('the bursts queued', () => scheduler.stats().queued >= 150);
+  await single.submit('job', 'single');
+  const ahead = dispatched.indexOf('single') - queuedAt;
+  t.ok(ahead <= 1, `${ahead} of acme's jobs were dispatched between the single job's queueing and its dispatch`);
+  await Promise.all(all);
+  await t.rejects(single.submit('job', 'x', { tenant: '' }), { code: ErrorCode.INVALID });
+});
+
 t.test('a delayed job does not start before its delay', async (t) => {
   const scheduler = await startScheduler(t);
   const startedAt: number[] = [];

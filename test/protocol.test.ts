@@ -529,7 +529,7 @@ t.test('constants: command table, roles, version, header size, default maxPayloa
     { TASK: 1, RESULT: 2, HELLO: 3, SUBMIT: 4, COMPLETED: 5, FAILED: 6, ERROR: 7, READY: 8, CANCEL: 9, ACCEPTED: 10, STATUS: 11, WAIT: 12, ABORT: 13, LIST: 14, REPLY: 15, PROGRESS: 16 },
   );
   t.same({ ...Role }, { CLIENT: 1, WORKER: 2, SCHEDULER: 3 });
-  t.same({ ...SubmitOption }, { TIMEOUT_MS: 1, RETRIES: 2, BACKOFF_MS: 3, PRIORITY: 4, DELAY_MS: 5, DETACH: 6, ACCEPT: 7 });
+  t.same({ ...SubmitOption }, { TIMEOUT_MS: 1, RETRIES: 2, BACKOFF_MS: 3, PRIORITY: 4, DELAY_MS: 5, DETACH: 6, ACCEPT: 7, TENANT: 8 });
   t.equal(PROTOCOL_VERSION, 3);
   t.equal(OLDEST_VERSION, 1);
   t.same({ ...HelloSetting }, { MAX_PAYLOAD: 1, MAY_BLOCK: 2 });
@@ -1210,7 +1210,7 @@ t.test('message rejections: inner lengths and values that do not fit are E_PROTO
     // Option tags: 1-3 are defined; any other is E_PROTOCOL even when the rest of the payload is well formed.
     ['SUBMIT unknown option tag 0', () => decodeSubmit(fromHex('00000001' + '01' + '0000000001' + '0001' + '74'))],
     ['SUBMIT option tag 4 from a peer of version 2', () => decodeSubmit(fromHex('00000001' + '01' + '0400000001' + '0001' + '74'), 0, 13, 2)],
-    ['SUBMIT unknown option tag 8', () => decodeSubmit(fromHex('00000001' + '01' + '0800000001' + '0001' + '74'))],
+    ['SUBMIT unknown option tag 9', () => decodeSubmit(fromHex('00000001' + '01' + '0900000001' + '0001' + '74'))],
     ['SUBMIT DETACH of 2', () => decodeSubmit(fromHex('00000001' + '01' + '0600000002' + '0001' + '74'))],
     ['SUBMIT unknown option tag 255', () => decodeSubmit(fromHex('00000001' + '01' + 'ff00000001' + '0001' + '74'))],
     ['SUBMIT unknown tag after a valid one', () => decodeSubmit(fromHex('00000001' + '02' + '0100007530' + '0900000000' + '0001' + '74'))],

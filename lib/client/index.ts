@@ -62,6 +62,11 @@ export interface SubmitOptions {
   runAt?: Date | number;
   /** The job survives this client's disconnection (else it is cancelled with it). Default false. */
   detach?: boolean;
+  /**
+   * With a fair scheduler, the jobs of one tenant, from any client, take one turn together (else each client
+   * takes its own): a name (hashed to 32 bits, so two names may rarely share a turn) or a u32.
+   */
+  tenant?: string | number;
   /** Called with each progress report of the job's handler (at most every 100 ms). */
   onProgress?: (progress: Progress) => void;
 }
@@ -420,7 +425,7 @@ export class Client extends EventEmitter<ClientEvents> {
 }
 
 const SUBMIT_LIMITS = { timeoutMs: 0xffff_ffff, retries: 255, backoffMs: 0xffff_ffff, delayMs: 0xffff_ffff } as const;
-const SUBMIT_KEYS = new Set(['timeoutMs', 'retries', 'backoffMs', 'priority', 'delayMs', 'runAt', 'detach', 'onProgress']);
+const SUBMIT_KEYS = new Set(['timeoutMs', 'retries', 'backoffMs', 'priority', 'delayMs', 'runAt', 'detach', 'tenant', 'onProgress']);
 
 /** The options as SUBMIT carries them, or what is wrong with them. */
 function wireOptions(options: SubmitOptions): WireOptions | string {
@@ -453,13 +458,24 @@ function wireOptions(options: SubmitOptions): WireOptions | string {
   }
   if (detach !== undefined && typeof detach !== 'boolean') return `options.detach must be true or false, got ${String(detach)}`;
   if (detach) wire.detach = true;
+  const tenant = options.tenant;
+  if (typeof tenant === 'string' && tenant.length > 0) wire.tenant = fnv1a(tenant);
+  else if (typeof tenant === 'number' && Number.isInteger(tenant) && tenant >= 0 && tenant <= 0xffff_ffff) wire.tenant = tenant;
+  else if (tenant !== undefined) return `options.tenant must be a non-empty string or an integer from 0 to 4294967295, got ${String(tenant)}`;
   if (onProgress !== undefined && typeof onProgress !== 'function') return 'options.onProgress must be a function';
   return wire;
 }
 
 /** Whether SUBMIT options need a scheduler of version 3. */
 function usesJobs(wire: WireOptions): boolean {
-  return wire.priority !== undefined || wire.delayMs !== undefined || wire.detach !== undefined || wire.accept !== undefined;
+  return wire.priority !== undefined || wire.delayMs !== undefined || wire.detach !== undefined || wire.accept !== undefined || wire.tenant !== undefined;
+}
+
+/** FNV-1a, 32 bits, of a tenant's name in UTF-8: the same name gives the same key in every client. */
+function fnv1a(text: string): number {
+  let hash = 0x811c9dc5;
+  for (const byte of Buffer.from(text)) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
+  return hash;
 }
 
 /** A job id as the library hands them out: a whole number below 2^53. */

@@ -4,7 +4,7 @@
 
 /**
  * The version this side speaks. A scheduler also answers peers of every version from OLDEST_VERSION, in theirs.
- * Version 3 added jobs by id (SUBMIT tags 4-7, commands 10-16); only peers of version 3 may use them.
+ * Version 3 added jobs by id (SUBMIT tags 4-8, commands 10-16); only peers of version 3 may use them.
  */
 export const PROTOCOL_VERSION = 3;
 /** The first version with jobs by id. */
@@ -111,6 +111,8 @@ export const SubmitOption = {
   DETACH: 6,
   /** (version 3) 1: answer with ACCEPTED and the job id as soon as the job is accepted. */
   ACCEPT: 7,
+  /** (version 3) the fairness key: with a fair scheduler, a tenant's jobs take one turn together. */
+  TENANT: 8,
 } as const;
 
 export interface SubmitOptions {
@@ -121,6 +123,7 @@ export interface SubmitOptions {
   delayMs?: number;
   detach?: boolean;
   accept?: boolean;
+  tenant?: number;
 }
 
 /**

@@ -197,7 +197,7 @@ export function decodeHello(buf: Buffer, start = 0, end = buf.length): Hello | n
   return hello;
 }
 
-/** `version` is the sender's: tags 4 to 7 are version 3's, unknown to older peers. */
+/** `version` is the sender's: tags 4 to 8 are version 3's, unknown to older peers. */
 export function decodeSubmit(buf: Buffer, start = 0, end = buf.length, version = JOBS_VERSION): Submit {
   const r = reader.reset(buf, start, end, 'SUBMIT');
   const requestId = r.u32('request id');
@@ -218,6 +218,7 @@ export function decodeSubmit(buf: Buffer, start = 0, end = buf.length, version =
     else if (tag === SubmitOption.DELAY_MS) options.delayMs = value;
     else if (tag === SubmitOption.DETACH) options.detach = flag(value, 'DETACH');
     else if (tag === SubmitOption.ACCEPT) options.accept = flag(value, 'ACCEPT');
+    else if (tag === SubmitOption.TENANT) options.tenant = value;
     else throw new ProtocolError(`SUBMIT has unknown option tag ${tag}`);
   }
   const type = r.string('job type');

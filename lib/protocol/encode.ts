@@ -116,6 +116,7 @@ const OPTION_FIELDS = [
   ['delayMs', SubmitOption.DELAY_MS],
   ['detach', SubmitOption.DETACH],
   ['accept', SubmitOption.ACCEPT],
+  ['tenant', SubmitOption.TENANT],
 ] as const;
 
 /**

@@ -90,6 +90,11 @@ export interface SubmitOptions {
   delayMs?: number;
   /** The job survives its client's departure (else it is cancelled with it). */
   detach?: boolean;
+  /**
+   * With fairness, the jobs of one tenant (of any client) take one turn together, instead of each client taking
+   * its own; a u32 key.
+   */
+  tenant?: number;
 }
 
 export interface CoreOptions {
@@ -365,6 +370,7 @@ export class SchedulerCore<H, R = unknown> {
       lastTask: null,
       lanes: new Map(),
       detachedLanes: new Map(),
+      tenantLanes: null,
       lastLane: null,
       waits: null,
     };
@@ -492,8 +498,9 @@ export class SchedulerCore<H, R = unknown> {
       this.jobs.delete(task.seq);
       this.dropWaiters(task.seq, ErrorCode.CANCELLED, cancelMessage);
     }
+    const tenantLanes = client.tenantLanes === null ? [] : [...client.tenantLanes.values()].flatMap((m) => [...m.values()]);
     // Its attached rows go lane by lane, in O(job types) plus their index entries.
-    for (const lane of client.lanes.values()) {
+    for (const lane of [...client.lanes.values(), ...tenantLanes.filter((l) => !l.detached)]) {
       const queue = lane.queue;
       const bytes = lane.bytes;
       lane.rows.forEach((_requestId, seq) => {
@@ -504,7 +511,7 @@ export class SchedulerCore<H, R = unknown> {
       this.queuedBytes -= bytes;
       touched.add(queue);
     }
-    for (const lane of client.detachedLanes.values()) {
+    for (const lane of [...client.detachedLanes.values(), ...tenantLanes.filter((l) => l.detached)]) {
       if (!ending) {
         lane.owner = null;
         continue;
@@ -519,6 +526,7 @@ export class SchedulerCore<H, R = unknown> {
     client.firstTask = client.lastTask = null;
     client.lanes.clear();
     client.detachedLanes.clear();
+    client.tenantLanes = null;
     client.lastLane = null;
     client.pending = client.pendingBytes = 0;
     if (client.waits !== null) {
@@ -681,7 +689,7 @@ export class SchedulerCore<H, R = unknown> {
       queue.ready.gave(slot);
       return seq;
     }
-    const lane = this.laneOf(client, queue.level(settings.priority), settings.detached);
+    const lane = this.laneOf(client, queue.level(settings.priority), settings.detached, options?.tenant ?? null);
     queue.push(lane, seq, requestId, this.now, body, settings);
     this.jobs.set(seq, lane);
     this.queued++;
@@ -914,22 +922,40 @@ export class SchedulerCore<H, R = unknown> {
    * as soon as its last row leaves (forgetLane()), so a client holds lanes only where it has rows: a client
    * submitting a new job type with every task costs O(1) per task, not a scan of its lanes.
    */
-  private laneOf(client: ClientRecord<H>, level: Level<H>, detached: boolean): Lane<H> {
+  private laneOf(client: ClientRecord<H>, level: Level<H>, detached: boolean, tenant: number | null): Lane<H> {
     const last = client.lastLane;
-    if (last !== null && last.level === level && last.detached === detached) return last;
-    const lanes = detached ? client.detachedLanes : client.lanes;
-    let lane = lanes.get(level);
-    if (lane === undefined) {
-      lane = new QueueLane<CoreKinds<H>>(client, detached, level);
-      lanes.set(level, lane);
+    if (last !== null && last.level === level && last.detached === detached && last.tenant === tenant) return last;
+    let lane: Lane<H> | undefined;
+    if (tenant === null) {
+      const lanes = detached ? client.detachedLanes : client.lanes;
+      lane = lanes.get(level);
+      if (lane === undefined) lanes.set(level, (lane = new QueueLane<CoreKinds<H>>(client, detached, level)));
+    } else {
+      client.tenantLanes ??= new Map();
+      let lanes = client.tenantLanes.get(level);
+      if (lanes === undefined) client.tenantLanes.set(level, (lanes = new Map()));
+      const key = tenant * 2 + (detached ? 1 : 0);
+      lane = lanes.get(key);
+      if (lane === undefined) lanes.set(key, (lane = new QueueLane<CoreKinds<H>>(client, detached, level, tenant)));
     }
     // The lane it replaces as the last one goes if it is empty (see forgetLane()).
-    if (last !== null && last.rows.size === 0) {
-      const of = last.detached ? client.detachedLanes : client.lanes;
-      if (of.get(last.level) === last) of.delete(last.level);
-    }
+    if (last !== null && last.rows.size === 0) this.unlist(client, last);
     client.lastLane = lane;
     return lane;
+  }
+
+  /** Takes a lane out of its client's maps. */
+  private unlist(client: ClientRecord<H>, lane: Lane<H>): void {
+    if (lane.tenant === null) {
+      const lanes = lane.detached ? client.detachedLanes : client.lanes;
+      if (lanes.get(lane.level) === lane) lanes.delete(lane.level);
+      return;
+    }
+    const lanes = client.tenantLanes?.get(lane.level);
+    const key = lane.tenant * 2 + (lane.detached ? 1 : 0);
+    if (lanes?.get(key) !== lane) return;
+    lanes.delete(key);
+    if (lanes.size === 0) client.tenantLanes!.delete(lane.level);
   }
 
   /** A lane with no rows left: its client forgets it, so a client's lanes are only those holding rows. */
@@ -939,8 +965,7 @@ export class SchedulerCore<H, R = unknown> {
     // making a lane and its rows again whenever a client's queue ran dry cost 1-2 µs a task with 256 clients.
     // One lane a client at most, so a client cycling through job types still holds nothing for them.
     if (client === null || client.lastLane === lane) return;
-    const lanes = lane.detached ? client.detachedLanes : client.lanes;
-    if (lanes.get(lane.level) === lane) lanes.delete(lane.level);
+    this.unlist(client, lane);
   }
 
   private refusal(client: ClientRecord<H>, size: number, mustQueue: boolean): { code: string; message: string } | null {

@@ -108,6 +108,8 @@ export interface ClientRecord<H> extends PeerBase<H> {
   /** Its lanes holding rows, by level (job type and priority): attached ones, and detached ones apart. */
   readonly lanes: Map<Level<H>, Lane<H>>;
   readonly detachedLanes: Map<Level<H>, Lane<H>>;
+  /** Its lanes of jobs given a tenant, by level, then by tenant * 2 + detached; null until it has one. */
+  tenantLanes: Map<Level<H>, Map<number, Lane<H>>> | null;
   /** The lane used last: a client nearly always submits one type after another. */
   lastLane: Lane<H> | null;
   /** Jobs it waits for by id (wait()), each with the requests to answer; null until it waits for one. */

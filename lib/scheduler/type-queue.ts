@@ -58,7 +58,7 @@ export interface ReadySlot<W, Q> extends Linked<ReadySlot<W, Q>> {
  * One submitter's queued rows of one type and priority, attached and detached apart: the unit the level orders
  * (FIFO or fair) and the unit written off when an attached submitter leaves.
  */
-export class Lane<K extends QueueKinds> implements HeapItem, Linked<Lane<K>> {
+export class Lane<K extends QueueKinds> implements HeapItem {
   readonly rows = new Rows<K['options']>();
   /** Bytes of its rows' bodies. */
   bytes = 0;
@@ -68,15 +68,16 @@ export class Lane<K extends QueueKinds> implements HeapItem, Linked<Lane<K>> {
    */
   seq = Infinity;
   heapIndex = -1;
-  prev: Lane<K> | null = null;
-  next: Lane<K> | null = null;
-  list: LinkedList<Lane<K>> | null = null;
+  /** The turn it takes its rows' turns in (see Turn); set by its level when it first has rows. */
+  turn: Turn<K> | null = null;
 
   constructor(
     /** Who is answered for its rows; null once a detached lane's submitter has left. */
     public owner: K['owner'] | null,
     readonly detached: boolean,
     readonly level: Level<K>,
+    /** With fairness, the lanes of one tenant take turns together (else each lane on its own); null for none. */
+    readonly tenant: number | null = null,
   ) {}
 
   get queue(): TypeQueue<K> {
@@ -84,42 +85,30 @@ export class Lane<K extends QueueKinds> implements HeapItem, Linked<Lane<K>> {
   }
 }
 
-/** The tasks of one priority in one queue. */
-export class Level<K extends QueueKinds> {
-  /** Tasks waiting here: live rows and requeued tasks. */
-  live = 0;
-  /**
-   * FIFO: the lanes with rows by their oldest row, in a heap made when a second lane joins (a level usually has
-   * one: a job type per task made a heap per level cost 15% more memory per task); `sole` until then. Fair: the
-   * lanes with rows in turn.
-   */
-  private readonly fifo: boolean;
+/**
+ * Lanes that take one turn together, their rows oldest first: every lane of a FIFO level (so the oldest row of
+ * the level goes first), or in a fair level one client's lane, or all the lanes of one tenant. The lanes are kept
+ * by their oldest row in a heap made when a second lane joins; a turn usually has one (a job type per task made a
+ * heap per level cost 15% more memory per task).
+ */
+export class Turn<K extends QueueKinds> implements Linked<Turn<K>> {
+  /** Lanes with rows. */
+  size = 0;
+  prev: Turn<K> | null = null;
+  next: Turn<K> | null = null;
+  list: LinkedList<Turn<K>> | null = null;
   private sole: Lane<K> | null = null;
   private byAge: SeqHeap<Lane<K>> | null = null;
-  private readonly turns: LinkedList<Lane<K>> | null;
-  // Both made on first use: most levels never see a requeue.
-  private requeued: SeqHeap<K['task']> | null = null;
-  private avoiding: Map<K['worker'], SeqHeap<K['task']>> | null = null;
 
-  constructor(
-    readonly queue: TypeQueue<K>,
-    readonly priority: number,
-    fair: boolean,
-  ) {
-    this.fifo = !fair;
-    this.turns = fair ? new LinkedList<Lane<K>>() : null;
+  constructor(readonly tenant: number | null) {}
+
+  /** The lane with the oldest row. */
+  get head(): Lane<K> | null {
+    return this.byAge !== null ? this.byAge.top : this.sole;
   }
 
-  /** The lane whose head row is this level's next row. */
-  private get nextLane(): Lane<K> | null {
-    return this.fifo ? (this.byAge !== null ? this.byAge.top : this.sole) : this.turns!.head;
-  }
-
-  /** A row was pushed to `lane`. */
-  grew(lane: Lane<K>): void {
-    this.live++;
-    if (lane.rows.size > 1) return;
-    if (!this.fifo) return this.turns!.pushBack(lane);
+  add(lane: Lane<K>): void {
+    this.size++;
     if (this.byAge !== null) return this.byAge.push(lane);
     if (this.sole === null) {
       this.sole = lane;
@@ -129,6 +118,75 @@ export class Level<K extends QueueKinds> {
     this.byAge.push(this.sole);
     this.byAge.push(lane);
     this.sole = null;
+  }
+
+  /** A lane's oldest row changed. */
+  update(lane: Lane<K>): void {
+    this.byAge?.update(lane);
+  }
+
+  remove(lane: Lane<K>): void {
+    if (this.byAge !== null) {
+      if (lane.heapIndex < 0) return;
+      this.byAge.remove(lane);
+    } else if (this.sole === lane) {
+      this.sole = null;
+    } else {
+      return;
+    }
+    this.size--;
+  }
+
+  *lanes(): IterableIterator<Lane<K>> {
+    if (this.byAge !== null) yield* [...this.byAge.values()];
+    else if (this.sole !== null) yield this.sole;
+  }
+}
+
+/** The tasks of one priority in one queue. */
+export class Level<K extends QueueKinds> {
+  /** Tasks waiting here: live rows and requeued tasks. */
+  live = 0;
+  /** FIFO: one turn holding every lane with rows. Fair: the turns with rows, in turn, and the tenants' turns. */
+  private readonly all: Turn<K> | null;
+  private readonly turns: LinkedList<Turn<K>> | null;
+  private readonly tenants: Map<number, Turn<K>> | null;
+  // Both made on first use: most levels never see a requeue.
+  private requeued: SeqHeap<K['task']> | null = null;
+  private avoiding: Map<K['worker'], SeqHeap<K['task']>> | null = null;
+
+  constructor(
+    readonly queue: TypeQueue<K>,
+    readonly priority: number,
+    fair: boolean,
+  ) {
+    this.all = fair ? null : new Turn<K>(null);
+    this.turns = fair ? new LinkedList<Turn<K>>() : null;
+    this.tenants = fair ? new Map() : null;
+  }
+
+  /** The lane whose head row is this level's next row. */
+  private get nextLane(): Lane<K> | null {
+    return this.all !== null ? this.all.head : (this.turns!.head?.head ?? null);
+  }
+
+  /** The turn a lane takes its turns in: the level's one (FIFO), its tenant's, or its own. */
+  private turnOf(lane: Lane<K>): Turn<K> {
+    if (lane.turn !== null) return lane.turn;
+    if (this.all !== null) return (lane.turn = this.all);
+    if (lane.tenant === null) return (lane.turn = new Turn<K>(null));
+    let turn = this.tenants!.get(lane.tenant);
+    if (turn === undefined) this.tenants!.set(lane.tenant, (turn = new Turn<K>(lane.tenant)));
+    return (lane.turn = turn);
+  }
+
+  /** A row was pushed to `lane`. */
+  grew(lane: Lane<K>): void {
+    this.live++;
+    if (lane.rows.size > 1) return;
+    const turn = this.turnOf(lane);
+    turn.add(lane);
+    if (this.turns !== null && turn.size === 1) this.turns.pushBack(turn);
   }
 
   /** The submission number of the oldest task `worker` may take here, or Infinity. */
@@ -179,16 +237,24 @@ export class Level<K extends QueueKinds> {
     rows.shift();
     lane.seq = rows.size > 0 ? rows.seq : Infinity;
     lane.bytes -= body.length;
+    const turn = lane.turn!;
     if (rows.size === 0) this.leave(lane, taker);
-    else if (!this.fifo) this.turns!.moveToBack(lane);
-    else this.byAge?.update(lane);
+    else turn.update(lane);
+    // Fair: the turn that gave a row goes to the back, if it has more.
+    if (this.turns !== null && turn.size > 0) this.turns.moveToBack(turn);
     return task;
   }
 
   private leave(lane: Lane<K>, taker: RowTaker<K>): void {
-    if (!this.fifo) this.turns!.remove(lane);
-    else if (this.byAge !== null) this.byAge.remove(lane);
-    else if (this.sole === lane) this.sole = null;
+    const turn = lane.turn!;
+    turn.remove(lane);
+    if (this.turns !== null) {
+      lane.turn = null; // an own turn goes with it; a tenant's is found again by its key
+      if (turn.size === 0) {
+        this.turns.remove(turn);
+        if (turn.tenant !== null) this.tenants!.delete(turn.tenant);
+      }
+    }
     taker.laneEmptied(lane);
   }
 
@@ -200,7 +266,7 @@ export class Level<K extends QueueKinds> {
     this.live--;
     lane.bytes -= length;
     if (lane.rows.size === 0) this.leave(lane, taker);
-    else this.byAge?.update(lane);
+    else lane.turn!.update(lane);
     return length;
   }
 
@@ -261,9 +327,10 @@ export class Level<K extends QueueKinds> {
 
   /** Every lane with rows, in no particular order. */
   *lanes(): IterableIterator<Lane<K>> {
-    if (!this.fifo) for (let lane = this.turns!.head; lane; lane = lane.next) yield lane;
-    else if (this.byAge !== null) yield* [...this.byAge.values()];
-    else if (this.sole !== null) yield this.sole;
+    if (this.all !== null) return yield* this.all.lanes();
+    const turns: Turn<K>[] = [];
+    for (let turn = this.turns!.head; turn; turn = turn.next) turns.push(turn);
+    for (const turn of turns) yield* turn.lanes();
   }
 
   private unavoid(worker: K['worker']): void {
