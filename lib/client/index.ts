@@ -25,6 +25,7 @@ import {
   type SubmitOptions as WireOptions,
 } from '../protocol/index.js';
 import { DEFAULT_MAX_PAYLOAD, FrameWriter, MAX_PAYLOAD_LIMIT } from '../protocol/frame.js';
+import type { JobInfo, JobState } from '../scheduler/finished.js';
 import { Session } from '../transport/session.js';
 
 export interface ClientOptions {
@@ -77,35 +78,7 @@ export interface Progress {
   message: string;
 }
 
-export type JobState = 'queued' | 'delayed' | 'running' | 'completed' | 'failed' | 'cancelled';
-
-/** A job as the scheduler reports it. Times are ms since the epoch, by the scheduler's clock. */
-export interface JobInfo {
-  id: number;
-  type: string;
-  state: JobState;
-  priority: number;
-  detached: boolean;
-  /** Dispatches so far, retries included. */
-  attempts: number;
-  /** The worker running it, or that ran it last. */
-  worker: string | null;
-  submittedAt: number;
-  startedAt: number | null;
-  finishedAt: number | null;
-  /** When a delayed job is due. */
-  runAt: number | null;
-  progress: Progress | null;
-  /**
-   * A completed job's result, when the scheduler kept it (detached jobs): as text, or base64 for bytes, up to
-   * 64 KiB in status() (wait() returns any); otherwise, and in jobs(), only its size.
-   */
-  result?: string;
-  resultBase64?: string;
-  resultBytes?: number;
-  /** A failed or cancelled job's error. */
-  error?: { code: string; message: string };
-}
+export type { JobInfo, JobState } from '../scheduler/finished.js';
 
 /** A job accepted by the scheduler: its id, and its outcome to come. */
 export interface Job {

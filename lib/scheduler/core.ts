@@ -44,7 +44,7 @@ import { TimerWheel } from './timers.js';
 import { Lane as QueueLane, TypeQueue, type RowTaker } from './type-queue.js';
 
 export { STRATEGIES, type Strategy } from './balance.js';
-export { JOB_STATES, type JobState, type JobStatus } from './finished.js';
+export { JOB_STATES, type JobInfo, type JobState, type JobStatus } from './finished.js';
 export { TaskState } from './records.js';
 export type { ClientRecord, PeerRecord, Task, WorkerRecord } from './records.js';
 
@@ -483,17 +483,7 @@ export class SchedulerCore<H, R = unknown> {
     for (let task = client.firstTask; task; task = task.nextOfClient) {
       task.owner = null;
       if (task.detached && !ending) continue; // at shutdown() detached jobs end with the rest
-      if (task.state === TaskState.QUEUED) {
-        const queue = this.queues.get(task.type)!;
-        queue.remove(task);
-        this.queued--;
-        this.queuedBytes -= task.body.length;
-        touched.add(queue);
-      } else if (task.state === TaskState.DELAYED) {
-        this.delayed.remove(task);
-      } else if (task.state === TaskState.RUNNING) {
-        this.revoke(task, ErrorCode.CANCELLED, cancelMessage);
-      }
+      this.withdraw(task, cancelMessage, touched);
       task.state = TaskState.DONE;
       this.jobs.delete(task.seq);
       this.dropWaiters(task.seq, ErrorCode.CANCELLED, cancelMessage);
@@ -718,17 +708,7 @@ export class SchedulerCore<H, R = unknown> {
     if (entry instanceof QueueLane) touched.add(entry.queue);
     const task = entry instanceof QueueLane ? this.takeOut(entry, jobId) : entry;
     if (task === null) return 'unknown';
-    if (task.state === TaskState.QUEUED && entry === task) {
-      const queue = this.queues.get(task.type)!;
-      queue.remove(task);
-      this.queued--;
-      this.queuedBytes -= task.body.length;
-      touched.add(queue);
-    } else if (task.state === TaskState.DELAYED) {
-      this.delayed.remove(task);
-    } else if (task.state === TaskState.RUNNING) {
-      this.revoke(task, ErrorCode.CANCELLED, message, true);
-    }
+    this.withdraw(task, message, touched);
     this.counters.cancelled++;
     this.settle(task, 'cancelled', ErrorCode.CANCELLED, message, null);
     for (const queue of touched) this.dropQueueIfIdle(queue.type);
@@ -797,6 +777,24 @@ export class SchedulerCore<H, R = unknown> {
     if (!send || this.out.sendProgress === undefined) return;
     if (task.owner) this.out.sendProgress(task.owner, task.requestId, task.seq, value, message);
     for (const [client, requestId] of this.waiters.get(task.seq) ?? []) this.out.sendProgress(client, requestId, task.seq, value, message);
+  }
+
+  /**
+   * Takes a task object out of where it waits or runs, for good: its queue (which goes into `touched`), the
+   * delays, or its worker, which is told to abort it with E_CANCELLED and whose answer will be discarded.
+   */
+  private withdraw(task: Task<H>, message: string, touched: Set<Queue<H>>): void {
+    if (task.state === TaskState.QUEUED) {
+      const queue = this.queues.get(task.type)!;
+      queue.remove(task);
+      this.queued--;
+      this.queuedBytes -= task.body.length;
+      touched.add(queue);
+    } else if (task.state === TaskState.DELAYED) {
+      this.delayed.remove(task);
+    } else if (task.state === TaskState.RUNNING) {
+      this.revoke(task, ErrorCode.CANCELLED, message, true);
+    }
   }
 
   /** A queued row taken out of its lane as a task object (for cancel or expiry), or null if it is not there. */

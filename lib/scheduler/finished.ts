@@ -29,6 +29,12 @@ export interface JobStatus<R> {
   error?: { code: string; message: string };
 }
 
+/**
+ * A job's status as clients see it (the client's status() and jobs(), the scheduler's own): its result as UTF-8
+ * text, or as base64 when it is not text, up to 64 KiB in status(); otherwise, and in jobs(), only its size.
+ */
+export type JobInfo = Omit<JobStatus<never>, 'result'> & { result?: string; resultBase64?: string; resultBytes?: number };
+
 export interface FinishedLimits {
   /** Records kept at most; the oldest go first. */
   maxCount: number;

@@ -34,7 +34,6 @@ import {
   writeReply,
   type BodyRange,
 } from '../protocol/index.js';
-import type { JobInfo } from '../client/index.js';
 import { ByteBudget } from '../transport/budget.js';
 import type { Connection } from '../transport/connection.js';
 import { TcpConnection } from '../transport/tcp.js';
@@ -48,6 +47,7 @@ import {
   type CoreOutput,
   type JobState,
   type JobStatus,
+  type JobInfo,
   type Strategy, type CoreStats, type DeadLetter, type PeerRecord, type Task } from './core.js';
 
 export interface SchedulerOptions {
