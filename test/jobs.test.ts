@@ -4,7 +4,8 @@
 import t, { type Test } from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createClient, createWorker, ErrorCode, type Client, type Handlers, type Worker } from '../lib/index.js';
-import { runCli, sha256, startScheduler, startServer, waitFor, within } from './helpers.js';
+import path from 'node:path';
+import { root, runCli, sha256, spawnChild, startScheduler, startServer, waitFor, within } from './helpers.js';
 
 function client(t: Test, port: number): Client {
   const c = createClient({ port });
@@ -254,4 +255,18 @@ t.test('the command line: --detach prints ids; status, wait, cancel and jobs fin
   r = await runCli(t, 'client', [...p, '--priority', 'urgent', 'x']);
   t.equal(r.code, 2);
   t.match(r.stderr, /--priority must be high, normal, low or an integer/);
+});
+
+t.test('on a terminal the client draws a bar of inputs done on stderr, and clears it; not otherwise', async (t) => {
+  const { port } = await startServer(t, ['--local-workers', '1']);
+  const client = `${JSON.stringify(process.execPath)} ${JSON.stringify(path.join(root, 'dist', 'client.js'))} --port ${port} a b c`;
+  // script(1) (util-linux, in every Debian) runs the client on a pseudo-terminal: stdout and stderr are a TTY.
+  const tty = spawnChild(t, 'script', ['-qec', client, '/dev/null']);
+  t.equal(await within(20_000, 'the client on a terminal', tty.exited), 0);
+  const out = tty.stdout();
+  t.match(out, /\[#{30}\] 3\/3/, 'a full bar for 3 of 3 inputs');
+  t.match(out, /\r\x1b\[2K/, 'redrawn in place and cleared');
+  t.match(out, new RegExp(`a = ${sha256('a')}`), 'and the results');
+  const piped = await runCli(t, 'client', ['--port', String(port), 'a', 'b', 'c']);
+  t.notMatch(piped.stderr + piped.stdout, /\x1b|\//, 'nothing of it when the output is not a terminal');
 });
