@@ -7,7 +7,18 @@ import { once } from 'node:events';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { createScheduler, type Scheduler, type SchedulerOptions } from '../lib/index.js';
+import {
+  createClient,
+  createScheduler,
+  createWorker,
+  type Client,
+  type ClientOptions,
+  type Handlers,
+  type Scheduler,
+  type SchedulerOptions,
+  type Worker,
+  type WorkerOptions,
+} from '../lib/index.js';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -37,6 +48,20 @@ export async function startScheduler(t: Teardown, options: SchedulerOptions = {}
   await scheduler.listen();
   t.teardown(() => scheduler.close());
   return scheduler;
+}
+
+/** A client of the scheduler on `port`, closed when the test ends. */
+export function startClient(t: Teardown, port: number, options: ClientOptions = {}): Client {
+  const c = createClient({ port, ...options });
+  t.teardown(() => c.close());
+  return c;
+}
+
+/** A worker with `handlers` (the built-ins if absent), reconnecting fast, closed when the test ends. */
+export function startWorker(t: Teardown, port: number, handlers?: Handlers, options: WorkerOptions = {}): Worker {
+  const w = createWorker({ port, handlers, reconnectMinMs: 20, reconnectMaxMs: 200, ...options });
+  t.teardown(() => w.close());
+  return w;
 }
 
 /** Resolves when `check()` is true; rejects after `ms` with `what` in the message. */

@@ -13,18 +13,12 @@ import {
   type Worker,
 } from '../lib/index.js';
 import { encode, writeHello, decodeError, Cmd, Role, PROTOCOL_VERSION } from '../lib/protocol/index.js';
-import { sha256, spawnTs, startScheduler, waitFor, within } from './helpers.js';
+import { sha256, spawnTs, startScheduler, waitFor, within, startClient as client } from './helpers.js';
 
 function worker(t: Test, port: number, options: Parameters<typeof createWorker>[0] = {}): Worker {
   const w = createWorker({ port, reconnectMinMs: 20, reconnectMaxMs: 200, ...options });
   t.teardown(() => w.close());
   return w;
-}
-
-function client(t: Test, port: number): ReturnType<typeof createClient> {
-  const c = createClient({ port });
-  t.teardown(() => c.close());
-  return c;
 }
 
 t.test('one client, two workers, 1,000 tasks: every result correct, both workers used', async (t) => {

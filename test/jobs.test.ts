@@ -1,23 +1,11 @@
 // Jobs with an identity, on real sockets: detached jobs read by another client, cancel from anywhere, progress,
 // priorities, fairness, delays, jobs without a worker, and the command line's job commands.
 
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createClient, createWorker, ErrorCode, type Client, type Handlers, type Worker } from '../lib/index.js';
+import { createClient, ErrorCode } from '../lib/index.js';
 import path from 'node:path';
-import { root, runCli, sha256, spawnChild, startScheduler, startServer, waitFor, within } from './helpers.js';
-
-function client(t: Test, port: number): Client {
-  const c = createClient({ port });
-  t.teardown(() => c.close());
-  return c;
-}
-
-function worker(t: Test, port: number, handlers: Handlers, options: { concurrency?: number; prefetch?: number } = {}): Worker {
-  const w = createWorker({ port, handlers, ...options });
-  t.teardown(() => w.close());
-  return w;
-}
+import { root, runCli, sha256, spawnChild, startScheduler, startServer, waitFor, within, startClient as client, startWorker as worker } from './helpers.js';
 
 t.test('a detached job finishes after its client left, and another client reads its status and result', async (t) => {
   const scheduler = await startScheduler(t);

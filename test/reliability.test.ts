@@ -1,22 +1,10 @@
 // Faults, limits, hostile peers and shutdown on real sockets: each guarantee in the README's list, proven here.
 
-import t, { type Test } from 'tap';
+import t from 'tap';
 import net from 'node:net';
-import { createClient, createWorker, ErrorCode, type Handler, type Handlers, type Worker } from '../lib/index.js';
+import { createClient, ErrorCode, type Handler } from '../lib/index.js';
 import { Cmd, PROTOCOL_VERSION, Role, decodeError, encode, writeHello } from '../lib/protocol/index.js';
-import { sha256, spawnTs, startScheduler, waitFor, within } from './helpers.js';
-
-function worker(t: Test, port: number, handlers: Handlers, options: Parameters<typeof createWorker>[0] = {}): Worker {
-  const w = createWorker({ port, handlers, reconnectMinMs: 20, reconnectMaxMs: 200, ...options });
-  t.teardown(() => w.close());
-  return w;
-}
-
-function client(t: Test, port: number, options: Parameters<typeof createClient>[0] = {}): ReturnType<typeof createClient> {
-  const c = createClient({ port, ...options });
-  t.teardown(() => c.close());
-  return c;
-}
+import { sha256, spawnTs, startScheduler, waitFor, within, startClient as client, startWorker as worker } from './helpers.js';
 
 /** A handler that never answers until its signal aborts; records the abort reasons it saw. */
 function hang(aborts: string[]): Handler {

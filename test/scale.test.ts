@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { createClient, createWorker, ErrorCode, type Client, type Handlers, type Worker } from '../lib/index.js';
+import { ErrorCode, type Handlers } from '../lib/index.js';
 import { FrameDecoder, MAX_PAYLOAD_LIMIT } from '../lib/protocol/frame.js';
 import {
   Cmd,
@@ -25,7 +25,7 @@ import {
   writeStatus,
   writeSubmit,
 } from '../lib/protocol/index.js';
-import { root, sha256, startScheduler, waitFor, within } from './helpers.js';
+import { root, sha256, startScheduler, waitFor, within, startClient as client, startWorker as worker } from './helpers.js';
 
 // ---- plumbing ------------------------------------------------------------------------------------------------
 
@@ -104,18 +104,6 @@ async function keepaliveWatch(t: Test, port: number): Promise<{ maxGap(): number
     maxGap: () => [...times, Date.now()].reduce((max, time, i, all) => (i === 0 ? 0 : Math.max(max, time - all[i - 1]!)), 0),
     count: () => times.length - 1,
   };
-}
-
-function worker(t: Test, port: number, handlers: Handlers, options: Parameters<typeof createWorker>[0] = {}): Worker {
-  const w = createWorker({ port, handlers, reconnectMinMs: 20, reconnectMaxMs: 200, ...options });
-  t.teardown(() => w.close());
-  return w;
-}
-
-function client(t: Test, port: number, options: Parameters<typeof createClient>[0] = {}): Client {
-  const c = createClient({ port, ...options });
-  t.teardown(() => c.close());
-  return c;
 }
 
 const shaHandlers: Handlers = { sha256: (p) => sha256(p.toString()) };

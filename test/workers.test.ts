@@ -1,20 +1,8 @@
 // Workers at full speed without hoarding: the prefetch window, on real sockets.
 
-import t, { type Test } from 'tap';
-import { createClient, createWorker, ErrorCode, type Handlers, type Worker } from '../lib/index.js';
-import { sha256, startScheduler, waitFor, within } from './helpers.js';
-
-function worker(t: Test, port: number, handlers: Handlers, options: Parameters<typeof createWorker>[0] = {}): Worker {
-  const w = createWorker({ port, handlers, reconnectMinMs: 20, reconnectMaxMs: 200, ...options });
-  t.teardown(() => w.close());
-  return w;
-}
-
-function client(t: Test, port: number): ReturnType<typeof createClient> {
-  const c = createClient({ port });
-  t.teardown(() => c.close());
-  return c;
-}
+import t from 'tap';
+import { ErrorCode, type Handlers } from '../lib/index.js';
+import { sha256, startScheduler, waitFor, within, startClient as client, startWorker as worker } from './helpers.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

@@ -1157,8 +1157,7 @@ export class SchedulerCore<H, R = unknown> {
         for (const slot of worker.slots) if (!slot.list) slot.queue.ready.add(slot);
         return;
       }
-      // headSeq() keeps what it found for take(): ask the chosen queue again, as a later one was asked since.
-      if (worker.slots.length > 1) best.headSeq(worker);
+      // Each queue keeps what its own headSeq() found, for its take(): asking the others since changed nothing.
       this.assign(worker, this.take(best, worker));
     }
     this.unready(worker);
