@@ -47,6 +47,18 @@ export const ErrorCode = {
   AUTH: 'E_AUTH',
   /** The peer had bytes waiting for it and read none of them for slowConsumerMs. */
   SLOW_CONSUMER: 'E_SLOW_CONSUMER',
+  /**
+   * A graph job was refused for its shape (a cycle, an input naming no node, a node nothing consumes, more nodes
+   * or edges than maxGraphNodes or maxGraphEdges).
+   */
+  GRAPH: 'E_GRAPH',
+  /** A graph job's intermediate results would hold more than maxGraphBytes at once; the graph failed. */
+  GRAPH_MEMORY: 'E_GRAPH_MEMORY',
+  /**
+   * A typed job's payload (on the worker) or result (on the client) is not what its definition's codec reads:
+   * malformed JSON, or a client and a worker with different definitions of the type.
+   */
+  DECODE: 'E_DECODE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -52,6 +52,8 @@ export interface Sent {
   body: string;
   client: H | null;
   requestId: number;
+  /** A graph node's inputs, as text; null for a task without. */
+  inputs: string[] | null;
 }
 
 export interface Settled {
@@ -125,6 +127,7 @@ export class Harness {
           body: task.body.toString(),
           client: task.owner?.handle ?? null,
           requestId: task.requestId,
+          inputs: task.inputs === null ? null : task.inputs.map((r) => bodyOf(r as BodyRange).toString()),
         });
         return !this.saturated.has(worker.handle);
       },
@@ -205,6 +208,12 @@ export class Harness {
   /** Submits a job; returns its id (0 if refused). */
   submit(client: H, requestId: number, type: string, body: string, options?: SubmitOptions): number {
     return this.core.submit(this.c(client), requestId, type, view(body), options);
+  }
+
+  /** Submits a graph job (root last); returns its id (0 if refused). */
+  graph(client: H, requestId: number, nodes: readonly { type: string; body: string; inputs?: number[] }[], options?: SubmitOptions): number {
+    const specs = nodes.map((n) => ({ type: n.type, body: view(n.body), inputs: n.inputs ?? [] }));
+    return this.core.submitGraph(this.c(client), requestId, specs, options);
   }
 
   /** Advances the core's clock. */

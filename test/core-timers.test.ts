@@ -55,7 +55,7 @@ t.test('timeout: cancel E_TIMEOUT, requeue, the slot stays busy until the late r
   t.same(h.settled, [], 'and not forwarded');
   t.match(h.stats(), { late: 1, discarded: 0, completed: 0, timedOut: 1 });
   t.equal(h.w('w1').revoked.size, 0, 'the lease is forgotten');
-  t.same(h.sent.at(-1), { worker: 'w1', taskId: d1.taskId, attempt: 2, type: 'sha256', body: 't1', client: 'c1', requestId: 1 },
+  t.same(h.sent.at(-1), { worker: 'w1', taskId: d1.taskId, attempt: 2, type: 'sha256', body: 't1', client: 'c1', requestId: 1, inputs: null },
     'the freed slot takes the oldest queued task: t1 again, under lease 2');
   t.equal(h.finish(d1)?.code, ErrorCode.PROTOCOL, 'a second answer for the old lease is a protocol error');
 

@@ -31,7 +31,7 @@ t.test('FIFO: one worker of concurrency 1 runs tasks in submission order; result
   for (let i = 0; i < plan.length; i++) {
     const d = h.sent[i]!;
     const [client, requestId, body] = plan[i]!;
-    t.same(d, { worker: 'w1', taskId: d.taskId, attempt: 1, type: 'sha256', body, client, requestId }, `dispatch ${i + 1}`);
+    t.same(d, { worker: 'w1', taskId: d.taskId, attempt: 1, type: 'sha256', body, client, requestId, inputs: null }, `dispatch ${i + 1}`);
     t.equal(h.finish(d), null);
     t.same(h.settled[i], { client, requestId, ok: true, body: `done:${body}`, code: '', message: '' }, `result ${i + 1}`);
     t.equal(h.settled.length, i + 1, 'exactly one result per completion');
@@ -127,7 +127,7 @@ t.test('type routing: tasks go only to workers of their type; unknown types wait
   h.worker('C');
   t.equal(h.sent.length, 5, 'a worker that has not sent ready() gets nothing');
   h.ready('C', 1, ['unknown']);
-  t.same(h.sent.at(-1), { worker: 'C', taskId: h.sent.at(-1)!.taskId, attempt: 1, type: 'unknown', body: 'u1', client: 'c1', requestId: 1 });
+  t.same(h.sent.at(-1), { worker: 'C', taskId: h.sent.at(-1)!.taskId, attempt: 1, type: 'unknown', body: 'u1', client: 'c1', requestId: 1, inputs: null });
   t.match(h.stats(), { queued: 0, inFlight: 3 });
 
   // And a worker that re-announces itself with an extra type gets that type's work too.

@@ -24,6 +24,7 @@ import { ErrorCode, TaskwireError } from '../errors.js';
 import { IdTable } from '../id-table.js';
 import { LeastLoaded, RoundRobin, type Strategy } from './balance.js';
 import { FinishedJobs, type JobState, type JobStatus } from './finished.js';
+import { GraphRun, checkGraph, type GraphNodeSpec } from './graph.js';
 import { JobIndex } from './job-index.js';
 import { detachBody } from './queue.js';
 import {
@@ -31,6 +32,7 @@ import {
   newTask,
   type ClientRecord,
   type CoreKinds,
+  type Graph,
   type Lane,
   type Level,
   type PeerRecord,
@@ -45,6 +47,7 @@ import { Lane as QueueLane, TypeQueue, type RowTaker } from './type-queue.js';
 
 export { STRATEGIES, type Strategy } from './balance.js';
 export { JOB_STATES, type JobInfo, type JobState, type JobStatus } from './finished.js';
+export type { GraphNodeSpec } from './graph.js';
 export { TaskState } from './records.js';
 export type { ClientRecord, PeerRecord, Task, WorkerRecord } from './records.js';
 
@@ -148,6 +151,15 @@ export interface CoreOptions {
   maxFinishedBytes?: number;
   /** The first job id; the shell starts from its clock, so ids are not reused after a restart either. Default 1. */
   firstJobId?: number;
+  /** Nodes a graph job may have; a larger graph is refused with E_GRAPH. Default 10,000. */
+  maxGraphNodes?: number;
+  /** Edges (node inputs) a graph job may have; more are refused with E_GRAPH. Default 100,000. */
+  maxGraphEdges?: number;
+  /**
+   * Bytes of intermediate results a graph may hold at once (each is kept until every node consuming it has
+   * completed); past it the graph fails with E_GRAPH_MEMORY. Default 64 MiB.
+   */
+  maxGraphBytes?: number;
 }
 
 /** Handler-failure retries a task may ask for; more are treated as this many. */
@@ -176,6 +188,9 @@ export const CORE_DEFAULTS = {
   finishedTtlMs: 3_600_000,
   maxFinishedBytes: 64 * 1024 * 1024,
   firstJobId: 1,
+  maxGraphNodes: 10_000,
+  maxGraphEdges: 100_000,
+  maxGraphBytes: 64 * 1024 * 1024,
 } as const satisfies Required<CoreOptions>;
 
 /** A task that failed for good, kept for inspection in a bounded list. */
@@ -244,7 +259,7 @@ export class SchedulerCore<H, R = unknown> {
   /** Queues holding tasks while no worker runs their type, due when their oldest task has waited too long. */
   private readonly orphans = new TimerWheel<Queue<H>>();
   /** Every unsettled job by id: its task object, or the lane holding its row. */
-  private readonly jobs = new JobIndex<Task<H> | Lane<H>>();
+  private readonly jobs = new JobIndex<Task<H> | Lane<H> | Graph<H>>();
   /** Finished detached jobs' records. */
   private readonly finished: FinishedJobs<R>;
   /** The ids of the latest jobs, a ring, for jobs(). */
@@ -373,6 +388,7 @@ export class SchedulerCore<H, R = unknown> {
       tenantLanes: null,
       lastLane: null,
       waits: null,
+      graphs: null,
     };
     this.clients.add(client);
     return client;
@@ -457,6 +473,7 @@ export class SchedulerCore<H, R = unknown> {
     this.releaseTypes(worker, touched);
     let requeued = 0;
     for (const task of held) {
+      if (task.state !== TaskState.RUNNING) continue; // its graph failed on an earlier one, and withdrew it
       this.release(task, worker);
       const queue = this.fault(task, worker, `worker ${worker.name} was lost: ${reason}`, false);
       if (queue) {
@@ -488,6 +505,12 @@ export class SchedulerCore<H, R = unknown> {
       this.jobs.delete(task.seq);
       this.dropWaiters(task.seq, ErrorCode.CANCELLED, cancelMessage);
     }
+    for (const graph of client.graphs ?? []) {
+      graph.owner = null;
+      if (graph.detached && !ending) continue;
+      this.endGraph(graph, 'cancelled', ErrorCode.CANCELLED, cancelMessage, null);
+    }
+    client.graphs = null;
     const tenantLanes = client.tenantLanes === null ? [] : [...client.tenantLanes.values()].flatMap((m) => [...m.values()]);
     // Its attached rows go lane by lane, in O(job types) plus their index entries.
     for (const lane of [...client.lanes.values(), ...tenantLanes.filter((l) => !l.detached)]) {
@@ -575,6 +598,7 @@ export class SchedulerCore<H, R = unknown> {
       const due = this.deadlines.popDue(now).sort((a, b) => a.seq - b.seq);
       const touched = new Set<Queue<H>>();
       for (const task of due) {
+        if (task.state !== TaskState.RUNNING) continue; // its graph failed on an earlier one, and withdrew it
         const worker = task.worker!;
         this.counters.timedOut++;
         const message = `timed out after ${task.timeoutMs} ms on worker ${worker.name}`;
@@ -586,7 +610,9 @@ export class SchedulerCore<H, R = unknown> {
     }
     if (this.delayed.size > 0) {
       const touched = new Set<Queue<H>>();
-      for (const task of this.delayed.popDue(now).sort((a, b) => a.seq - b.seq)) touched.add(this.requeue(task, task.avoid));
+      for (const task of this.delayed.popDue(now).sort((a, b) => a.seq - b.seq)) {
+        if (task.state === TaskState.DELAYED) touched.add(this.requeue(task, task.avoid));
+      }
       this.refill(touched);
     }
     if (this.orphans.size > 0) for (const queue of this.orphans.popDue(now)) this.expireOrphans(queue);
@@ -615,6 +641,10 @@ export class SchedulerCore<H, R = unknown> {
     }
     for (const client of [...this.clients]) {
       for (let task = client.firstTask; task; task = task.nextOfClient) failed(task, client);
+      for (const graph of client.graphs ?? []) {
+        this.counters.failed++;
+        this.out.sendFailed(client, graph.requestId, ErrorCode.SHUTDOWN, message);
+      }
       for (const [jobId, requests] of client.waits ?? []) {
         for (const requestId of requests) this.out.sendFailed(client, requestId, ErrorCode.SHUTDOWN, message);
         this.unwait(jobId, client);
@@ -689,6 +719,40 @@ export class SchedulerCore<H, R = unknown> {
     return seq;
   }
 
+  /**
+   * Accepts a graph job and returns its id (0 if it is refused: a bad shape is E_GRAPH, a limit as for submit()).
+   * Its nodes without inputs are queued at once; each other node when all its inputs have completed, with their
+   * results. The graph answers `requestId` with its root's result, or fails with the first node that fails. The
+   * options apply to every node; a graph takes no delay.
+   */
+  submitGraph(client: ClientRecord<H>, requestId: number, specs: readonly GraphNodeSpec[], options?: SubmitOptions): number {
+    if (!this.clients.has(client)) return 0;
+    const c = this.config;
+    let size = 0;
+    for (const spec of specs) size += spec.body.length;
+    const refusal =
+      options?.delayMs !== undefined && options.delayMs > 0
+        ? { code: ErrorCode.INVALID, message: 'a graph job takes no delay' }
+        : mapShape(checkGraph(specs, { maxNodes: c.maxGraphNodes, maxEdges: c.maxGraphEdges })) ?? this.refusal(client, size, true);
+    if (refusal) {
+      this.counters.rejected++;
+      this.out.sendFailed(client, requestId, refusal.code, refusal.message);
+      return 0;
+    }
+    const seq = this.nextSeq++;
+    this.recent[this.recentCount++ % RECENT_JOBS] = seq;
+    const settings = options ? this.settings(options) : this.defaults;
+    const nodes = specs.map((spec) => ({ type: spec.type, body: detachBody(spec.body), inputs: spec.inputs }));
+    const graph: Graph<H> = new GraphRun(seq, requestId, client, settings, this.now, nodes, size);
+    client.pending++;
+    client.pendingBytes += size;
+    (client.graphs ??= new Set()).add(graph);
+    this.counters.submitted++;
+    this.jobs.set(seq, graph);
+    for (const index of graph.sources()) this.launch(graph, index);
+    return seq;
+  }
+
   /** Refuses a submission the shell could not accept (too large to read or to send on), answering that request alone. */
   refuse(client: ClientRecord<H>, requestId: number, code: string, message: string): void {
     if (!this.clients.has(client)) return;
@@ -704,6 +768,11 @@ export class SchedulerCore<H, R = unknown> {
   cancel(jobId: number, message = 'the job was cancelled'): CancelOutcome {
     const entry = this.jobs.get(jobId);
     if (entry === undefined) return this.finished.get(jobId) ? 'finished' : 'unknown';
+    if (entry instanceof GraphRun) {
+      this.counters.cancelled++;
+      this.endGraph(entry, 'cancelled', ErrorCode.CANCELLED, message, null);
+      return 'cancelled';
+    }
     const touched = new Set<Queue<H>>();
     if (entry instanceof QueueLane) touched.add(entry.queue);
     const task = entry instanceof QueueLane ? this.takeOut(entry, jobId) : entry;
@@ -719,6 +788,7 @@ export class SchedulerCore<H, R = unknown> {
   status(jobId: number): JobStatus<R> | null {
     const entry = this.jobs.get(jobId);
     if (entry === undefined) return this.finished.get(jobId) ?? null;
+    if (entry instanceof GraphRun) return this.describeGraph(entry, entry.state, null, null);
     if (!(entry instanceof QueueLane)) return this.describe(entry, stateOf(entry), null, null);
     const row = entry.rows.find(jobId);
     if (row === null) return null;
@@ -771,6 +841,7 @@ export class SchedulerCore<H, R = unknown> {
   progress(worker: WorkerRecord<H>, taskId: number, attempt: number, value: number, message: string): void {
     const task = worker.running.get(taskId);
     if (task === undefined || task.attempt !== attempt) return;
+    if (task.graph !== null) return; // a graph's progress is its nodes done (graphProgress())
     const last = task.progress;
     const send = last === null || this.now - last.sentAt >= PROGRESS_INTERVAL_MS;
     task.progress = { value, message, at: this.now, sentAt: send ? this.now : last!.sentAt };
@@ -833,32 +904,149 @@ export class SchedulerCore<H, R = unknown> {
     return status;
   }
 
+  // ---- graphs -------------------------------------------------------------------------------------------------
+
+  /** A graph's node whose inputs are all there becomes a task: dispatched at once to a free worker, else queued. */
+  private launch(graph: Graph<H>, index: number): void {
+    const node = graph.nodes[index]!;
+    const task = newTask<H>(graph.seq, node.type, node.body, 0, null, graph.settings, this.now, this.nextSeq++ >>> 0);
+    task.graph = graph;
+    task.node = index;
+    if (node.inputs.length > 0) task.inputs = graph.inputsOf(index);
+    node.task = task;
+    graph.active++;
+    const queue = this.queueFor(node.type);
+    const slot = queue.ready.pick();
+    if (slot !== null) {
+      this.assign(slot.worker, task);
+      queue.ready.gave(slot);
+      return;
+    }
+    task.state = TaskState.QUEUED;
+    queue.requeue(task, null);
+    this.queued++;
+    this.queuedBytes += task.body.length;
+    if (queue.workers === 0) this.orphan(queue);
+  }
+
+  /** A node's task settled: a completion feeds its consumers (or answers the graph, from the root); anything else ends the graph. */
+  private nodeSettled(task: Task<H>, state: 'completed' | 'failed' | 'cancelled', code: string, message: string, result: R | null): void {
+    const graph = task.graph!;
+    task.state = TaskState.DONE;
+    task.inputs = null;
+    if (graph.settled) return;
+    const index = task.node;
+    if (result === null) {
+      graph.ended(index);
+      const cause = state === 'cancelled' ? message : `node ${index} (${task.type}) failed: ${message}`;
+      return this.endGraph(graph, state === 'cancelled' ? 'cancelled' : 'failed', code, cause, null);
+    }
+    if (index === graph.root) {
+      graph.completed(index, result, 0);
+      return this.endGraph(graph, 'completed', '', '', result);
+    }
+    const kept = this.out.retainResult ? this.out.retainResult(result) : { result, bytes: 0 };
+    const runnable = graph.completed(index, kept.result, kept.bytes);
+    if (graph.bytes > this.config.maxGraphBytes) {
+      const limit = this.config.maxGraphBytes;
+      const cause = `node ${index} (${task.type}) brought the results the graph holds to ${graph.bytes} bytes; at most ${limit} are allowed (maxGraphBytes)`;
+      return this.endGraph(graph, 'failed', ErrorCode.GRAPH_MEMORY, cause, null);
+    }
+    this.graphProgress(graph);
+    for (const next of runnable) this.launch(graph, next);
+  }
+
+  /** Nodes done of the total, to the graph's owner and waiters, at most every PROGRESS_INTERVAL_MS. */
+  private graphProgress(graph: Graph<H>): void {
+    if (this.out.sendProgress === undefined || this.now - graph.progressSentAt < PROGRESS_INTERVAL_MS) return;
+    graph.progressSentAt = this.now;
+    const message = `${graph.done}/${graph.nodes.length} nodes done`;
+    if (graph.owner) this.out.sendProgress(graph.owner, graph.requestId, graph.seq, graph.done, message);
+    for (const [client, requestId] of this.waiters.get(graph.seq) ?? []) this.out.sendProgress(client, requestId, graph.seq, graph.done, message);
+  }
+
+  /**
+   * A graph's end, once: every node task still alive is withdrawn (a running one's worker is told to abort it),
+   * the results it holds go, and its owner and waiters are answered as for any job.
+   */
+  private endGraph(graph: Graph<H>, state: 'completed' | 'failed' | 'cancelled', code: string, message: string, result: R | null): void {
+    if (graph.settled) return;
+    const touched = new Set<Queue<H>>();
+    for (const task of graph.close()) {
+      this.withdraw(task, message, touched);
+      task.state = TaskState.DONE;
+      task.inputs = null;
+    }
+    for (const queue of touched) this.dropQueueIfIdle(queue.type);
+    this.jobs.delete(graph.seq);
+    const owner = graph.owner;
+    if (owner !== null) {
+      owner.graphs?.delete(graph);
+      owner.pending--;
+      owner.pendingBytes -= graph.bodyBytes;
+    }
+    if (state === 'completed') this.counters.completed++;
+    else if (state === 'failed') this.counters.failed++;
+    this.answer(owner, graph.requestId, graph.seq, code, message, result);
+    if (!graph.detached || this.config.maxFinishedJobs === 0) return;
+    const kept = result !== null && this.out.retainResult ? this.out.retainResult(result) : null;
+    const status = this.describeGraph(graph, state, kept?.result ?? null, result === null ? { code, message } : null);
+    this.finished.add(status, kept?.bytes ?? 0);
+  }
+
+  private describeGraph(graph: Graph<H>, state: JobState, result: R | null, error: { code: string; message: string } | null): JobStatus<R> {
+    const total = graph.nodes.length;
+    const status: JobStatus<R> = {
+      id: graph.seq,
+      type: 'graph',
+      state,
+      priority: graph.priority,
+      detached: graph.detached,
+      attempts: graph.dispatches,
+      worker: graph.lastWorker,
+      submittedAt: graph.submittedAt,
+      startedAt: graph.startedAt || null,
+      finishedAt: state === 'completed' || state === 'failed' || state === 'cancelled' ? this.now : null,
+      runAt: null,
+      progress: { value: graph.done, message: `${graph.done}/${total} nodes done` },
+      nodes: { total, done: graph.done, bytes: graph.bytes },
+    };
+    if (result !== null) status.result = result;
+    if (error !== null) status.error = error;
+    return status;
+  }
+
   /**
    * A job's end, for everyone but the worker: its owner (if still there) and waiters are answered, its index entry
    * goes, and a detached job leaves a record. `result` is the worker's, for a completion.
    */
   private settle(task: Task<H>, state: 'completed' | 'failed' | 'cancelled', code: string, message: string, result: R | null): void {
+    if (task.graph !== null) return this.nodeSettled(task, state, code, message, result);
     task.state = TaskState.DONE;
     this.jobs.delete(task.seq);
     const owner = task.owner;
-    if (owner !== null) {
-      this.disown(owner, task);
-      if (result !== null) this.out.sendCompleted(owner, task.requestId, result);
-      else this.out.sendFailed(owner, task.requestId, code, message);
-    }
-    const waiting = this.waiters.size > 0 ? this.waiters.get(task.seq) : undefined;
-    if (waiting !== undefined) {
-      this.waiters.delete(task.seq);
-      for (const [client, requestId] of waiting) {
-        client.waits?.delete(task.seq);
-        if (result !== null) this.out.sendCompleted(client, requestId, result);
-        else this.out.sendFailed(client, requestId, code, message);
-      }
-    }
+    if (owner !== null) this.disown(owner, task);
+    this.answer(owner, task.requestId, task.seq, code, message, result);
     if (!task.detached || this.config.maxFinishedJobs === 0) return;
     const kept = result !== null && this.out.retainResult ? this.out.retainResult(result) : null;
     const status = this.describe(task, state, kept?.result ?? null, result === null ? { code, message } : null);
     this.finished.add(status, kept?.bytes ?? 0);
+  }
+
+  /** A job's outcome to its owner's request (if it has an owner still) and to everyone waiting for it. */
+  private answer(owner: ClientRecord<H> | null, requestId: number, jobId: number, code: string, message: string, result: R | null): void {
+    if (owner !== null) {
+      if (result !== null) this.out.sendCompleted(owner, requestId, result);
+      else this.out.sendFailed(owner, requestId, code, message);
+    }
+    const waiting = this.waiters.size > 0 ? this.waiters.get(jobId) : undefined;
+    if (waiting === undefined) return;
+    this.waiters.delete(jobId);
+    for (const [client, request] of waiting) {
+      client.waits?.delete(jobId);
+      if (result !== null) this.out.sendCompleted(client, request, result);
+      else this.out.sendFailed(client, request, code, message);
+    }
   }
 
   /** The waiters of a job that goes without an answer of its own (its client left): told why. */
@@ -1023,13 +1211,13 @@ export class SchedulerCore<H, R = unknown> {
   }
 
   private complete(task: Task<H>, worker: WorkerRecord<H>, result: R): void {
-    this.counters.completed++;
+    if (task.graph === null) this.counters.completed++; // a graph counts once, when it ends
     this.settle(task, 'completed', '', '', result);
     this.out.taskCompleted?.(task, worker);
   }
 
   private fail(task: Task<H>, code: string, message: string): void {
-    this.counters.failed++;
+    if (task.graph === null) this.counters.failed++;
     this.remember(task, code, message);
     this.settle(task, 'failed', code, message, null);
     this.out.taskFailed?.(task, code, message);
@@ -1054,7 +1242,7 @@ export class SchedulerCore<H, R = unknown> {
    * with E_ATTEMPTS so a task that kills every worker cannot loop forever.
    */
   private fault(task: Task<H>, worker: WorkerRecord<H>, reason: string, avoid: boolean): Queue<H> | null {
-    if (task.owner === null && !task.detached) {
+    if (unwanted(task)) {
       task.state = TaskState.DONE; // its client left; nobody waits for it
       return null;
     }
@@ -1074,11 +1262,12 @@ export class SchedulerCore<H, R = unknown> {
    * `discard` (nobody wants the answer: its client left, or it was cancelled) that answer counts as discarded,
    * else as late.
    */
-  private revoke(task: Task<H>, code: string, message: string, discard = task.owner === null && !task.detached): void {
+  private revoke(task: Task<H>, code: string, message: string, discard = unwanted(task)): void {
     const worker = task.worker!;
+    this.release(task, worker);
+    if (!this.workers.has(worker)) return; // lost while a graph's failure withdrew its tasks: nothing to tell
     worker.running.delete(task.id);
     worker.revoked.set(`${task.id}:${task.attempt}`, discard);
-    this.release(task, worker);
     this.out.sendCancel?.(worker, task.id, task.attempt, code, message);
   }
 
@@ -1115,6 +1304,11 @@ export class SchedulerCore<H, R = unknown> {
     task.state = TaskState.RUNNING;
     task.attempt++;
     task.startedAt = this.now;
+    const graph = task.graph;
+    if (graph !== null) {
+      if (graph.dispatches++ === 0) graph.startedAt = this.now;
+      graph.lastWorker = worker.name;
+    }
     worker.running.set(task.id, task);
     if (task.timeoutMs > 0) this.deadlines.add(task, this.now, task.timeoutMs);
     else worker.untimed++;
@@ -1246,6 +1440,7 @@ export class SchedulerCore<H, R = unknown> {
       else next = Math.min(next, task.submittedAt);
     }
     for (const task of due) {
+      if (task.state !== TaskState.QUEUED) continue; // its graph failed on an earlier one, and withdrew it
       queue.remove(task);
       this.queued--;
       this.queuedBytes -= task.body.length;
@@ -1288,6 +1483,16 @@ export class SchedulerCore<H, R = unknown> {
 
 /** The largest delay a job may ask for: the u32 the protocol carries (about 49.7 days). */
 export const MAX_DELAY_MS = 0xffff_ffff;
+
+/** A task nobody wants any more: an attached job whose client left (not a detached job, nor a graph's node). */
+function unwanted<H>(task: Task<H>): boolean {
+  return task.owner === null && !task.detached && task.graph === null;
+}
+
+/** A graph's shape problem as a refusal. */
+function mapShape(problem: string | null): { code: string; message: string } | null {
+  return problem === null ? null : { code: ErrorCode.GRAPH, message: problem };
+}
 
 function stateOf<H>(task: Task<H>): JobState {
   return task.state === TaskState.RUNNING ? 'running' : task.state === TaskState.DELAYED ? 'delayed' : 'queued';

@@ -23,6 +23,8 @@ export interface JobStatus<R> {
   /** When a delayed job falls due; null otherwise. */
   runAt: number | null;
   progress: { value: number; message: string } | null;
+  /** A graph job's nodes: how many, how many have completed, and the bytes of their results it holds for consumers. */
+  nodes?: { total: number; done: number; bytes: number };
   /** A completed job's result, if it was kept (see retainResult). */
   result?: R;
   /** A failed or cancelled job's error. */

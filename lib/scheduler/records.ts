@@ -1,6 +1,7 @@
 // What the scheduling core keeps about tasks and peers. Plain data; the core (core.ts) changes it.
 
 import type { IdTable } from '../id-table.js';
+import type { GraphRun } from './graph.js';
 import type { Timed } from './timers.js';
 import type { Lane as QueueLane, Level as QueueLevel, ReadySlot, TypeQueue } from './type-queue.js';
 
@@ -70,7 +71,19 @@ export interface Task<H> extends Timed<Task<H>> {
   /** Links among its owner's task objects (see ClientRecord.firstTask). */
   prevOfClient: Task<H> | null;
   nextOfClient: Task<H> | null;
+  /**
+   * The graph whose node this task runs (its owner is then null: the graph answers), or null. A node's task
+   * shares its graph's job id as `seq`, its place in the queue, and has a lease id of its own.
+   */
+  graph: Graph<H> | null;
+  /** Its node's index in the graph. */
+  node: number;
+  /** The results of the node's inputs, in the order of its inputs, for the worker; null for none. */
+  inputs: readonly unknown[] | null;
 }
+
+/** A graph job of the core's (results are the core's opaque R, seen here as unknown). */
+export type Graph<H> = GraphRun<Task<H>, ClientRecord<H>, Settings, unknown>;
 
 /** What a handler last said of its progress: a number (NaN for none) and a short message ('' for none). */
 export interface Progress {
@@ -114,6 +127,8 @@ export interface ClientRecord<H> extends PeerBase<H> {
   lastLane: Lane<H> | null;
   /** Jobs it waits for by id (wait()), each with the requests to answer; null until it waits for one. */
   waits: Map<number, number[]> | null;
+  /** Its unsettled graph jobs; null until it submits one. */
+  graphs: Set<Graph<H>> | null;
 }
 
 /**
@@ -168,7 +183,10 @@ export interface WorkerRecord<H> extends PeerBase<H> {
 
 export type PeerRecord<H> = ClientRecord<H> | WorkerRecord<H>;
 
-/** A new task object; `owner` is the client answered (null for none), `at` the core's clock at submission. */
+/**
+ * A new task object; `owner` is the client answered (null for none), `at` the core's clock at submission, `id` its
+ * lease id when it is not its job id's low 32 bits (a graph's node).
+ */
 export function newTask<H>(
   seq: number,
   type: string,
@@ -177,10 +195,11 @@ export function newTask<H>(
   owner: ClientRecord<H> | null,
   s: Settings,
   at: number,
+  id = seq >>> 0,
 ): Task<H> {
   return {
     seq,
-    id: seq >>> 0,
+    id,
     type,
     body,
     requestId,
@@ -207,5 +226,8 @@ export function newTask<H>(
     list: null,
     prevOfClient: null,
     nextOfClient: null,
+    graph: null,
+    node: 0,
+    inputs: null,
   };
 }
