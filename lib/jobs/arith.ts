@@ -1,4 +1,5 @@
-// Safe arithmetic evaluator (tokenizer + recursive-descent parser) with JavaScript double semantics, used by the `arith` job.
+// Safe arithmetic evaluator (tokenizer, recursive-descent parser to a tree, evaluator) with JavaScript double
+// semantics, used by the `arith` job and, compiled to a graph, by distributed evaluation (arith-graph.ts).
 
 /** Error raised for malformed, oversized or undefined (division by zero) expressions. `column` is 1-based. */
 export class ArithError extends Error {
@@ -14,11 +15,27 @@ export class ArithError extends Error {
 export const MAX_EXPRESSION_LENGTH = 10_000; // characters
 export const MAX_NESTING_DEPTH = 200; // parentheses/unary nesting; prevents stack overflow on hostile input
 
-type Operator = '+' | '-' | '*' | '/' | '%' | '**' | '(' | ')';
+export type BinaryOperator = '+' | '-' | '*' | '/' | '%' | '**';
+type Operator = BinaryOperator | '(' | ')';
 
-type Token =
-  | { readonly kind: 'num'; readonly text: string; readonly column: number; readonly value: number }
-  | { readonly kind: 'op'; readonly text: Operator; readonly column: number };
+type NumNode = { readonly kind: 'num'; readonly text: string; readonly value: number; readonly column: number };
+
+/**
+ * The parsed expression. `column` is the 1-based column of the literal or operator. Unary `+` and parentheses
+ * leave no node: on a number both are the identity.
+ */
+export type ArithNode =
+  | NumNode
+  | { readonly kind: 'neg'; readonly operand: ArithNode; readonly column: number }
+  | {
+      readonly kind: 'bin';
+      readonly op: BinaryOperator;
+      readonly left: ArithNode;
+      readonly right: ArithNode;
+      readonly column: number;
+    };
+
+type Token = NumNode | { readonly kind: 'op'; readonly text: Operator; readonly column: number };
 
 const isDigit = (code: number): boolean => code >= 48 && code <= 57; // 0-9
 
@@ -86,7 +103,7 @@ function tokenize(source: string): Token[] {
 }
 
 /**
- * Parses and evaluates in one pass. Grammar (lowest to highest precedence):
+ * Parses to an ArithNode. Grammar (lowest to highest precedence):
  *   additive       := multiplicative (('+' | '-') multiplicative)*
  *   multiplicative := unary (('*' | '/' | '%') unary)*
  *   unary          := ('-' | '+') unary | power
@@ -98,62 +115,52 @@ function tokenize(source: string): Token[] {
 class Parser {
   private pos = 0;
   private depth = 0;
-  // Division by zero is remembered rather than thrown at once, so that a syntax error later in the
-  // input (`1/0)`) wins: a malformed expression should be reported as malformed, whatever it computes.
-  private zeroDivision: ArithError | undefined;
 
   constructor(
     private readonly tokens: readonly Token[],
     private readonly sourceLength: number,
   ) {}
 
-  parse(): number {
+  parse(): ArithNode {
     if (this.tokens.length === 0) throw new ArithError('empty expression', 1);
-    const value = this.additive();
+    const node = this.additive();
     const extra = this.tokens[this.pos];
     if (extra) throw unexpected(extra);
-    if (this.zeroDivision) throw this.zeroDivision;
-    return value;
+    return node;
   }
 
-  private additive(): number {
+  private additive(): ArithNode {
     let left = this.multiplicative();
     for (let op = this.peekOp(); op === '+' || op === '-'; op = this.peekOp()) {
-      this.pos++;
-      const right = this.multiplicative();
-      left = op === '+' ? left + right : left - right;
+      const column = this.tokens[this.pos++]!.column;
+      left = { kind: 'bin', op, left, right: this.multiplicative(), column };
     }
     return left;
   }
 
-  private multiplicative(): number {
+  private multiplicative(): ArithNode {
     let left = this.unary();
     for (let op = this.peekOp(); op === '*' || op === '/' || op === '%'; op = this.peekOp()) {
       const column = this.tokens[this.pos++]!.column;
-      const right = this.unary();
-      if (op !== '*' && right === 0) {
-        const what = op === '/' ? 'division' : 'modulo';
-        this.zeroDivision ??= new ArithError(`${what} by zero at column ${column}`, column);
-      }
-      left = op === '*' ? left * right : op === '/' ? left / right : left % right;
+      left = { kind: 'bin', op, left, right: this.unary(), column };
     }
     return left;
   }
 
-  private unary(): number {
+  private unary(): ArithNode {
     const token = this.tokens[this.pos];
     const op = this.peekOp();
     if (token && (op === '-' || op === '+')) {
       this.pos++;
       this.enter(token);
-      const value = this.unary();
+      const operand = this.unary();
       this.depth--;
-      return op === '-' ? -value : value;
+      return op === '-' ? { kind: 'neg', operand, column: token.column } : operand;
     }
     return this.power();
   }
 
-  private power(): number {
+  private power(): ArithNode {
     const base = this.primary();
     const token = this.tokens[this.pos];
     if (token && this.peekOp() === '**') {
@@ -162,26 +169,26 @@ class Parser {
       this.enter(token);
       const exponent = this.unary();
       this.depth--;
-      return base ** exponent;
+      return { kind: 'bin', op: '**', left: base, right: exponent, column: token.column };
     }
     return base;
   }
 
-  private primary(): number {
+  private primary(): ArithNode {
     const token = this.tokens[this.pos++];
     if (!token) {
       const column = this.sourceLength + 1;
       throw new ArithError(`unexpected end of expression at column ${column}`, column);
     }
-    if (token.kind === 'num') return token.value;
+    if (token.kind === 'num') return token;
     if (token.text !== '(') throw unexpected(token);
     this.enter(token);
-    const value = this.additive();
+    const node = this.additive();
     const close = this.tokens[this.pos++];
     if (!close) throw new ArithError(`missing ')' for '(' at column ${token.column}`, token.column);
     if (close.text !== ')') throw unexpected(close);
     this.depth--;
-    return value;
+    return node;
   }
 
   private peekOp(): Operator | undefined {
@@ -203,8 +210,8 @@ function unexpected(token: Token): ArithError {
   return new ArithError(`unexpected '${token.text}' at column ${token.column}`, token.column);
 }
 
-/** Evaluates and returns the IEEE-754 double. Throws ArithError. */
-export function evaluate(source: string): number {
+/** Parses without evaluating: throws ArithError for oversized or malformed input, never for a division by zero. */
+export function parse(source: string): ArithNode {
   // Checked before tokenizing so hostile input costs nothing beyond reading its length.
   if (source.length > MAX_EXPRESSION_LENGTH) {
     throw new ArithError(
@@ -213,6 +220,72 @@ export function evaluate(source: string): number {
     );
   }
   return new Parser(tokenize(source), source.length).parse();
+}
+
+/**
+ * The tree's nodes in evaluation order: left operand subtree, right operand subtree, then the operator.
+ * Iterative, because a 10,000-character `1+1+...` is a left spine thousands of nodes deep.
+ */
+export function postOrder(root: ArithNode): ArithNode[] {
+  // Visiting node, right, left and reversing yields left, right, node.
+  const order: ArithNode[] = [];
+  const stack = [root];
+  for (let node = stack.pop(); node; node = stack.pop()) {
+    order.push(node);
+    if (node.kind === 'neg') stack.push(node.operand);
+    else if (node.kind === 'bin') stack.push(node.left, node.right);
+  }
+  return order.reverse();
+}
+
+/**
+ * `left op right` with JavaScript semantics, or the error for a division or modulo by zero (-0 included, which
+ * JavaScript would turn into an infinity or NaN) at the operator's `column`.
+ */
+export function applyBinary(op: BinaryOperator, left: number, right: number, column: number): number | ArithError {
+  switch (op) {
+    case '+':
+      return left + right;
+    case '-':
+      return left - right;
+    case '*':
+      return left * right;
+    case '**':
+      return left ** right;
+    case '/':
+    case '%':
+      if (right === 0) {
+        return new ArithError(`${op === '/' ? 'division' : 'modulo'} by zero at column ${column}`, column);
+      }
+      return op === '/' ? left / right : left % right;
+  }
+}
+
+/**
+ * Evaluates a parsed tree. Division by zero is only found here, after the whole input parsed, so that a syntax
+ * error anywhere (`1/0)`) wins: a malformed expression is reported as malformed, whatever it computes. Of
+ * several, the first in evaluation order is thrown.
+ */
+export function evaluateTree(root: ArithNode): number {
+  const values: number[] = [];
+  for (const node of postOrder(root)) {
+    if (node.kind === 'num') {
+      values.push(node.value);
+    } else if (node.kind === 'neg') {
+      values.push(-values.pop()!);
+    } else {
+      const right = values.pop()!;
+      const result = applyBinary(node.op, values.pop()!, right, node.column);
+      if (result instanceof ArithError) throw result;
+      values.push(result);
+    }
+  }
+  return values[0]!;
+}
+
+/** Evaluates and returns the IEEE-754 double. Throws ArithError. */
+export function evaluate(source: string): number {
+  return evaluateTree(parse(source));
 }
 
 /** evaluate() then String(value): the canonical text result, identical to JavaScript's String(number). */
