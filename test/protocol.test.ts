@@ -22,7 +22,9 @@ import {
   decodeCancel,
   decodeClientProgress,
   decodeCompleted,
+  decodeGraph,
   decodeJobRequest,
+  decodeNode,
   decodeList,
   decodeReply,
   decodeWorkerProgress,
@@ -42,7 +44,9 @@ import {
   writeCancel,
   writeClientProgress,
   writeCompleted,
+  writeGraph,
   writeList,
+  writeNode,
   writeReply,
   writeStatus,
   writeWait,
@@ -171,6 +175,10 @@ function decodeMessage(cmd: number, buf: Buffer, start: number, end: number) {
       return decodeList(buf, start, end);
     case Cmd.REPLY:
       return decodeReply(buf, start, end);
+    case Cmd.GRAPH:
+      return decodeGraph(buf, start, end);
+    case Cmd.NODE:
+      return decodeNode(buf, start, end);
     case Cmd.PROGRESS:
       // Two layouts, by direction: a worker's names a lease (8 bytes before the value), a client's a job (12).
       return end - start >= 22 && buf.readUInt16BE(start + 20) === end - start - 22
@@ -235,7 +243,7 @@ const GOLDEN = {
   HELLO_WORKER:
     '03' + //                       cmd HELLO
     '00000012' + //                 payload length 18
-    '03' + //                       protocol version 3
+    '04' + //                       protocol version 4
     '02' + //                       role 2 = worker
     '00000000' + //                 heartbeat 0 ms (clients and workers follow the scheduler's)
     '0002' + '7731' + //            name: str16 "w1"
@@ -246,7 +254,7 @@ const GOLDEN = {
   HELLO_SCHEDULER:
     '03' + //                       cmd HELLO
     '00000021' + //                 payload length 33
-    '03' + //                       protocol version 3
+    '04' + //                       protocol version 4
     '03' + //                       role 3 = scheduler
     '00001388' + //                 heartbeat 5000 ms
     '0011' + '7461736b776972652d3061316232633364' + // name: str16 "taskwire-0a1b2c3d"
@@ -375,6 +383,22 @@ const GOLDEN = {
   PROGRESS_CLIENT:
     '10' + '0000001a' + '0000002a' + '000644e2a01fcc01' + // cmd, length 26, request id 42, job id
     '3fe0000000000000' + '0004' + '68616c66', //           value 0.5, message: str16 "half"
+
+  GRAPH:
+    '11' + '0000003d' + '0000002a' + //                 cmd, length 61, request id 42
+    '01' + '0600000001' + '00000003' + //               one option: DETACH 1; 3 nodes
+    '000470617274' + '0000' + '00000001' + '61' + //    node 0: type "part", no inputs, body "a"
+    '000470617274' + '0000' + '00000001' + '62' + //    node 1: type "part", no inputs, body "b"
+    '00046a6f696e' + '0002' + '00000000' + '00000001' + '00000001' + '2b', // node 2 (root): "join", inputs 0 and 1, body "+"
+
+  NODE:
+    '12' + '0000001d' + '00000007' + '00000001' + //    cmd, length 29, task id 7, attempt 1
+    '00046a6f696e' + '0002' + //                        job type "join", 2 inputs
+    '000000027061' + '000000027062' + '2b', //          inputs "pa" and "pb", body "+"
+
+  NODE_AS_TASK:
+    '01' + '0000001d' + '00000007' + '00000001' + //    the same, as a TASK for a worker of version 1-3
+    '00046a6f696e' + '0002' + '000000027061' + '000000027062' + '2b',
 } as const;
 
 interface GoldenCase {
@@ -412,7 +436,7 @@ const goldenCases: GoldenCase[] = [
     cmd: Cmd.HELLO,
     encode: () =>
       encode(writeHello, { version: PROTOCOL_VERSION, role: Role.WORKER, heartbeatMs: 0, name: 'w1', token: '', settings: { mayBlock: false } }),
-    message: { version: 3, role: 2, heartbeatMs: 0, name: 'w1', token: '', settings: { mayBlock: false } },
+    message: { version: 4, role: 2, heartbeatMs: 0, name: 'w1', token: '', settings: { mayBlock: false } },
   },
   {
     name: 'HELLO_SCHEDULER',
@@ -426,7 +450,7 @@ const goldenCases: GoldenCase[] = [
         token: '',
         settings: { maxPayload: 16 * 1024 * 1024 },
       }),
-    message: { version: 3, role: 3, heartbeatMs: 5000, name: 'taskwire-0a1b2c3d', token: '', settings: { maxPayload: 16 * 1024 * 1024 } },
+    message: { version: 4, role: 3, heartbeatMs: 5000, name: 'taskwire-0a1b2c3d', token: '', settings: { maxPayload: 16 * 1024 * 1024 } },
   },
   {
     name: 'HELLO_WORKER_V1',
@@ -521,16 +545,43 @@ const goldenCases: GoldenCase[] = [
     encode: () => encode(writeClientProgress, 42, JOB_ID, 0.5, 'half'),
     message: { requestId: 42, jobId: JOB_ID, value: 0.5, message: 'half' },
   },
+  {
+    name: 'GRAPH',
+    cmd: Cmd.GRAPH,
+    encode: () =>
+      encode(writeGraph, 42, [{ type: 'part', body: 'a', inputs: [] }, { type: 'part', body: 'b', inputs: [] }, { type: 'join', body: '+', inputs: [0, 1] }], { detach: true }),
+    message: {
+      requestId: 42,
+      options: { detach: true },
+      nodes: [
+        { type: 'part', inputs: [], body: Buffer.from('a') },
+        { type: 'part', inputs: [], body: Buffer.from('b') },
+        { type: 'join', inputs: [0, 1], body: Buffer.from('+') },
+      ],
+    },
+  },
+  {
+    name: 'NODE',
+    cmd: Cmd.NODE,
+    encode: () => encode(writeNode, 7, 1, 'join', [Buffer.from('pa'), Buffer.from('pb')], '+'),
+    message: { taskId: 7, attempt: 1, type: 'join', inputs: [Buffer.from('pa'), Buffer.from('pb')], body: Buffer.from('+') },
+  },
+  {
+    name: 'NODE_AS_TASK',
+    cmd: Cmd.TASK,
+    encode: () => encode(writeNode, 7, 1, 'join', [Buffer.from('pa'), Buffer.from('pb')], '+', true),
+    message: { taskId: 7, attempt: 1, type: 'join', body: fromHex('0002000000027061000000027062' + '2b') },
+  },
 ];
 
 t.test('constants: command table, roles, version, header size, default maxPayload', async (t) => {
   t.same(
     { ...Cmd },
-    { TASK: 1, RESULT: 2, HELLO: 3, SUBMIT: 4, COMPLETED: 5, FAILED: 6, ERROR: 7, READY: 8, CANCEL: 9, ACCEPTED: 10, STATUS: 11, WAIT: 12, ABORT: 13, LIST: 14, REPLY: 15, PROGRESS: 16 },
+    { TASK: 1, RESULT: 2, HELLO: 3, SUBMIT: 4, COMPLETED: 5, FAILED: 6, ERROR: 7, READY: 8, CANCEL: 9, ACCEPTED: 10, STATUS: 11, WAIT: 12, ABORT: 13, LIST: 14, REPLY: 15, PROGRESS: 16, GRAPH: 17, NODE: 18 },
   );
   t.same({ ...Role }, { CLIENT: 1, WORKER: 2, SCHEDULER: 3 });
   t.same({ ...SubmitOption }, { TIMEOUT_MS: 1, RETRIES: 2, BACKOFF_MS: 3, PRIORITY: 4, DELAY_MS: 5, DETACH: 6, ACCEPT: 7, TENANT: 8 });
-  t.equal(PROTOCOL_VERSION, 3);
+  t.equal(PROTOCOL_VERSION, 4);
   t.equal(OLDEST_VERSION, 1);
   t.same({ ...HelloSetting }, { MAX_PAYLOAD: 1, MAY_BLOCK: 2 });
   t.equal(MAX_HELLO_PAYLOAD, 132_356, 'version, role, heartbeat, two str16 of 65,535 bytes, 255 settings');
@@ -539,7 +590,7 @@ t.test('constants: command table, roles, version, header size, default maxPayloa
   t.equal(MAX_STRING_BYTES, 0xffff);
   const known = [];
   for (let cmd = 0; cmd <= 255; cmd++) if (isKnownCommand(cmd)) known.push(cmd);
-  t.same(known, Array.from({ length: 16 }, (_, i) => i + 1), 'exactly commands 1-16 are known');
+  t.same(known, Array.from({ length: 18 }, (_, i) => i + 1), 'exactly commands 1-18 are known');
   const header = Buffer.alloc(7, 0xee);
   writeHeader(header, 1, Cmd.SUBMIT, 0x01020304);
   t.equal(header.toString('hex'), 'ee0401020304ee', 'writeHeader: cmd then big-endian length, nothing else touched');
@@ -1156,13 +1207,13 @@ t.test('frame rejections', async (t) => {
   });
 
   t.test('unknown command bytes are protocol errors', async (t) => {
-    for (const cmd of [0, 17, 255]) {
+    for (const cmd of [0, 19, 255]) {
       const { decoder, frames } = recorder();
       throwsCode(t, () => decoder.push(header(cmd, 0)), ErrorCode.PROTOCOL, `command ${cmd}`);
       t.equal(frames.length, 0);
     }
     // The command is checked before the length: an unknown command with a huge length is E_PROTOCOL.
-    throwsCode(t, () => recorder().decoder.push(header(17, 0xffffffff)), ErrorCode.PROTOCOL, 'unknown command, huge length');
+    throwsCode(t, () => recorder().decoder.push(header(19, 0xffffffff)), ErrorCode.PROTOCOL, 'unknown command, huge length');
   });
 
   t.test('after an error the decoder ignores all further input', async (t) => {
@@ -1347,8 +1398,8 @@ t.test('fuzz-lite: random bytes only ever raise ProtocolError, and nothing is de
 });
 
 t.test('a HELLO of another version is E_VERSION whatever its layout', async (t) => {
-  const future = Buffer.concat([fromHex('04' + '02' + '00000000' + '0000' + '0000'), Buffer.from('extra fields')]);
-  t.throws(() => decodeHello(future), { code: ErrorCode.VERSION, message: /version 4 is not supported; this side speaks versions 1 to 3/ });
+  const future = Buffer.concat([fromHex('05' + '02' + '00000000' + '0000' + '0000'), Buffer.from('extra fields')]);
+  t.throws(() => decodeHello(future), { code: ErrorCode.VERSION, message: /version 5 is not supported; this side speaks versions 1 to 4/ });
   t.throws(() => decodeHello(fromHex('00')), { code: ErrorCode.VERSION }, 'version 0');
   t.throws(() => encode(writeHello, { version: 256, role: Role.CLIENT, heartbeatMs: 0, name: '', token: '' }), RangeError);
 });

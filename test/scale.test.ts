@@ -22,6 +22,7 @@ import {
   writeHello,
   writeReady,
   writeResultOk,
+  writeGraph,
   writeStatus,
   writeSubmit,
 } from '../lib/protocol/index.js';
@@ -487,9 +488,31 @@ t.test('a peer of version 1 is answered in version 1 and served; one of version 
   const v2 = await Raw.open(t, scheduler.port, hello(Role.CLIENT, 2));
   await waitFor('the v2 hello', () => v2.frames.length === 1);
   t.same(decodeHello(v2.frames[0]!.payload), { version: 2, role: Role.SCHEDULER, heartbeatMs: 5000, name: scheduler.name, token: '', settings: { maxPayload: 123_456 } });
-  const v4 = await Raw.open(t, scheduler.port, hello(Role.CLIENT, 4));
-  await v4.closed;
-  t.equal(v4.error()?.code, ErrorCode.VERSION, 'version 4 is refused with E_VERSION');
+  const v5 = await Raw.open(t, scheduler.port, hello(Role.CLIENT, 5));
+  await v5.closed;
+  t.equal(v5.error()?.code, ErrorCode.VERSION, 'version 5 is refused with E_VERSION');
+});
+
+t.test("version 4's graphs: GRAPH only from peers of version 4; a worker of version 1 runs a node as a TASK", async (t) => {
+  const scheduler = await startScheduler(t);
+  const nodes = [{ type: 'part', body: 'a', inputs: [] }, { type: 'join', body: '+', inputs: [0] }];
+  const v3 = await Raw.open(t, scheduler.port, Buffer.concat([hello(Role.CLIENT, 3), encode(writeGraph, 1, nodes)]));
+  await v3.closed;
+  t.match(v3.error(), { code: ErrorCode.PROTOCOL, message: /may not send GRAPH/ });
+  // The old worker (version 1) answers every task it gets; the join node reaches it as a TASK whose body is
+  // NODE's tail: input count, inputs, body.
+  const old = await rawWorker(t, scheduler.port, 4, ['part', 'join']);
+  old.onFrame = (frame) => {
+    if (frame.cmd !== Cmd.TASK) return;
+    const task = decodeTask(frame.payload);
+    old.send(encode(writeResultOk, task.taskId, task.attempt, task.type === 'part' ? 'PA' : `got:${task.body.toString('hex')}`));
+  };
+  await waitFor('the old worker', () => scheduler.stats().workers === 1);
+  const v4 = await Raw.open(t, scheduler.port, Buffer.concat([hello(Role.CLIENT, 4), encode(writeGraph, 1, nodes)]));
+  await waitFor('the answer', () => v4.of(Cmd.COMPLETED).length === 1);
+  const done = decodeCompleted(v4.of(Cmd.COMPLETED)[0]!.payload);
+  t.equal(done.buf.toString('utf8', done.bodyStart, done.bodyEnd), `got:0001${'00000002'}${Buffer.from('PA').toString('hex')}${Buffer.from('+').toString('hex')}`);
+  t.same(old.frames.map((f) => f.cmd).filter((c) => c === Cmd.NODE), [], 'never a NODE');
 });
 
 t.test("version 3's jobs by id are for peers of version 3: older ones keep version 2's rules", async (t) => {

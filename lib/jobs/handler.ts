@@ -17,6 +17,11 @@ export interface TaskContext {
    */
   readonly signal: AbortSignal;
   /**
+   * A graph node's inputs: the results of the nodes it consumes, in the order the graph lists them; empty for a
+   * task that is not a graph's node.
+   */
+  readonly inputs: readonly Buffer[];
+  /**
    * Reports progress: a number (a fraction done, a count: yours to define) and/or a short message. The submitter
    * and anyone waiting for the job get it, at most every 100 ms (reports in between are dropped, the latest
    * becomes part of the job's status); it does nothing against a scheduler older than protocol version 3.

@@ -1,6 +1,7 @@
 // The job types every worker runs unless told otherwise.
 
 import { arithJob } from './arith.js';
+import { arithOpJob } from './arith-graph.js';
 import type { Handler, Handlers } from './handler.js';
 import { sha256Job } from './sha256.js';
 
@@ -25,9 +26,12 @@ export const builtinHandlers: Handlers = Object.freeze({
   },
   // Expressions are capped at 10,000 characters and 200 levels of nesting: an evaluation is bounded, so inline.
   arith: arithJob,
+  // One node of a compiled `arith` graph: a single operation on at most two numbers.
+  'arith.op': arithOpJob,
 });
 
 const BOUNDED = new Set<Handler>([sha256Job, arithJob]);
+BOUNDED.add(arithOpJob);
 
 /** Whether an inline handler is one of the built-ins, whose running time is bounded by their input limits. */
 export function isBoundedHandler(handler: Handler): boolean {
@@ -35,4 +39,6 @@ export function isBoundedHandler(handler: Handler): boolean {
 }
 
 export { ArithError, evaluate, evaluateToString } from './arith.js';
+export { evaluateTree, parse, type ArithNode } from './arith.js';
+export { arithOpJob, compileArith, type ArithGraphNode } from './arith-graph.js';
 export type { Handler, HandlerResult, Handlers, TaskContext, ThreadHandler } from './handler.js';

@@ -4,11 +4,14 @@
 
 /**
  * The version this side speaks. A scheduler also answers peers of every version from OLDEST_VERSION, in theirs.
- * Version 3 added jobs by id (SUBMIT tags 4-8, commands 10-16); only peers of version 3 may use them.
+ * Version 3 added jobs by id (SUBMIT tags 4-8, commands 10-16), version 4 graph jobs (commands 17 and 18); only
+ * peers of that version or later may use them.
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 /** The first version with jobs by id. */
 export const JOBS_VERSION = 3;
+/** The first version with graph jobs: GRAPH from clients, NODE to workers. */
+export const GRAPH_VERSION = 4;
 export const OLDEST_VERSION = 1;
 
 /** Command bytes. 1-3 keep their meaning from the original design; the rest were added around them. */
@@ -45,13 +48,17 @@ export const Cmd = {
   REPLY: 15,
   /** worker -> scheduler, and scheduler -> client (version 3): a running job's progress. */
   PROGRESS: 16,
+  /** client -> scheduler (version 4): a graph job, answered as a SUBMIT is. */
+  GRAPH: 17,
+  /** scheduler -> worker (version 4): run a graph's node: a TASK with its inputs' results. */
+  NODE: 18,
 } as const;
 export type Cmd = (typeof Cmd)[keyof typeof Cmd];
 
 export const CMD_NAMES: Record<number, string> = Object.fromEntries(Object.entries(Cmd).map(([k, v]) => [v, k]));
 
 export function isKnownCommand(cmd: number): boolean {
-  return cmd >= Cmd.TASK && cmd <= Cmd.PROGRESS;
+  return cmd >= Cmd.TASK && cmd <= Cmd.NODE;
 }
 
 export const Role = { CLIENT: 1, WORKER: 2, SCHEDULER: 3 } as const;
@@ -154,6 +161,22 @@ export interface TaskMessage {
   attempt: number;
   type: string;
   body: Buffer;
+  /** NODE only: the results of the node's inputs, in order (views of the frame). */
+  inputs?: Buffer[];
+}
+
+/** One node of a GRAPH: its job type, body (a range of the frame) and the indices of the nodes it consumes. */
+export interface GraphNodeMessage {
+  type: string;
+  body: Buffer;
+  inputs: number[];
+}
+
+export interface GraphMessage {
+  requestId: number;
+  options: SubmitOptions | undefined;
+  /** The root is the last. */
+  nodes: GraphNodeMessage[];
 }
 
 export type ResultMessage =
@@ -223,10 +246,10 @@ export interface ClientProgress {
 /**
  * For a frame over the receiver's maxPayload: how many leading payload bytes identify the task it carries, so the
  * receiver can skip the rest and fail that one task instead of the connection. 0: the frame cannot be skipped.
- * SUBMIT and COMPLETED begin with a request id, TASK and RESULT with a task id and an attempt.
+ * SUBMIT, GRAPH and COMPLETED begin with a request id, TASK and RESULT with a task id and an attempt.
  */
 export function skippedHead(cmd: number): number {
-  if (cmd === Cmd.SUBMIT || cmd === Cmd.COMPLETED) return 4;
+  if (cmd === Cmd.SUBMIT || cmd === Cmd.COMPLETED || cmd === Cmd.GRAPH) return 4;
   if (cmd === Cmd.TASK || cmd === Cmd.RESULT) return 8;
   return 0;
 }

@@ -17,6 +17,8 @@ import {
   type Completed,
   type Failed,
   type Failure,
+  type GraphMessage,
+  type GraphNodeMessage,
   type Hello,
   type HelloSettings,
   type JobRequest,
@@ -99,6 +101,14 @@ class Reader {
     const start = this.offset;
     this.offset += n;
     return decodeString(this.buf, start, n, this.what, field);
+  }
+
+  /** The next `n` bytes as a view. */
+  bytes(n: number, field: string): Buffer {
+    this.need(n, field);
+    const at = this.offset;
+    this.offset += n;
+    return this.buf.subarray(at, at + n);
   }
 
   /** Where the rest of the payload starts; the read position moves to the end. */
@@ -202,28 +212,71 @@ export function decodeSubmit(buf: Buffer, start = 0, end = buf.length, version =
   const r = reader.reset(buf, start, end, 'SUBMIT');
   const requestId = r.u32('request id');
   const count = r.u8('option count');
+  const options = readOptions(count, version, 'SUBMIT');
+  const type = r.string('job type');
+  // TASK = task id, attempt, the same type and body: 3 bytes more than a SUBMIT without its options.
+  return { requestId, type, buf, bodyStart: r.skipRest(), bodyEnd: end, options, taskLength: end - start + 3 - 5 * count };
+}
+
+/** The options of a SUBMIT or GRAPH: `count` of them at the reader's position. */
+function readOptions(count: number, version: number, what: string): SubmitOptions | undefined {
+  const r = reader;
   let options: SubmitOptions | undefined;
   let seen = 0;
   for (let i = 0; i < count; i++) {
     const tag = r.u8('option tag');
     const value = r.u32('option value');
-    if (tag < 32 && seen & (1 << tag)) throw new ProtocolError(`SUBMIT repeats option tag ${tag}`);
+    if (tag < 32 && seen & (1 << tag)) throw new ProtocolError(`${what} repeats option tag ${tag}`);
     seen |= 1 << (tag & 31);
     options ??= {};
     if (tag === SubmitOption.TIMEOUT_MS) options.timeoutMs = value;
     else if (tag === SubmitOption.RETRIES) options.retries = value;
     else if (tag === SubmitOption.BACKOFF_MS) options.backoffMs = value;
-    else if (version < JOBS_VERSION) throw new ProtocolError(`SUBMIT has unknown option tag ${tag}`);
+    else if (version < JOBS_VERSION) throw new ProtocolError(`${what} has unknown option tag ${tag}`);
     else if (tag === SubmitOption.PRIORITY) options.priority = value | 0;
     else if (tag === SubmitOption.DELAY_MS) options.delayMs = value;
     else if (tag === SubmitOption.DETACH) options.detach = flag(value, 'DETACH');
     else if (tag === SubmitOption.ACCEPT) options.accept = flag(value, 'ACCEPT');
     else if (tag === SubmitOption.TENANT) options.tenant = value;
-    else throw new ProtocolError(`SUBMIT has unknown option tag ${tag}`);
+    else throw new ProtocolError(`${what} has unknown option tag ${tag}`);
   }
+  return options;
+}
+
+/**
+ * A GRAPH (version 4). Its shape (references, cycles, limits) is the scheduler's to check; here only that every
+ * field fits the frame and that nothing follows the last node. A node count the payload cannot hold is refused
+ * before anything is allocated for it.
+ */
+export function decodeGraph(buf: Buffer, start = 0, end = buf.length): GraphMessage {
+  const r = reader.reset(buf, start, end, 'GRAPH');
+  const requestId = r.u32('request id');
+  const options = readOptions(r.u8('option count'), PROTOCOL_VERSION, 'GRAPH');
+  const count = r.u32('node count');
+  // The smallest node is 8 bytes (empty type, no inputs, empty body).
+  if (count * 8 > end - start) throw new ProtocolError(`GRAPH declares ${count} nodes; its payload of ${end - start} bytes cannot hold them`);
+  const nodes: GraphNodeMessage[] = [];
+  for (let i = 0; i < count; i++) {
+    const type = r.string('job type');
+    const n = r.u16('input count');
+    const inputs: number[] = [];
+    for (let k = 0; k < n; k++) inputs.push(r.u32('input'));
+    nodes.push({ type, inputs, body: r.bytes(r.u32('body length'), 'body') });
+  }
+  r.done();
+  return { requestId, options, nodes };
+}
+
+/** A NODE (version 4): a TASK with its inputs' results before the body. */
+export function decodeNode(buf: Buffer, start = 0, end = buf.length): TaskMessage {
+  const r = reader.reset(buf, start, end, 'NODE');
+  const taskId = r.u32('task id');
+  const attempt = r.u32('attempt');
   const type = r.string('job type');
-  // TASK = task id, attempt, the same type and body: 3 bytes more than a SUBMIT without its options.
-  return { requestId, type, buf, bodyStart: r.skipRest(), bodyEnd: end, options, taskLength: end - start + 3 - 5 * count };
+  const n = r.u16('input count');
+  const inputs: Buffer[] = [];
+  for (let k = 0; k < n; k++) inputs.push(r.bytes(r.u32('input length'), 'input'));
+  return { taskId, attempt, type, inputs, body: r.rest() };
 }
 
 export function decodeCancel(buf: Buffer, start = 0, end = buf.length): Cancel {

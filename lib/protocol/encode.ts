@@ -156,17 +156,21 @@ export function writeSubmit(w: FrameWriter, requestId: number, type: string, bod
   const out = w.buf;
   out.writeUInt32BE(requestId, at + 5);
   out[at + 9] = count;
-  let offset = at + 10;
-  if (count > 0) {
-    for (const [key, tag] of OPTION_FIELDS) {
-      const value = optionValue(key, options![key]);
-      if (value === undefined) continue;
-      out[offset] = tag;
-      out.writeUInt32BE(value, offset + 1);
-      offset += 5;
-    }
-  }
+  const offset = writeOptions(out, at + 10, options, count);
   writeBytes(out, writeString(out, offset, type, typeLen), body, bodyLen);
+}
+
+/** The `count` options that are set, in ascending tag order, from `offset`; returns the offset after them. */
+function writeOptions(out: Buffer, offset: number, options: SubmitOptions | undefined, count: number): number {
+  if (count === 0) return offset;
+  for (const [key, tag] of OPTION_FIELDS) {
+    const value = optionValue(key, options![key]);
+    if (value === undefined) continue;
+    out[offset] = tag;
+    out.writeUInt32BE(value, offset + 1);
+    offset += 5;
+  }
+  return offset;
 }
 
 export function writeCancel(w: FrameWriter, taskId: number, attempt: number, code: string, message: string): void {
@@ -187,6 +191,71 @@ export function writeTask(w: FrameWriter, taskId: number, attempt: number, type:
   out.writeUInt32BE(taskId, at + 5);
   out.writeUInt32BE(attempt, at + 9);
   writeBytes(out, writeString(out, at + 13, type, typeLen), body, bodyLen);
+}
+
+/** A graph's node as a sender writes it; the root is the last. */
+export interface GraphNodeInput {
+  type: string;
+  body: Bytes;
+  inputs: readonly number[];
+}
+
+/** The payload size of a GRAPH. */
+export function graphPayloadLength(nodes: readonly GraphNodeInput[], options?: SubmitOptions): number {
+  let n = 9 + optionCount(options) * 5;
+  for (const node of nodes) n += 8 + stringLength(node.type, 'job type') + 4 * node.inputs.length + byteLength(node.body);
+  return n;
+}
+
+export function writeGraph(w: FrameWriter, requestId: number, nodes: readonly GraphNodeInput[], options?: SubmitOptions): void {
+  const count = optionCount(options);
+  const at = begin(w, Cmd.GRAPH, graphPayloadLength(nodes, options));
+  const out = w.buf;
+  out.writeUInt32BE(requestId, at + 5);
+  out[at + 9] = count;
+  let offset = writeOptions(out, at + 10, options, count);
+  out.writeUInt32BE(nodes.length, offset);
+  offset += 4;
+  for (const node of nodes) {
+    offset = writeString(out, offset, node.type, stringLength(node.type, 'job type'));
+    out.writeUInt16BE(node.inputs.length, offset);
+    offset += 2;
+    for (const input of node.inputs) {
+      out.writeUInt32BE(input, offset);
+      offset += 4;
+    }
+    const bodyLen = byteLength(node.body);
+    out.writeUInt32BE(bodyLen, offset);
+    offset = writeBytes(out, offset + 4, node.body, bodyLen);
+  }
+}
+
+/** The payload size of a NODE, and of the TASK that carries the same inputs in its body (an older worker's). */
+export function nodePayloadLength(type: string, inputs: readonly Uint8Array[], body: Bytes): number {
+  let n = 12 + stringLength(type, 'job type') + byteLength(body);
+  for (const input of inputs) n += 4 + input.length;
+  return n;
+}
+
+/**
+ * A graph's node for a worker: NODE to a worker of version 4; to an older one, a TASK whose body holds the same
+ * bytes as NODE's tail (input count, inputs, body), which it may decode itself (PROTOCOL.md 3.17).
+ */
+export function writeNode(w: FrameWriter, taskId: number, attempt: number, type: string, inputs: readonly Uint8Array[], body: Bytes, asTask = false): void {
+  const typeLen = stringLength(type, 'job type');
+  const at = begin(w, asTask ? Cmd.TASK : Cmd.NODE, nodePayloadLength(type, inputs, body));
+  const out = w.buf;
+  out.writeUInt32BE(taskId, at + 5);
+  out.writeUInt32BE(attempt, at + 9);
+  let offset = writeString(out, at + 13, type, typeLen);
+  out.writeUInt16BE(inputs.length, offset);
+  offset += 2;
+  for (const input of inputs) {
+    out.writeUInt32BE(input.length, offset);
+    copyBytes(out, offset + 4, input, 0, input.length);
+    offset += 4 + input.length;
+  }
+  writeBytes(out, offset, body, byteLength(body));
 }
 
 export function writeResultOk(w: FrameWriter, taskId: number, attempt: number, body: Bytes): void {

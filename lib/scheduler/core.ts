@@ -58,6 +58,11 @@ export interface CoreOutput<H, R = unknown> {
    * writable(worker).
    */
   sendTask(worker: WorkerRecord<H>, task: Task<H>): boolean;
+  /**
+   * Why a graph's node, with its inputs (task.inputs), cannot be sent to any worker (too large for a frame), or
+   * null. Such a node fails with E_TOO_LARGE, and its graph with it.
+   */
+  nodeTooLarge?(task: Task<H>): string | null;
   /** Tell a worker to abort a task it runs; it still answers for it, which returns the slot. */
   sendCancel?(worker: WorkerRecord<H>, taskId: number, attempt: number, code: string, message: string): void;
   /** `result` is the worker's, as result() was given it (or as retainResult() kept it): valid during the call only. */
@@ -908,6 +913,7 @@ export class SchedulerCore<H, R = unknown> {
 
   /** A graph's node whose inputs are all there becomes a task: dispatched at once to a free worker, else queued. */
   private launch(graph: Graph<H>, index: number): void {
+    if (graph.settled) return; // an earlier node of the same turn ended it
     const node = graph.nodes[index]!;
     const task = newTask<H>(graph.seq, node.type, node.body, 0, null, graph.settings, this.now, this.nextSeq++ >>> 0);
     task.graph = graph;
@@ -915,6 +921,8 @@ export class SchedulerCore<H, R = unknown> {
     if (node.inputs.length > 0) task.inputs = graph.inputsOf(index);
     node.task = task;
     graph.active++;
+    const tooLarge = task.inputs !== null ? (this.out.nodeTooLarge?.(task) ?? null) : null;
+    if (tooLarge !== null) return this.fail(task, ErrorCode.TOO_LARGE, tooLarge);
     const queue = this.queueFor(node.type);
     const slot = queue.ready.pick();
     if (slot !== null) {

@@ -17,6 +17,7 @@ import {
   decodeHello,
   decodeReady,
   decodeResult,
+  decodeGraph,
   decodeSubmit,
   encodeKeepalive,
   skippedHead,
@@ -24,7 +25,10 @@ import {
   writeCompleted,
   writeFailed,
   writeHello,
+  writeNode,
   writeTask,
+  nodePayloadLength,
+  GRAPH_VERSION,
   JOBS_VERSION,
   decodeJobRequest,
   decodeList,
@@ -124,6 +128,15 @@ export interface SchedulerOptions {
   finishedTtlMs?: number;
   /** Bytes of results those records keep, at most (the oldest go first). Default 64 MiB. */
   maxFinishedBytes?: number;
+  /** Nodes a graph job may have; a larger one is refused with E_GRAPH. Default 10000. */
+  maxGraphNodes?: number;
+  /** Edges (node inputs, all nodes together) a graph job may have; more are refused with E_GRAPH. Default 100000. */
+  maxGraphEdges?: number;
+  /**
+   * Bytes of intermediate results one graph may hold at once (a result is held until every node consuming it has
+   * completed); past it the graph fails with E_GRAPH_MEMORY. Default 64 MiB.
+   */
+  maxGraphBytes?: number;
 }
 
 /** Options that were replaced, with what replaced them: passing one is an error that says so. */
@@ -158,6 +171,9 @@ export const SCHEDULER_DEFAULTS = {
   maxFinishedJobs: CORE_DEFAULTS.maxFinishedJobs,
   finishedTtlMs: CORE_DEFAULTS.finishedTtlMs,
   maxFinishedBytes: CORE_DEFAULTS.maxFinishedBytes,
+  maxGraphNodes: CORE_DEFAULTS.maxGraphNodes,
+  maxGraphEdges: CORE_DEFAULTS.maxGraphEdges,
+  maxGraphBytes: CORE_DEFAULTS.maxGraphBytes,
 } as const;
 
 /** Frames shorter than this never wait for the partial-frame budget: each costs at most one socket read. */
@@ -308,6 +324,9 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       maxFinishedJobs: checkInteger('maxFinishedJobs', o.maxFinishedJobs, 0, 10_000_000),
       finishedTtlMs: checkInteger('finishedTtlMs', o.finishedTtlMs, 0, 0xffff_ffff),
       maxFinishedBytes: checkInteger('maxFinishedBytes', o.maxFinishedBytes, 0, Number.MAX_SAFE_INTEGER),
+      maxGraphNodes: checkInteger('maxGraphNodes', o.maxGraphNodes, 1, 0xffff_ffff),
+      maxGraphEdges: checkInteger('maxGraphEdges', o.maxGraphEdges, 0, 0xffff_ffff),
+      maxGraphBytes: checkInteger('maxGraphBytes', o.maxGraphBytes, 0, Number.MAX_SAFE_INTEGER),
       // Ids count up from the start time in microseconds: a restarted scheduler does not hand out an id again
       // unless it ran more than a million jobs a second on average.
       firstJobId: Date.now() * 1000,
@@ -488,8 +507,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     this.core.seen(record);
     const limit = `maxPayload (${this.maxPayload})`;
     if (record.kind === 'client') {
-      if (cmd !== Cmd.SUBMIT) throw wrongCommand(cmd, 'client');
-      return this.core.refuse(record, head.readUInt32BE(0), ErrorCode.TOO_LARGE, `a SUBMIT of ${length} bytes exceeds ${limit}`);
+      if (cmd !== Cmd.SUBMIT && !(cmd === Cmd.GRAPH && peer.version >= GRAPH_VERSION)) throw wrongCommand(cmd, 'client');
+      return this.core.refuse(record, head.readUInt32BE(0), ErrorCode.TOO_LARGE, `a ${CMD_NAMES[cmd]} of ${length} bytes exceeds ${limit}`);
     }
     if (cmd !== Cmd.RESULT) throw wrongCommand(cmd, 'worker');
     const message = `the worker's RESULT of ${length} bytes exceeds the scheduler's ${limit}`;
@@ -514,6 +533,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       return peer.conn.close();
     }
     if (record.kind === 'client') {
+      if (cmd === Cmd.GRAPH && peer.version >= GRAPH_VERSION) return this.graph(peer, record, buf, start, end);
       if (cmd !== Cmd.SUBMIT) return this.clientRequest(peer, record, cmd, buf, start, end);
       const submit = decodeSubmit(buf, start, end, peer.version);
       // Answers to this client are piling up unread: read nothing more from it until they have gone.
@@ -548,6 +568,13 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       return;
     }
     throw wrongCommand(cmd, 'worker');
+  }
+
+  /** A graph job from a client of version 4; its nodes' bodies stay views of the frame until the core copies them. */
+  private graph(peer: Peer, client: ClientRecord<Peer>, buf: Buffer, start: number, end: number): void {
+    const { requestId, options, nodes } = decodeGraph(buf, start, end);
+    const jobId = this.core.submitGraph(client, requestId, nodes, options);
+    if (jobId > 0 && options?.accept) writeAccepted(peer.conn.frames(), requestId, jobId);
   }
 
   /** A client's request about jobs by id (version 3): STATUS, WAIT, ABORT or LIST. */
@@ -640,8 +667,13 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     return {
       sendTask: (worker, task) => {
         const conn = worker.handle.conn;
-        writeTask(conn.frames(), task.id, task.attempt, task.type, task.body);
+        if (task.inputs === null) writeTask(conn.frames(), task.id, task.attempt, task.type, task.body);
+        else writeNode(conn.frames(), task.id, task.attempt, task.type, inputBytes(task), task.body, worker.handle.version < GRAPH_VERSION);
         return !conn.saturated;
+      },
+      nodeTooLarge: (task) => {
+        const length = nodePayloadLength(task.type, inputBytes(task), task.body);
+        return length > this.maxPayload ? `with its inputs, node ${task.node} would be a frame of ${length} bytes, over maxPayload (${this.maxPayload})` : null;
       },
       sendCancel: (worker, taskId, attempt, code, message) =>
         writeCancel(worker.handle.conn.frames(), taskId, attempt, code, message),
@@ -671,6 +703,11 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         has('peerLeft') && this.emit('peerLeft', { ...info(peer.handle), reason, requeued }),
     };
   }
+}
+
+/** A node's inputs as the core holds them (results kept by retainResult: whole buffers), as bytes. */
+function inputBytes(task: Task<Handle>): Buffer[] {
+  return (task.inputs as readonly BodyRange[]).map((r) => r.buf.subarray(r.bodyStart, r.bodyEnd));
 }
 
 function digest(token: string): Buffer {

@@ -14,6 +14,8 @@ export interface ThreadJob {
   module: string;
   export: string;
   payload: Buffer;
+  /** A graph node's inputs (copied to the thread). */
+  inputs: readonly Buffer[];
   taskId: number;
   attempt: number;
   type: string;

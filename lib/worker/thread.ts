@@ -13,6 +13,8 @@ export interface RunMessage {
   module: string;
   export: string;
   payload: Uint8Array;
+  /** A graph node's inputs; structured cloning copies them. */
+  inputs: readonly Uint8Array[];
   taskId: number;
   attempt: number;
   type: string;
@@ -64,7 +66,8 @@ async function run(message: RunMessage): Promise<void> {
     const progress = (value = Number.NaN, message = ''): void => {
       if (typeof value === 'number' && typeof message === 'string') port.postMessage({ kind: 'progress', id, value, message } satisfies ProgressMessage);
     };
-    const result = await handler(payload, { taskId, attempt, type, signal: controller.signal, progress });
+    const inputs = message.inputs.map((u) => Buffer.from(u.buffer, u.byteOffset, u.byteLength));
+    const result = await handler(payload, { taskId, attempt, type, inputs, signal: controller.signal, progress });
     const bad = badResult(result);
     reply = bad ? { id, ok: false, code: 'E_HANDLER', message: bad } : { id, ok: true, result };
   } catch (err) {
