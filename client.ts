@@ -21,6 +21,8 @@ const common = (y: Argv) =>
 
 const argv = common(yargs(hideBin(process.argv)))
   .scriptName(program)
+  // Words after `--` are inputs, never a command; they are read verbatim below, as yargs would make `-1e3` a number.
+  .parserConfiguration({ 'populate--': true })
   .env('TASKWIRE')
   .command('$0 [inputs..]', 'Submit one job per input and print each result on its own line', (y) =>
     y
@@ -50,7 +52,7 @@ const argv = common(yargs(hideBin(process.argv)))
   .epilogue(
     'Exit status: 0 when everything succeeded, 1 when a job failed, was cancelled or is unknown, 2 when the scheduler was unreachable or the run timed out. An input that is a command name goes after --.',
   )
-  .check((a) => a._.length > 0 || ((a.inputs as unknown[] | undefined)?.length ?? 0) > 0 || 'give at least one input')
+  .check((a) => a._.length > 0 || ((a.inputs as unknown[] | undefined)?.length ?? 0) > 0 || ((a['--'] as unknown[] | undefined)?.length ?? 0) > 0 || 'give at least one input')
   .strict()
   .help()
   .alias('help', 'h')
@@ -133,7 +135,8 @@ function idsOf(values: unknown): number[] {
 
 async function submit(): Promise<number> {
   const type = argv.type as string;
-  const raw = (argv.inputs as string[]).map(String);
+  const dashes = process.argv.indexOf('--');
+  const raw = [...((argv.inputs as string[] | undefined) ?? []).map(String), ...(dashes < 0 ? [] : process.argv.slice(dashes + 1))];
   // Commas never occur in arithmetic, so an arith input may be a list; other types take inputs verbatim.
   const inputs = type === 'arith' ? raw.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean) : raw;
   if (inputs.length === 0) throw new Error('no input to submit');

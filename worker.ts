@@ -1,16 +1,20 @@
 #!/usr/bin/env node
-// taskwire-worker: connects to a scheduler and runs the built-in job types (sha256, arith).
+// taskwire-worker: connects to a scheduler and runs the built-in job types (sha256, arith), and those of the
+// modules given with --jobs.
 
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { createWorker, WORKER_DEFAULTS } from './lib/index.js';
+import { builtinHandlers, createWorker, WORKER_DEFAULTS, type Handlers, type JobDefinition } from './lib/index.js';
 import { die, onSignals, printable as p } from './lib/cli.js';
+import { isJobDefinition } from './lib/jobs/define.js';
 
 const program = 'taskwire-worker';
 
 const argv = yargs(hideBin(process.argv))
   .scriptName(program)
-  .usage('$0 [options]\n\nRuns a worker with the built-in job types (sha256, arith). Reconnects until stopped.')
+  .usage('$0 [options]\n\nRuns a worker with the built-in job types (sha256, arith), and those of --jobs modules. Reconnects until stopped.')
   .env('TASKWIRE')
   .option('host', { type: 'string', default: WORKER_DEFAULTS.host, describe: 'Scheduler host' })
   .option('port', { alias: 'p', type: 'number', default: WORKER_DEFAULTS.port, describe: 'Scheduler port' })
@@ -19,16 +23,67 @@ const argv = yargs(hideBin(process.argv))
   .option('name', { type: 'string', describe: 'Name shown by the scheduler (default: hostname:pid)' })
   .option('grace', { type: 'number', default: WORKER_DEFAULTS.closeGraceMs, describe: 'On SIGINT/SIGTERM, ms to finish running tasks' })
   .option('token', { type: 'string', describe: 'Shared secret, if the scheduler requires one (or TASKWIRE_TOKEN)' })
+  .option('jobs', {
+    type: 'string',
+    array: true,
+    describe:
+      "Module (path or file URL) whose job definitions, and functions as handlers of their export's name, to run too; repeatable; a type it defines replaces that built-in",
+  })
   .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Log only errors' })
   .example('$0 --port 9001 --concurrency 32', 'run up to 32 tasks at once')
+  .example('$0 --jobs ./jobs.js', "also run the job types that jobs.js exports")
   .strict()
   .help()
   .alias('help', 'h')
   .version()
   .parseSync();
 
+/** What the --jobs modules export, as createWorker() takes it; a type two of them define is an error. */
+async function loadJobs(modules: string[]): Promise<{ jobs: JobDefinition<unknown, unknown>[]; handlers: Handlers; owner: Map<string, string> }> {
+  const jobs: JobDefinition<unknown, unknown>[] = [];
+  const handlers: Handlers = {};
+  const owner = new Map<string, string>();
+  for (const module of modules) {
+    let exports: Record<string, unknown>;
+    try {
+      exports = (await import(/^file:/i.test(module) ? module : pathToFileURL(path.resolve(module)).href)) as Record<string, unknown>;
+    } catch (err) {
+      throw new Error(`cannot load --jobs module ${module}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    // The same definition or function may be exported twice (by name and in the default object): taken once.
+    const found = new Map<string, unknown>();
+    const take = (name: string, value: unknown): void => {
+      const type = isJobDefinition(value) ? value.type : typeof value === 'function' ? name : null;
+      if (type === null || found.get(type) === value) return;
+      if (found.has(type)) throw new Error(`--jobs module ${module} defines job type '${type}' twice`);
+      const other = owner.get(type);
+      if (other !== undefined) throw new Error(`job type '${type}' is defined by both --jobs modules ${other} and ${module}`);
+      found.set(type, value);
+    };
+    for (const [name, value] of Object.entries(exports)) if (name !== 'default') take(name, value);
+    const fallback = exports.default;
+    if (isJobDefinition(fallback)) take('default', fallback);
+    else if (typeof fallback === 'function') throw new Error(`--jobs module ${module}: its default export is a function; export it under the name of its job type`);
+    else if (typeof fallback === 'object' && fallback !== null) for (const [name, value] of Object.entries(fallback)) take(name, value);
+    if (found.size === 0) throw new Error(`--jobs module ${module} exports no job definition or function`);
+    for (const [type, value] of found) {
+      owner.set(type, module);
+      if (isJobDefinition(value)) jobs.push(value);
+      else handlers[type] = value as Handlers[string];
+    }
+  }
+  return { jobs, handlers, owner };
+}
+
 try {
+  const modules = [argv.jobs ?? []].flat().map(String);
+  const loaded = modules.length > 0 ? await loadJobs(modules) : null;
+  // The built-ins stay unless a module defines a type of the same name: the module's is the one asked for.
+  const replaced = loaded ? [...loaded.owner.keys()].filter((type) => Object.hasOwn(builtinHandlers, type)) : [];
+  const builtins = Object.fromEntries(Object.entries(builtinHandlers).filter(([type]) => !replaced.includes(type)));
   const worker = createWorker({
+    jobs: loaded?.jobs,
+    handlers: loaded ? { ...builtins, ...loaded.handlers } : undefined,
     host: argv.host,
     port: argv.port,
     concurrency: argv.concurrency,
@@ -40,6 +95,7 @@ try {
   const log = (line: string): void => {
     if (!argv.quiet) process.stderr.write(`${program}: ${line}\n`);
   };
+  for (const type of replaced) log(`job type ${p(type)} of ${p(loaded!.owner.get(type)!)} replaces the built-in one`);
   worker.on('connected', (c) => log(`connected to scheduler ${p(c.scheduler)} at ${c.remote}; running ${worker.types.join(', ')} x${worker.concurrency}, prefetch ${argv.prefetch}`));
   worker.on('disconnected', (d) => log(`disconnected: ${p(d.message)} (${p(d.code)})`));
   worker.on('reconnecting', (r) => log(`${p(r.message)}; retry ${r.attempt} in ${r.delayMs} ms`));

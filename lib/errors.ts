@@ -76,6 +76,9 @@ export class TaskwireError extends Error {
 
 /** A task ended in failure; `code` says why (E_HANDLER, E_DISCONNECTED...). */
 export class TaskFailedError extends TaskwireError {
+  /** For a graph job that failed on one of its nodes: that node's index. */
+  node?: number;
+
   constructor(code: string, message: string) {
     super(code, message);
     this.name = 'TaskFailedError';

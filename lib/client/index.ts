@@ -15,9 +15,12 @@ import {
   decodeCompleted,
   decodeFailed,
   decodeReply,
+  GRAPH_VERSION,
+  graphPayloadLength,
   submitPayloadLength,
   taskPayloadLength,
   writeAbort,
+  writeGraph,
   writeList,
   writeStatus,
   writeSubmit,
@@ -25,6 +28,7 @@ import {
   type SubmitOptions as WireOptions,
 } from '../protocol/index.js';
 import { DEFAULT_MAX_PAYLOAD, FrameWriter, MAX_PAYLOAD_LIMIT } from '../protocol/frame.js';
+import { decodeResult, encodePayload, isJobDefinition, type JobDefinition } from '../jobs/define.js';
 import type { JobInfo, JobState } from '../scheduler/finished.js';
 import { Session } from '../transport/session.js';
 
@@ -72,6 +76,17 @@ export interface SubmitOptions {
   onProgress?: (progress: Progress) => void;
 }
 
+/**
+ * One node of a graph job (submitGraph()): a job of its own type and payload, which also gets the results of the
+ * nodes it lists in `inputs` (indices into the graph's nodes) as its handler's `context.inputs`, in that order.
+ * The last node is the root: its result is the graph's.
+ */
+export interface GraphNode {
+  type: string;
+  payload: Payload;
+  inputs?: readonly number[];
+}
+
 /** A handler's progress report: a number (NaN for none) and a message ('' for none). */
 export interface Progress {
   value: number;
@@ -81,10 +96,10 @@ export interface Progress {
 export type { JobInfo, JobState } from '../scheduler/finished.js';
 
 /** A job accepted by the scheduler: its id, and its outcome to come. */
-export interface Job {
+export interface Job<R = string> {
   readonly id: number;
-  /** The result, as submit() resolves it. */
-  readonly result: Promise<string>;
+  /** The result, as submit() resolves it (as run() does, from enqueueJob()). */
+  readonly result: Promise<R>;
 }
 
 export const CLIENT_DEFAULTS = {
@@ -110,6 +125,8 @@ interface Pending {
   reply?: true;
   accepted?: (jobId: number) => void;
   progress?: (progress: Progress) => void;
+  /** A graph job's: its failure names the node that failed. */
+  graph?: true;
 }
 
 export type Payload = string | Uint8Array;
@@ -180,6 +197,70 @@ export class Client extends EventEmitter<ClientEvents> {
         resolve({ id, result });
       });
       // A refusal comes instead of the id: it rejects this promise, and the result (which nobody holds) quietly.
+      result.catch((err: unknown) => {
+        if (!accepted) reject(err);
+      });
+    });
+  }
+
+  /**
+   * Runs a typed job: the payload is encoded with the definition's codec and submitted as submit() does (same
+   * options), and the result decoded with it. Rejects as submit() does; with E_INVALID for a payload the codec
+   * cannot encode, E_DECODE for a result it cannot decode.
+   */
+  run<P, R>(definition: JobDefinition<P, R>, payload: NoInfer<P>, options?: SubmitOptions): Promise<R> {
+    let body: Payload;
+    try {
+      body = typedBody(definition, payload);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.submitBuffer(definition.type, body, options).then((bytes) => decodeResult(definition, bytes));
+  }
+
+  /** enqueue() for a typed job: resolves once accepted, with its id and its result decoded as run() does. */
+  async enqueueJob<P, R>(definition: JobDefinition<P, R>, payload: NoInfer<P>, options?: SubmitOptions): Promise<Job<R>> {
+    const body = typedBody(definition, payload);
+    const job = await new Promise<Job<Buffer>>((resolve, reject) => {
+      let accepted = false;
+      const result = this.send<Buffer>(definition.type, body, true, options, (id) => {
+        accepted = true;
+        resolve({ id, result });
+      });
+      result.catch((err: unknown) => {
+        if (!accepted) reject(err);
+      });
+    });
+    const result = job.result.then((bytes) => decodeResult(definition, bytes));
+    // As with enqueue(), a result nobody holds (a detached job, say) must not fail the process when it fails.
+    result.catch(() => {});
+    return { id: job.id, result };
+  }
+
+  /**
+   * Runs a graph job: every node whose inputs have completed runs (independent ones in parallel, on any
+   * workers), fed its inputs' results, and the graph resolves with the root's (the last node's) result as text.
+   * A failing node fails the graph: the error's code is the node's, its message names the node (`node 3
+   * (sha256) failed: ...`) and its `node` property is the node's index. Options are submit()'s (they apply to
+   * every node), but for delayMs and runAt. Needs a scheduler of protocol version 4.
+   */
+  submitGraph(nodes: readonly GraphNode[], options?: SubmitOptions): Promise<string> {
+    return this.sendGraph<string>(nodes, false, options);
+  }
+
+  /** Like submitGraph(), but resolves with the root's result as raw bytes. */
+  submitGraphBuffer(nodes: readonly GraphNode[], options?: SubmitOptions): Promise<Buffer> {
+    return this.sendGraph<Buffer>(nodes, true, options);
+  }
+
+  /** enqueue() for a graph: resolves once the scheduler accepted it, with its job id and its result to come. */
+  enqueueGraph(nodes: readonly GraphNode[], options?: SubmitOptions): Promise<Job> {
+    return new Promise<Job>((resolve, reject) => {
+      let accepted = false;
+      const result = this.sendGraph<string>(nodes, false, options, (id) => {
+        accepted = true;
+        resolve({ id, result });
+      });
       result.catch((err: unknown) => {
         if (!accepted) reject(err);
       });
@@ -296,6 +377,31 @@ export class Client extends EventEmitter<ClientEvents> {
     });
   }
 
+  private async sendGraph<T>(nodes: readonly GraphNode[], raw: boolean, options: SubmitOptions | undefined, accepted?: (jobId: number) => void): Promise<T> {
+    const wire = options ? wireOptions(options) : undefined;
+    if (typeof wire === 'string') throw new TaskwireError(ErrorCode.INVALID, wire);
+    if (wire?.delayMs !== undefined) throw new TaskwireError(ErrorCode.INVALID, 'a graph job takes no delayMs or runAt');
+    const problem = graphProblem(nodes);
+    if (problem) throw new TaskwireError(ErrorCode.INVALID, problem);
+    // The scheduler's version decides whether it can read a GRAPH at all: wait for its hello.
+    await this.connect();
+    const session = this.session;
+    if (this.ended || session === null) throw this.ended ?? new TaskwireError(ErrorCode.DISCONNECTED, 'not connected');
+    if (session.schedulerVersion < GRAPH_VERSION) {
+      throw new TaskwireError(ErrorCode.VERSION, `graph jobs need a scheduler of protocol version ${GRAPH_VERSION}; this one speaks ${session.schedulerVersion}`);
+    }
+    const sent: WireOptions | undefined = accepted ? { ...wire, accept: true } : wire;
+    const specs = nodes.map((n) => ({ type: n.type, body: n.payload, inputs: n.inputs ?? [] }));
+    const size = graphPayloadLength(specs, sent);
+    const limit = session.schedulerMaxPayload ?? this.maxPayload;
+    if (size > limit) throw new TaskwireError(ErrorCode.TOO_LARGE, `a graph of ${size} bytes exceeds the scheduler's maxPayload (${limit})`);
+    const id = this.allocateId();
+    writeGraph(session.frames(), id, specs, sent);
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (value: never) => void, reject, raw, accepted, progress: options?.onProgress, graph: true });
+    });
+  }
+
   /** Request ids are u32 and unique among pending tasks; they wrap after 2^32 submissions. */
   private allocateId(): number {
     do this.nextId = (this.nextId + 1) >>> 0;
@@ -335,7 +441,11 @@ export class Client extends EventEmitter<ClientEvents> {
     }
     if (cmd === Cmd.FAILED) {
       const { requestId, code, message } = decodeFailed(buf, start, end);
-      this.take(requestId).reject(new TaskFailedError(code, message));
+      const request = this.take(requestId);
+      const error = new TaskFailedError(code, message);
+      const node = request.graph ? /^node (\d+) \(/.exec(message) : null;
+      if (node) error.node = Number(node[1]);
+      request.reject(error);
       return;
     }
     if (cmd === Cmd.ACCEPTED) {
@@ -439,6 +549,22 @@ function wireOptions(options: SubmitOptions): WireOptions | string {
   return wire;
 }
 
+/** What is wrong with a graph's nodes as given (their shape is the scheduler's to check), or null. */
+function graphProblem(nodes: readonly GraphNode[]): string | null {
+  if (!Array.isArray(nodes) || nodes.length === 0) return 'a graph needs an array of at least one node';
+  for (let i = 0; i < nodes.length; i++) {
+    const node = nodes[i];
+    if (typeof node !== 'object' || node === null) return `node ${i} must be an object { type, payload, inputs }`;
+    const { type, payload, inputs } = node;
+    if (typeof type !== 'string' || type.length === 0 || Buffer.byteLength(type) > 255) return `node ${i}: type must be a job type name of 1 to 255 bytes`;
+    if (typeof payload !== 'string' && !(payload instanceof Uint8Array)) return `node ${i}: payload must be a string or a Uint8Array`;
+    if (inputs !== undefined && (!Array.isArray(inputs) || inputs.length > 0xffff || !inputs.every((k) => Number.isInteger(k) && k >= 0 && k <= 0xffff_ffff))) {
+      return `node ${i}: inputs must be an array of at most 65535 node indices`;
+    }
+  }
+  return null;
+}
+
 /** Whether SUBMIT options need a scheduler of version 3. */
 function usesJobs(wire: WireOptions): boolean {
   return wire.priority !== undefined || wire.delayMs !== undefined || wire.detach !== undefined || wire.accept !== undefined || wire.tenant !== undefined;
@@ -449,6 +575,12 @@ function fnv1a(text: string): number {
   let hash = 0x811c9dc5;
   for (const byte of Buffer.from(text)) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
   return hash;
+}
+
+/** A typed job's payload as bytes or text; throws E_INVALID for what is not a definition or not encodable. */
+function typedBody<P, R>(definition: JobDefinition<P, R>, payload: P): Payload {
+  if (!isJobDefinition(definition)) throw new TaskwireError(ErrorCode.INVALID, 'definition must be a job definition from defineJob()');
+  return encodePayload(definition, payload);
 }
 
 /** A job id as the library hands them out: a whole number below 2^53. */

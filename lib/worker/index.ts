@@ -19,7 +19,8 @@ import {
   type ThreadHandler,
 } from '../jobs/handler.js';
 import { ThreadPool } from './pool.js';
-import { Cmd, JOBS_VERSION, Role, decodeCancel, decodeTask, writeReady, writeResultError, writeResultOk, writeWorkerProgress } from '../protocol/index.js';
+import { definitionHandler, isJobDefinition, type JobDefinition } from '../jobs/define.js';
+import { Cmd, JOBS_VERSION, Role, decodeCancel, decodeNode, decodeTask, writeReady, writeResultError, writeResultOk, writeWorkerProgress } from '../protocol/index.js';
 import { DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT } from '../protocol/frame.js';
 import { Session } from '../transport/session.js';
 
@@ -43,6 +44,13 @@ export interface WorkerOptions {
    * extend them.
    */
   handlers?: Handlers;
+  /**
+   * Typed job definitions (from defineJob()) to run beside `handlers`: each registers its `run` for its type, with
+   * the payload decoded and the result encoded by its codec. A type may be defined once, here or in `handlers`.
+   * Given without `handlers`, the built-ins are not added (add `builtinJobs.sha256`, `builtinJobs.arith`).
+   */
+  // any: a definition is invariant in its types (run takes P, decode gives P), and only its own codec feeds its run.
+  jobs?: readonly JobDefinition<any, any>[];
   /** Threads in the pool for ThreadHandlers, started on first use. Default: the machine's available parallelism. */
   threads?: number;
   /**
@@ -120,6 +128,7 @@ class Running implements TaskContext {
   controller: AbortController | null = null;
   /** Set while the task waits for a free slot: what to run it with. */
   held: { handler: Handler; body: Buffer } | null = null;
+  inputs: readonly Buffer[] = NO_INPUTS;
 
   constructor(
     readonly session: Session,
@@ -148,6 +157,13 @@ class Running implements TaskContext {
     const text = Buffer.byteLength(message) > MAX_PROGRESS_MESSAGE ? Buffer.from(message).subarray(0, MAX_PROGRESS_MESSAGE).toString() : message;
     writeWorkerProgress(session.frames(), this.taskId, this.attempt, value, text);
   }
+}
+
+const NO_INPUTS: readonly Buffer[] = Object.freeze([]);
+
+/** Bytes that are a small part of the read they are a view of, copied out: a waiting task must not keep reads alive. */
+function ownBytes(bytes: Buffer): Buffer {
+  return bytes.length * 2 >= bytes.buffer.byteLength ? bytes : Buffer.from(bytes);
 }
 
 /** The longest progress message sent, in bytes. */
@@ -221,7 +237,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     this.closeGraceMs = checkInteger('closeGraceMs', o.closeGraceMs, 0, 86_400_000);
     this.name = checkString('name', options.name ?? `${os.hostname()}:${process.pid}`);
     this.token = options.token === undefined ? undefined : checkString('token', options.token);
-    const handlers = options.handlers ?? builtinHandlers;
+    const handlers = options.handlers ?? (options.jobs === undefined ? builtinHandlers : {});
     if (typeof handlers !== 'object' || handlers === null) invalidOption('handlers', 'an object of job type -> handler', handlers);
     const threads = checkInteger('threads', o.threads ?? os.availableParallelism(), 1, 1024);
     this.pool = new ThreadPool(threads, checkInteger('stopGraceMs', o.stopGraceMs, 0, 3_600_000));
@@ -229,6 +245,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       if (type.length === 0 || Buffer.byteLength(type) > 255) invalidOption('handlers', 'keyed by job type names of 1 to 255 bytes', type);
       this.routes.set(type, this.route(type, handler));
     }
+    this.addJobs(options.jobs);
     if (this.routes.size === 0) invalidOption('handlers', 'an object with at least one handler', handlers);
     const mayBlock = [...this.routes.values()].some((r) => r.inline !== null && !isBoundedHandler(r.inline));
     this.inlineMayBlock = options.inlineMayBlock ?? mayBlock;
@@ -247,6 +264,21 @@ export class Worker extends EventEmitter<WorkerEvents> {
     return this.pool.stopped;
   }
 
+  /** Checks `jobs` and routes each definition's type, which neither `handlers` nor another definition may have. */
+  private addJobs(jobs: WorkerOptions['jobs']): void {
+    if (jobs === undefined) return;
+    if (!Array.isArray(jobs)) invalidOption('jobs', 'an array of job definitions (from defineJob())', jobs);
+    const fromJobs = new Set<string>();
+    jobs.forEach((definition: unknown, i) => {
+      if (!isJobDefinition(definition)) invalidOption(`jobs[${i}]`, 'a job definition (from defineJob())', definition);
+      const { type } = definition;
+      if (fromJobs.has(type)) throw new TaskwireError(ErrorCode.INVALID, `options.jobs defines job type '${type}' twice`);
+      if (this.routes.has(type)) throw new TaskwireError(ErrorCode.INVALID, `job type '${type}' is in both options.jobs and options.handlers`);
+      fromJobs.add(type);
+      this.routes.set(type, this.route(type, definitionHandler(definition)));
+    });
+  }
+
   /** Checks one entry of `handlers` and makes its route. */
   private route(type: string, handler: Handler | ThreadHandler): Route {
     if (typeof handler === 'function') return { inline: handler, thread: null, inlineBelow: Infinity };
@@ -258,7 +290,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     checkInteger(`handlers.${type}.inlineBelow`, inlineBelow, 0, Number.MAX_SAFE_INTEGER);
     if (inlineBelow > 0 && typeof inline !== 'function') invalidOption(`handlers.${type}.inline`, 'a function, with inlineBelow', inline);
     const thread: Handler = (payload, context) =>
-      this.pool.run({ module: url, export: name, payload, taskId: context.taskId, attempt: context.attempt, type }, context.signal, (value, message) =>
+      this.pool.run({ module: url, export: name, payload, inputs: context.inputs, taskId: context.taskId, attempt: context.attempt, type }, context.signal, (value, message) =>
         context.progress(value, message),
       );
     return { inline: inlineBelow > 0 ? inline : null, thread, inlineBelow };
@@ -341,7 +373,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     this.failures = 0;
     this.session = session;
     session.onFrame = (cmd, buf, start, end) => {
-      if (cmd === Cmd.TASK) return this.run(session, buf, start, end);
+      if (cmd === Cmd.TASK || cmd === Cmd.NODE) return this.run(session, cmd, buf, start, end);
       if (cmd === Cmd.CANCEL) return this.cancel(buf, start, end);
       throw new TaskwireError(ErrorCode.PROTOCOL, `a scheduler may not send command ${cmd} to a worker`);
     };
@@ -385,8 +417,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
 
   // ---- tasks -----------------------------------------------------------------------------------------------
 
-  private run(session: Session, buf: Buffer, start: number, end: number): void {
-    const { taskId, attempt, type, body } = decodeTask(buf, start, end);
+  private run(session: Session, cmd: number, buf: Buffer, start: number, end: number): void {
+    const { taskId, attempt, type, body, inputs } = cmd === Cmd.NODE ? decodeNode(buf, start, end) : decodeTask(buf, start, end);
     const route = this.routes.get(type);
     const handler = route && (route.thread === null || body.length < route.inlineBelow ? route.inline : route.thread);
     if (!handler) {
@@ -394,10 +426,12 @@ export class Worker extends EventEmitter<WorkerEvents> {
       return;
     }
     const task = new Running(session, taskId, attempt, type);
+    if (inputs !== undefined) task.inputs = inputs;
     if (this.active < this.concurrency) return this.start(task, handler, body);
     // Every slot is busy: the task waits here, in the prefetch window. Its body is a view of the socket read,
     // copied out when it is a small part of it, so waiting tasks do not keep reads alive.
-    task.held = { handler, body: body.length * 2 >= body.buffer.byteLength ? body : Buffer.from(body) };
+    task.held = { handler, body: ownBytes(body) };
+    if (inputs !== undefined) task.inputs = inputs.map(ownBytes);
     this.running.set(leaseKey(taskId, attempt), task);
     this.waiting.push(task);
   }
