@@ -4,7 +4,19 @@
 
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { CLIENT_DEFAULTS, createClient, ErrorCode, PRIORITIES, TaskwireError, type Client, type JobInfo, type Progress, type SubmitOptions } from './lib/index.js';
+import {
+  builtinJobs,
+  CLIENT_DEFAULTS,
+  createClient,
+  ErrorCode,
+  evaluateDistributed,
+  PRIORITIES,
+  TaskwireError,
+  type Client,
+  type JobInfo,
+  type Progress,
+  type SubmitOptions,
+} from './lib/index.js';
 import { die, printable as p } from './lib/cli.js';
 
 const program = 'taskwire-client';
@@ -27,7 +39,9 @@ const argv = common(yargs(hideBin(process.argv)))
   .command('$0 [inputs..]', 'Submit one job per input and print each result on its own line', (y) =>
     y
       .positional('inputs', { type: 'string', array: true, describe: 'Job payloads' })
-      .option('type', { alias: 't', type: 'string', default: 'sha256', describe: 'Job type (built-ins: sha256, arith)' })
+      .option('type', { alias: 't', type: 'string', default: 'sha256', describe: 'Job type (built-ins: sha256, arith, sumsq)' })
+      .option('distributed', { type: 'boolean', default: false, describe: 'arith: run each expression as a graph of single operations on the workers' })
+      .option('chunks', { type: 'number', describe: 'sumsq: split the range into this many parts, summed in parallel and combined' })
       .option('task-timeout', { type: 'number', describe: "Ms each job may run on a worker before it is requeued (default: the scheduler's)" })
       .option('retries', { type: 'number', describe: 'Times a failing job is retried, with exponential backoff' })
       .option('priority', { type: 'string', describe: 'high, normal, low, or an integer: higher runs first (default normal)' })
@@ -47,6 +61,8 @@ const argv = common(yargs(hideBin(process.argv)))
   .example('$0 "Hello"', 'SHA-256 of "Hello"')
   .example('$0 --type arith "1+(2*3)/4-5"', 'evaluate an expression: -2.5')
   .example('$0 --type arith "2+3, 5*6, 10-4"', 'arith inputs may be comma-separated lists')
+  .example('$0 --type arith --distributed "1+(2*3)/4-5"', 'the same result, one operation per task, independent ones in parallel')
+  .example('$0 --type sumsq 1 1000000 --chunks 16', 'the sum of the squares of 1..1000000, exactly, in 16 parallel parts')
   .example('$0 --detach --priority high "big job"', 'print its job id and exit; the job runs anyway')
   .example('$0 wait 1764590000000001', "wait for a job by id and print its result")
   .epilogue(
@@ -137,9 +153,16 @@ async function submit(): Promise<number> {
   const type = argv.type as string;
   const dashes = process.argv.indexOf('--');
   const raw = [...((argv.inputs as string[] | undefined) ?? []).map(String), ...(dashes < 0 ? [] : process.argv.slice(dashes + 1))];
-  // Commas never occur in arithmetic, so an arith input may be a list; other types take inputs verbatim.
-  const inputs = type === 'arith' ? raw.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean) : raw;
+  // Commas never occur in arithmetic, so an arith input may be a list; sumsq's two inputs are its range; other
+  // types take inputs verbatim.
+  const inputs = type === 'arith' ? raw.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean) : type === 'sumsq' ? [raw.join(' ')] : raw;
   if (inputs.length === 0) throw new Error('no input to submit');
+  const distributed = argv.distributed as boolean;
+  const chunks = argv.chunks as number | undefined;
+  if (distributed && type !== 'arith') throw new Error('--distributed is for --type arith');
+  if (chunks !== undefined && type !== 'sumsq') throw new Error('--chunks is for a job type that splits: --type sumsq');
+  if (chunks !== undefined && (!Number.isInteger(chunks) || chunks < 1)) throw new Error(`--chunks must be a whole number from 1, got ${String(chunks)}`);
+  if ((distributed || chunks !== undefined) && argv.detach) throw new Error('--detach cannot be combined with --distributed or --chunks');
   const options: SubmitOptions = {
     timeoutMs: argv['task-timeout'] as number | undefined,
     retries: argv.retries as number | undefined,
@@ -166,8 +189,7 @@ async function submit(): Promise<number> {
   const outcomes = await withClient(unanswered, (client, bar) =>
     Promise.all(
       inputs.map((input) =>
-        client
-          .submit(type, input, { ...options, onProgress: inputs.length === 1 ? (progress) => bar.progress(progress) : undefined })
+        run(client, type, input, { ...options, onProgress: inputs.length === 1 ? (progress) => bar.progress(progress) : undefined }, distributed, chunks)
           .then(
             (result): Outcome => ({ input, ok: true, result }),
             (err: TaskwireError): Outcome => ({ input, ...failure(err) }),
@@ -186,6 +208,17 @@ async function submit(): Promise<number> {
     for (const o of outcomes) process.stdout.write(o.ok ? `${o.input} = ${o.result}\n` : `${o.input} = error: ${p(o.error)} (${p(o.code)})\n`);
   }
   return outcomes.some((o) => !o.ok) ? 1 : 0;
+}
+
+/**
+ * One input's job: as a task of its type; an arith expression as a graph of its operations (--distributed),
+ * whose failure reads as local evaluation's (the failing node's message without the node); a sumsq range in
+ * parts (--chunks).
+ */
+function run(client: Client, type: string, input: string, options: SubmitOptions, distributed: boolean, chunks: number | undefined): Promise<string> {
+  if (chunks !== undefined) return client.run(builtinJobs.sumsq, input, { ...options, chunks });
+  if (!distributed) return client.submit(type, input, options);
+  return evaluateDistributed(client, input, options);
 }
 
 /** status, wait and cancel: one request per id, answered in order. */

@@ -28,7 +28,7 @@ import {
   type SubmitOptions as WireOptions,
 } from '../protocol/index.js';
 import { DEFAULT_MAX_PAYLOAD, FrameWriter, MAX_PAYLOAD_LIMIT } from '../protocol/frame.js';
-import { decodeResult, encodePayload, isJobDefinition, type JobDefinition } from '../jobs/define.js';
+import { combineType, decodeResult, encodePayload, isJobDefinition, type JobDefinition } from '../jobs/define.js';
 import type { JobInfo, JobState } from '../scheduler/finished.js';
 import { Session } from '../transport/session.js';
 
@@ -86,6 +86,18 @@ export interface GraphNode {
   payload: Payload;
   inputs?: readonly number[];
 }
+
+/** run()'s options: submit()'s, and for a job whose definition splits, into how many parts at most. */
+export interface RunOptions extends SubmitOptions {
+  /**
+   * Split the payload into at most this many parts (the definition's split(), here), run them in parallel and
+   * combine their results on a worker (its combine(), as the job type `<type>.combine`): one graph job.
+   */
+  chunks?: number;
+}
+
+/** The most parts a split job may have (one less than a graph's default node limit). */
+const MAX_CHUNKS = 9_999;
 
 /** A handler's progress report: a number (NaN for none) and a message ('' for none). */
 export interface Progress {
@@ -208,14 +220,36 @@ export class Client extends EventEmitter<ClientEvents> {
    * options), and the result decoded with it. Rejects as submit() does; with E_INVALID for a payload the codec
    * cannot encode, E_DECODE for a result it cannot decode.
    */
-  run<P, R>(definition: JobDefinition<P, R>, payload: NoInfer<P>, options?: SubmitOptions): Promise<R> {
+  run<P, R>(definition: JobDefinition<P, R>, payload: NoInfer<P>, options?: RunOptions): Promise<R> {
+    const { chunks, ...rest } = options ?? {};
+    const submitOptions = options ? rest : undefined;
     let body: Payload;
     try {
       body = typedBody(definition, payload);
+      if (chunks !== undefined) return this.runSplit(definition, payload, body, chunks, submitOptions);
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.submitBuffer(definition.type, body, options).then((bytes) => decodeResult(definition, bytes));
+    return this.submitBuffer(definition.type, body, submitOptions).then((bytes) => decodeResult(definition, bytes));
+  }
+
+  /**
+   * A split job: its parts (split() here, in the client) run as a graph's nodes in parallel, and its combine on a
+   * worker, as the graph's root.
+   */
+  private runSplit<P, R>(definition: JobDefinition<P, R>, payload: P, body: Payload, chunks: number, options: SubmitOptions | undefined): Promise<R> {
+    if (!Number.isInteger(chunks) || chunks < 1 || chunks > MAX_CHUNKS) {
+      throw new TaskwireError(ErrorCode.INVALID, `options.chunks must be an integer from 1 to ${MAX_CHUNKS}, got ${String(chunks)}`);
+    }
+    const { split, type } = definition;
+    if (split === undefined) throw new TaskwireError(ErrorCode.INVALID, `job type '${type}' does not split: its definition has no split and combine`);
+    const parts = split(payload, chunks);
+    if (!Array.isArray(parts) || parts.length === 0 || parts.length > chunks) {
+      throw new TaskwireError(ErrorCode.INVALID, `split of job type '${type}' must return from 1 to ${chunks} payloads, got ${Array.isArray(parts) ? parts.length : typeof parts}`);
+    }
+    const nodes: GraphNode[] = parts.map((part) => ({ type, payload: encodePayload(definition, part) }));
+    nodes.push({ type: combineType(type), payload: body, inputs: parts.map((_, i) => i) });
+    return this.submitGraphBuffer(nodes, options).then((bytes) => decodeResult(definition, bytes));
   }
 
   /** enqueue() for a typed job: resolves once accepted, with its id and its result decoded as run() does. */

@@ -6,6 +6,7 @@ import type { Handler, HandlerResult, Handlers, TaskContext, ThreadHandler } fro
 import { builtinHandlers } from './index.js';
 import { evaluateToString } from './arith.js';
 import { sha256Job } from './sha256.js';
+import { addDecimals, splitRange, sumsqJob } from './sumsq.js';
 
 /** How a job's payload and result become bytes on the wire and back. */
 export interface JobCodec<P, R> {
@@ -27,6 +28,18 @@ export interface JobSpec<P, R> {
   run: (payload: P, context: TaskContext) => R | Promise<R>;
   // 'text' is offered only when both types are string, so a text job that claims a number does not compile.
   codec?: 'json' | ([P, R] extends [string, string] ? 'text' : never) | JobCodec<P, R>;
+  /**
+   * With combine, makes the job splittable: `client.run(definition, payload, { chunks })` splits the payload here,
+   * in the client, into at most `chunks` payloads of the same type, which run as tasks in parallel (on any
+   * workers); their results, in split order, go to combine.
+   */
+  split?: (payload: P, chunks: number) => P[];
+  /**
+   * Combines the results of the split payloads, in split order, into the job's result. It runs on a worker, as
+   * the job type `<type>.combine` (a worker given the definition runs both), fed the parts' results as its
+   * inputs, once all of them are done.
+   */
+  combine?: (results: R[], payload: P, context: TaskContext) => R | Promise<R>;
 }
 
 /** A job type, its handler and its codec: give it to createWorker({ jobs }) and to client.run(). Frozen. */
@@ -35,6 +48,13 @@ export interface JobDefinition<P, R> {
   /** The handler logic, as a worker runs it once the payload is decoded. */
   readonly run: (payload: P, context: TaskContext) => R | Promise<R>;
   readonly codec: JobCodec<P, R>;
+  readonly split?: (payload: P, chunks: number) => P[];
+  readonly combine?: (results: R[], payload: P, context: TaskContext) => R | Promise<R>;
+}
+
+/** The job type that combines the parts of a split job of `type`. */
+export function combineType(type: string): string {
+  return `${type}.combine`;
 }
 
 // Symbol.for, not a module symbol: a job module may import another copy of taskwire than the worker that loads it.
@@ -95,6 +115,10 @@ export function defineJob<P, R>(spec: JobSpec<P, R>): JobDefinition<P, R> {
     invalid(`type must be a job type name of 1 to 255 bytes, got ${typeof type === 'string' ? `${Buffer.byteLength(type)} bytes` : typeof type}`);
   }
   if (typeof run !== 'function') invalid(`run of job type '${type}' must be a function, got ${typeof run}`);
+  const { split, combine } = spec;
+  if ((split === undefined) !== (combine === undefined)) invalid(`job type '${type}' needs both split and combine, or neither`);
+  if (split !== undefined && (typeof split !== 'function' || typeof combine !== 'function')) invalid(`split and combine of job type '${type}' must be functions`);
+  if (split !== undefined && Buffer.byteLength(combineType(type)) > 255) invalid(`type '${type}' is too long for its combine type '${combineType(type)}' (255 bytes)`);
   let resolved: JobCodec<P, R>;
   if (codec === 'json') resolved = JSON_CODEC as JobCodec<P, R>;
   else if (codec === 'text') resolved = TEXT_CODEC as unknown as JobCodec<P, R>;
@@ -146,6 +170,17 @@ export const builtinJobs = Object.freeze({
   sha256: defineJob<string, string>({ type: 'sha256', codec: 'text', run: (text) => sha256Job(Buffer.from(text)) }),
   /** An arithmetic expression evaluated with JavaScript's double semantics, as String(value). */
   arith: defineJob<string, string>({ type: 'arith', codec: 'text', run: (expression) => evaluateToString(expression) }),
+  /**
+   * The sum of the squares of the integers from A to B ("A B"), exact, as decimal text; splits into sub-ranges
+   * whose sums `sumsq.combine` adds.
+   */
+  sumsq: defineJob<string, string>({
+    type: 'sumsq',
+    codec: 'text',
+    run: (range) => sumsqJob(Buffer.from(range)),
+    split: splitRange,
+    combine: (sums) => addDecimals(sums),
+  }),
 });
 
 // A worker runs the built-ins with their own handlers, so they keep their routing (sha256's thread path for large
@@ -153,7 +188,40 @@ export const builtinJobs = Object.freeze({
 const BUILTIN_ROUTES = new Map<unknown, Handlers[string]>([
   [builtinJobs.sha256, builtinHandlers.sha256!],
   [builtinJobs.arith, builtinHandlers.arith!],
+  [builtinJobs.sumsq, builtinHandlers.sumsq!],
 ]);
+
+/**
+ * The handler of a split job's `<type>.combine`: decodes the job's payload and each part's result (its inputs),
+ * combines them, encodes the result.
+ */
+export function combineHandler(definition: JobDefinition<unknown, unknown>): Handler | ThreadHandler {
+  if (definition === builtinJobs.sumsq) return builtinHandlers[combineType('sumsq')]!;
+  const { type, combine, codec } = definition;
+  return (body: Buffer, context: TaskContext) => {
+    let payload: unknown;
+    let results: unknown[];
+    try {
+      payload = codec.decode(body);
+    } catch (err) {
+      throw codecError(type, 'payload', true, err);
+    }
+    try {
+      results = context.inputs.map((bytes) => codec.decodeResult(bytes));
+    } catch (err) {
+      throw codecError(type, 'result', true, err);
+    }
+    const result = combine!(results, payload, context);
+    const encode = (value: unknown): HandlerResult => {
+      try {
+        return codec.encodeResult(value);
+      } catch (err) {
+        throw codecError(type, 'result', false, err);
+      }
+    };
+    return isPromiseLike(result) ? Promise.resolve(result).then(encode) : encode(result);
+  };
+}
 
 function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
   return typeof (value as PromiseLike<unknown> | null)?.then === 'function';

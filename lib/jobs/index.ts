@@ -4,6 +4,7 @@ import { arithJob } from './arith.js';
 import { arithOpJob } from './arith-graph.js';
 import type { Handler, Handlers } from './handler.js';
 import { sha256Job } from './sha256.js';
+import { addDecimals, sumsqJob } from './sumsq.js';
 
 /**
  * Payloads from this size are hashed in the worker's pool of threads, smaller ones inline. Measured end to end
@@ -28,10 +29,17 @@ export const builtinHandlers: Handlers = Object.freeze({
   arith: arithJob,
   // One node of a compiled `arith` graph: a single operation on at most two numbers.
   'arith.op': arithOpJob,
+  // A range of at most MAX_SUMSQ_RANGE integers (about 0.1-0.3 s), and the sum of the parts' sums.
+  sumsq: sumsqJob,
+  'sumsq.combine': sumsqCombineJob,
 });
 
-const BOUNDED = new Set<Handler>([sha256Job, arithJob]);
-BOUNDED.add(arithOpJob);
+/** `sumsq.combine`: its inputs are the parts' sums, as decimal text. */
+function sumsqCombineJob(_payload: Uint8Array, context: { readonly inputs: readonly Uint8Array[] }): string {
+  return addDecimals(context.inputs.map((bytes) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString()));
+}
+
+const BOUNDED = new Set<Handler>([sha256Job, arithJob, arithOpJob, sumsqJob, sumsqCombineJob]);
 
 /** Whether an inline handler is one of the built-ins, whose running time is bounded by their input limits. */
 export function isBoundedHandler(handler: Handler): boolean {
@@ -41,4 +49,5 @@ export function isBoundedHandler(handler: Handler): boolean {
 export { ArithError, evaluate, evaluateToString } from './arith.js';
 export { evaluateTree, parse, type ArithNode } from './arith.js';
 export { arithOpJob, compileArith, type ArithGraphNode } from './arith-graph.js';
+export { MAX_SUMSQ_RANGE, sumOfSquares } from './sumsq.js';
 export type { Handler, HandlerResult, Handlers, TaskContext, ThreadHandler } from './handler.js';

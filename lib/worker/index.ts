@@ -19,7 +19,7 @@ import {
   type ThreadHandler,
 } from '../jobs/handler.js';
 import { ThreadPool } from './pool.js';
-import { definitionHandler, isJobDefinition, type JobDefinition } from '../jobs/define.js';
+import { combineHandler, combineType, definitionHandler, isJobDefinition, type JobDefinition } from '../jobs/define.js';
 import { Cmd, JOBS_VERSION, Role, decodeCancel, decodeNode, decodeTask, writeReady, writeResultError, writeResultOk, writeWorkerProgress } from '../protocol/index.js';
 import { DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT } from '../protocol/frame.js';
 import { Session } from '../transport/session.js';
@@ -276,6 +276,11 @@ export class Worker extends EventEmitter<WorkerEvents> {
       if (this.routes.has(type)) throw new TaskwireError(ErrorCode.INVALID, `job type '${type}' is in both options.jobs and options.handlers`);
       fromJobs.add(type);
       this.routes.set(type, this.route(type, definitionHandler(definition)));
+      if (definition.combine === undefined) return;
+      // A split job's parts are combined on a worker too: whoever runs the type runs its combine.
+      const combined = combineType(type);
+      if (this.routes.has(combined)) throw new TaskwireError(ErrorCode.INVALID, `job type '${combined}' (the combine of '${type}') is defined twice`);
+      this.routes.set(combined, this.route(combined, combineHandler(definition)));
     });
   }
 

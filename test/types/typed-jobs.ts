@@ -25,7 +25,7 @@ export async function checks(context: TaskContext): Promise<void> {
   assert<Equal<Awaited<ReturnType<typeof client.run<number[], { count: number; sum: number }>>>, { count: number; sum: number }>>();
   const summary = await client.run(stats, [1, 2, 3], { priority: 'high', timeoutMs: 1000 });
   assert<Equal<typeof summary, { count: number; sum: number }>>();
-  assert<Equal<typeof client.run<string, string>, (definition: import('../../lib/index.js').JobDefinition<string, string>, payload: string, options?: import('../../lib/index.js').SubmitOptions) => Promise<string>>>();
+  assert<Equal<typeof client.run<string, string>, (definition: import('../../lib/index.js').JobDefinition<string, string>, payload: string, options?: import('../../lib/index.js').RunOptions) => Promise<string>>>();
 
   // @ts-expect-error a string is not a [number, number]
   void client.run(multiply, '5,10');
