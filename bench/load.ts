@@ -146,4 +146,43 @@ async function drain(): Promise<{ bad: number }> {
   return { bad: countBad(await results, list.map(sha256)) };
 }
 
-serve({ all, sequential, windowed, sized, fill, drain, close: () => close() });
+/**
+ * G1: `parts` source nodes and one root consuming them all, as one graph job (submitGraph), one graph at a time;
+ * against the same parts submitted as plain jobs at once (Promise.all) and combined here. Each rep runs one graph
+ * and the plain jobs once each, which first alternating; both must come back with the total length of the parts' results. Milliseconds per rep,
+ * after `warmup` reps of each.
+ */
+async function graph({ parts, reps, warmup }: { parts: number; reps: number; warmup: number }): Promise<{ graphMs: number[]; plainMs: number[]; bad: number }> {
+  const client = taskwire[0]!;
+  const payloads = inputs('p-', parts);
+  const want = String(payloads.reduce((sum, p) => sum + Buffer.byteLength(p), 0));
+  const nodes = [...payloads.map((payload) => ({ type: 'g1.part', payload })), { type: 'g1.root', payload: '', inputs: payloads.map((_, i) => i) }];
+  const graphMs: number[] = [];
+  const plainMs: number[] = [];
+  let bad = 0;
+  const timed = async (run: () => Promise<string>): Promise<number> => {
+    const start = performance.now();
+    const result = await run();
+    const ms = performance.now() - start;
+    if (result !== want) bad++;
+    return ms;
+  };
+  const viaGraph = (): Promise<string> => client.submitGraph(nodes);
+  const viaPlain = async (): Promise<string> => {
+    const results = await Promise.all(payloads.map((payload) => client.submit('g1.part', payload)));
+    return String(results.reduce((sum, r) => sum + Buffer.byteLength(r), 0));
+  };
+  for (let i = 0; i < warmup + reps; i++) {
+    // The two take turns going first, so neither always runs on the other's leftovers (collections, caches).
+    const g = i % 2 === 0 ? await timed(viaGraph) : 0;
+    const p = await timed(viaPlain);
+    const g2 = i % 2 === 1 ? await timed(viaGraph) : g;
+    if (i >= warmup) {
+      graphMs.push(g2);
+      plainMs.push(p);
+    }
+  }
+  return { graphMs, plainMs, bad };
+}
+
+serve({ all, sequential, windowed, sized, fill, drain, graph, close: () => close() });

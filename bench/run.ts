@@ -1,9 +1,10 @@
 // `npm run bench`: taskwire against a minimal relay baseline measured in the same run, in alternating rounds (in
 // W1 and W2 also against the same relay with no window per worker), and BullMQ + Redis with --peers, then taskwire
 // alone at size and scale (S1, S2, W4 mixed) and on its thread path (T1: handlers inline against in a worker's pool
-// of threads). Options: --quick (smoke run), --peers, --profile (CPU profiles of W1), --only
-// w1,w2,w3,w4,w4m,s1,s2,t1 and --rounds N (subsets, for development; w4 includes W4 mixed, w4m is W4 mixed
-// alone). docs/BENCHMARKS.md explains the figures.
+// of threads) and with graph jobs (G1: a 1,000-node fan-out and combine against the same parts as plain jobs).
+// Options: --quick (smoke run), --peers, --profile (CPU profiles of W1), --only w1,w2,w3,w4,w4m,s1,s2,t1,g1 and
+// --rounds N (subsets, for development; w4 includes W4 mixed, w4m is W4 mixed alone). docs/BENCHMARKS.md explains
+// the figures.
 
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -27,7 +28,7 @@ const { values: flags } = parseArgs({
   options: { quick: { type: 'boolean' }, peers: { type: 'boolean' }, profile: { type: 'boolean' }, only: { type: 'string' }, rounds: { type: 'string' } },
 });
 /** --only w1,w3 runs a subset of the workloads. */
-const only = new Set((flags.only ?? 'w1,w2,w3,w4,s1,s2,t1').toLowerCase().split(','));
+const only = new Set((flags.only ?? 'w1,w2,w3,w4,s1,s2,t1,g1').toLowerCase().split(','));
 const quick = flags.quick ?? false;
 const RESULTS = fileURLToPath(new URL('results/', import.meta.url));
 
@@ -127,6 +128,11 @@ const PLAN = {
     max: quick ? 1_000 : 10_000,
     window: WORKER_DEFAULTS.concurrency,
   },
+  /**
+   * G1: one graph of `parts` source nodes and a root consuming them all, one graph at a time, against the same parts
+   * as plain jobs submitted at once and combined in the client; `reps` of each per round, after `warmup` of each.
+   */
+  g1: { parts: 999, reps: quick ? 3 : 30, warmup: quick ? 2 : 20 },
   /** taskwire's default worker concurrency; the relay's fixed window per worker matches it. */
   window: WORKER_DEFAULTS.concurrency,
   /**
@@ -399,6 +405,21 @@ async function t1(): Promise<Figures> {
   return f;
 }
 
+/**
+ * G1: a plain scheduler, one worker process with G1's trivial handlers (createWorker()'s defaults otherwise) and one
+ * client process. Per round, the median ms of one 1,000-node graph and of its 999 parts as plain jobs.
+ */
+async function g1(): Promise<Figures> {
+  return withChildren(async (start) => {
+    const broker = await start('bench/taskwire/scheduler.ts', []);
+    const port = broker.info.port as number;
+    const [, load] = await Promise.all([start('bench/taskwire/graph-worker.ts', [port]), start('bench/load.ts', ['taskwire', port, 1])]);
+    const r = await load.request<{ graphMs: number[]; plainMs: number[]; bad: number }>('graph', PLAN.g1);
+    check('G1', r);
+    return { 'g1.graphMs': median(r.graphMs)!, 'g1.plainMs': median(r.plainMs)! };
+  });
+}
+
 /** The smallest size from which sha256 in the pool is no slower than inline at every larger size (medians). */
 function t1Crossing(): number | null {
   let from: number | null = null;
@@ -493,6 +514,8 @@ function rows(): Row[] {
     { key: 't1.inline.tps', label: `T1 len inline: burst of ${size(PLAN.w1.n)}, tasks/s` },
     { key: 't1.thread.tps', label: `T1 len in a thread: burst of ${size(PLAN.w1.n)}, tasks/s`, per: 't1.inline.tps' },
     { key: 't1.extraUs', label: 'T1 thread path: extra µs per task in a burst' },
+    { key: 'g1.plainMs', label: `G1 ${PLAN.g1.parts} parts as plain jobs (Promise.all) + client combine, ms` },
+    { key: 'g1.graphMs', label: `G1 graph of ${(PLAN.g1.parts + 1).toLocaleString('en-US')} nodes, one at a time, ms`, per: 'g1.plainMs' },
   );
   for (const bytes of PLAN.t1.sizes) {
     out.push(
@@ -583,6 +606,7 @@ function table(systems: System[], machine: Record<string, unknown>, bullmqNote: 
     const from = t1Crossing();
     lines.push(`T1: ratio = in a thread (the pool) / inline. ${from === null ? 'sha256 in the pool was slower than inline at every size measured' : `sha256 in the pool is no slower than inline from ${kib(from)} up`} (medians).`);
   }
+  if (samples['g1.graphMs']) lines.push(`G1: ratio = the graph / the same ${PLAN.g1.parts} parts as plain jobs combined in the client (medians of ${PLAN.g1.reps} reps a round).`);
   if (bullmqNote) lines.push(`bullmq: ${bullmqNote}`);
   return lines.join('\n');
 }
@@ -665,6 +689,7 @@ async function main(): Promise<void> {
     if (only.has('s1')) for (const variant of ['lost', 'timeout'] as const) await step(`S1 ${variant}`, () => s1(variant), 'taskwire');
     if (only.has('s2')) await step('S2', s2, 'taskwire');
     if (only.has('t1')) await step('T1', t1, 'taskwire');
+    if (only.has('g1')) await step('G1', g1, 'taskwire');
   }
   await redis?.stop();
   Object.assign(machine, { loadavgEnd: os.loadavg()[0]!.toFixed(2) });
