@@ -14,6 +14,9 @@ const argv = yargs(hideBin(process.argv))
   .env('TASKWIRE')
   .option('host', { type: 'string', default: SCHEDULER_DEFAULTS.host, describe: 'Interface to listen on (0.0.0.0 for all)' })
   .option('port', { alias: 'p', type: 'number', default: SCHEDULER_DEFAULTS.port, describe: 'TCP port (0 picks a free one)' })
+  .option('http-port', { type: 'number', default: 9002, describe: 'HTTP API, dashboard, metrics and WebSocket peers (/ws) on this port (0: none)' })
+  .option('http-host', { type: 'string', describe: 'Interface the HTTP API listens on (default: --host)' })
+  .option('http-open', { type: 'boolean', default: false, describe: 'Without --token, answer HTTP requests from other machines too (default: this machine only)' })
   .option('local-workers', { alias: 'w', type: 'number', default: 0, describe: 'Built-in workers to run in this process' })
   .option('concurrency', { alias: 'c', type: 'number', default: WORKER_DEFAULTS.concurrency, describe: 'Tasks each local worker runs at once' })
   .option('heartbeat', { type: 'number', default: SCHEDULER_DEFAULTS.heartbeatMs, describe: 'Keepalive interval in ms; silent peers are dropped after 3' })
@@ -56,6 +59,7 @@ async function main(): Promise<void> {
     strategy: argv.strategy as Strategy,
     fair: argv.fair,
     noWorkerTimeoutMs: argv['no-worker-timeout'],
+    ...httpOptions(),
   });
   const log = (line: string): void => {
     if (!argv.quiet) process.stdout.write(`${line}\n`);
@@ -79,6 +83,10 @@ async function main(): Promise<void> {
   }
   await Promise.all(workers.map((w) => w.ready()));
   process.stdout.write(`${program}: listening on ${host}:${port}` + (localWorkers ? ` with ${localWorkers} local worker(s)` : '') + '\n');
+  if (scheduler.http) {
+    const httpHost = argv['http-host'] ?? host;
+    process.stdout.write(`${program}: HTTP API and dashboard on http://${httpHost.includes(':') ? `[${httpHost}]` : httpHost}:${scheduler.httpPort}/ (WebSocket peers at /ws)\n`);
+  }
 
   onSignals(program, async () => {
     // Drain first, while the local workers are still there to run what is queued; then stop them.
@@ -87,6 +95,14 @@ async function main(): Promise<void> {
     await Promise.all(workers.map((w) => w.close()));
     await closed;
   });
+}
+
+/** The HTTP listener's options: --http-port 0 turns it off. */
+function httpOptions(): { httpPort?: number; httpHost?: string; httpOpen?: boolean } {
+  const port = argv['http-port'];
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--http-port must be a port number from 0 to 65535, got ${String(port)}`);
+  if (port === 0) return {};
+  return { httpPort: port, httpHost: argv['http-host'], httpOpen: argv['http-open'] };
 }
 
 /** --verbose: a line per task event, naming the worker (task events carry its id; names come from workerReady). */

@@ -126,7 +126,9 @@ export async function runCli(
 
 /** Starts dist/server.js on a free port and returns it with the port it printed. */
 export async function startServer(t: Teardown, args: string[] = []): Promise<{ child: Child; port: number }> {
-  const child = spawnChild(t, process.execPath, [path.join(root, 'dist', 'server.js'), '--port', '0', ...args]);
+  // No HTTP listener unless asked for: its default port would clash between tests running side by side.
+  const http = args.includes('--http-port') ? [] : ['--http-port', '0'];
+  const child = spawnChild(t, process.execPath, [path.join(root, 'dist', 'server.js'), '--port', '0', ...http, ...args]);
   let port = 0;
   await waitFor('the server to print its address', () => {
     const m = /listening on [^:\s]+:(\d+)/.exec(child.stdout());

@@ -27,6 +27,7 @@ import {
   writeHello,
   writeNode,
   writeTask,
+  PROTOCOL_VERSION,
   nodePayloadLength,
   GRAPH_VERSION,
   JOBS_VERSION,
@@ -38,6 +39,10 @@ import {
   writeReply,
   type BodyRange,
 } from '../protocol/index.js';
+import { createClient, type Client } from '../client/index.js';
+import { addJobRoutes } from '../http/api.js';
+import { HttpServer } from '../http/server.js';
+import { HttpWorkers, type RemotePeer, type RemoteTasks, type RemoteWorkerHost } from '../http/workers.js';
 import { ByteBudget } from '../transport/budget.js';
 import type { Connection } from '../transport/connection.js';
 import { TcpConnection } from '../transport/tcp.js';
@@ -128,6 +133,21 @@ export interface SchedulerOptions {
   finishedTtlMs?: number;
   /** Bytes of results those records keep, at most (the oldest go first). Default 64 MiB. */
   maxFinishedBytes?: number;
+  /**
+   * The HTTP API's port (REST endpoints, dashboard, metrics, WebSocket peers at /ws): 0 picks a free one (read it
+   * from `scheduler.httpPort`). Default: no HTTP listener. (The command line's --http-port defaults to 9002.)
+   */
+  httpPort?: number;
+  /** Interface the HTTP API listens on. Default: `host`. */
+  httpHost?: string;
+  /**
+   * Without a token, the HTTP API answers requests from loopback addresses only (E_AUTH for others), since
+   * anyone who reaches it could submit and cancel jobs; true answers everyone. With a token, every request must
+   * carry it (`Authorization: Bearer <token>`) whatever its origin. Default false.
+   */
+  httpOpen?: boolean;
+  /** Largest HTTP request body accepted, in bytes (413 E_TOO_LARGE beyond). Default 1 MiB. */
+  httpMaxBodyBytes?: number;
   /** Nodes a graph job may have; a larger one is refused with E_GRAPH. Default 10000. */
   maxGraphNodes?: number;
   /** Edges (node inputs, all nodes together) a graph job may have; more are refused with E_GRAPH. Default 100000. */
@@ -202,6 +222,22 @@ export interface WorkerInfo extends PeerInfo {
   mayBlock: boolean;
 }
 
+/** A connected worker, as workers() reports it. */
+export interface WorkerStatus {
+  id: number;
+  name: string;
+  /** "address:port" of its connection (or the URL of an HTTP worker). */
+  remote: string;
+  /** 'tcp', 'ws' or 'http'. */
+  transport: string;
+  types: string[];
+  concurrency: number;
+  /** Tasks it runs now. */
+  inFlight: number;
+  /** Date.now() when it was last heard from. */
+  lastSeenAt: number;
+}
+
 export interface TaskEvent {
   taskId: number;
   type: string;
@@ -239,6 +275,8 @@ export interface SchedulerStats extends CoreStats {
 /** Per-connection state: before the handshake `record` is null. */
 interface Peer {
   readonly conn: Connection;
+  /** Date.now() at its last read. */
+  lastSeen: number;
   record: PeerRecord<Peer> | null;
   /** Closes the connection if the hello does not come in time; cleared by the handshake. */
   handshakeTimer: NodeJS.Timeout | null;
@@ -246,6 +284,8 @@ interface Peer {
   outputPaused: boolean;
   /** The protocol version of its HELLO; 0 before it. Jobs by id are for peers of version 3 only. */
   version: number;
+  /** A worker that is not a connection (an HTTP worker): its tasks go here instead of its connection. */
+  remote?: RemoteTasks;
 }
 
 type Handle = Peer;
@@ -255,13 +295,14 @@ export interface CloseOptions {
   graceMs?: number;
 }
 
-export class Scheduler extends EventEmitter<SchedulerEvents> {
+export class Scheduler extends EventEmitter<SchedulerEvents> implements RemoteWorkerHost {
   readonly host: string;
   readonly name: string;
   readonly heartbeatMs: number;
   private readonly requestedPort: number;
   private readonly maxPayload: number;
   private readonly maxConnections: number;
+  private readonly maxConcurrency: number;
   private readonly maxHandshakes: number;
   private readonly handshakeTimeoutMs: number;
   private readonly highWaterBytes: number;
@@ -275,6 +316,13 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   /** Connections still in their handshake, oldest first. */
   private readonly handshaking = new Set<Peer>();
   private readonly server: net.Server;
+  /** The HTTP API, if httpPort was given. */
+  readonly http: HttpServer | null;
+  /** The client the HTTP API submits and waits with, connected once the scheduler listens. */
+  private httpClient: Client | null = null;
+  /** Workers registered over HTTP (POST /worker). */
+  private httpWorkers: HttpWorkers | null = null;
+  private readonly token: string | null;
   private readonly timers: NodeJS.Timeout[] = [];
   private boundPort = 0;
   private closing: Promise<void> | null = null;
@@ -307,6 +355,18 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     this.handshakeFrames = new ByteBudget(checkInteger('maxHandshakeBytes', o.maxHandshakeBytes, 1024, Number.MAX_SAFE_INTEGER), 0);
     this.name = checkString('name', options.name ?? `taskwire-${randomBytes(4).toString('hex')}`);
     this.tokenDigest = options.token === undefined ? null : digest(checkString('token', options.token));
+    this.token = options.token ?? null;
+    const httpPort = options.httpPort === undefined ? null : checkInteger('httpPort', options.httpPort, 0, 65535);
+    this.http =
+      httpPort === null
+        ? null
+        : new HttpServer({
+            host: checkString('httpHost', options.httpHost ?? this.host),
+            port: httpPort,
+            token: this.token,
+            open: checkBoolean('httpOpen', options.httpOpen ?? false),
+            maxBodyBytes: checkInteger('httpMaxBodyBytes', options.httpMaxBodyBytes ?? 1024 * 1024, 1024, 1024 * 1024 * 1024),
+          });
     this.core = new SchedulerCore<Handle, BodyRange>(this.output(), {
       checksPerInterval: CHECKS_PER_INTERVAL,
       timeoutMs: checkInteger('timeoutMs', o.timeoutMs, 0, 0xffff_ffff),
@@ -316,7 +376,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       maxQueuedBytes: checkInteger('maxQueuedBytes', o.maxQueuedBytes, 0, Number.MAX_SAFE_INTEGER),
       maxPendingPerClient: checkInteger('maxPendingPerClient', o.maxPendingPerClient, 1, Number.MAX_SAFE_INTEGER),
       maxPendingBytesPerClient: checkInteger('maxPendingBytesPerClient', o.maxPendingBytesPerClient, 0, Number.MAX_SAFE_INTEGER),
-      maxConcurrency: checkInteger('maxConcurrency', o.maxConcurrency, 1, 0xffff_ffff),
+      maxConcurrency: (this.maxConcurrency = checkInteger('maxConcurrency', o.maxConcurrency, 1, 0xffff_ffff)),
       deadLetterLimit: checkInteger('deadLetterLimit', o.deadLetterLimit, 0, 1_000_000),
       strategy: checkOneOf('strategy', o.strategy, STRATEGIES),
       fair: checkBoolean('fair', o.fair),
@@ -343,8 +403,36 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     return this.boundPort || this.requestedPort;
   }
 
-  /** Starts listening; resolves with the bound address. */
-  listen(): Promise<{ host: string; port: number }> {
+  /** The HTTP API's bound port; 0 without one (or before listen()). */
+  get httpPort(): number {
+    return this.http?.port ?? 0;
+  }
+
+  /** Starts listening (TCP, then HTTP if configured); resolves with the TCP address. */
+  async listen(): Promise<{ host: string; port: number }> {
+    const address = await this.listenTcp();
+    if (this.http) {
+      const http = this.http;
+      const startedAt = Date.now();
+      addJobRoutes(http, {
+        scheduler: this,
+        client: () => this.httpClient!,
+        maxBodyBytes: http.maxBodyBytes,
+        startedAt,
+        httpWorkers: () => this.httpWorkers?.list() ?? [],
+      });
+      this.httpWorkers = new HttpWorkers(this, this.maxConcurrency);
+      this.httpWorkers.addRoutes(http, http.maxBodyBytes);
+      await http.listen();
+      // The HTTP API's jobs go in as any client's do: over the scheduler's own TCP listener.
+      const host = this.host === '0.0.0.0' ? '127.0.0.1' : this.host === '::' ? '::1' : this.host;
+      this.httpClient = createClient({ host, port: this.boundPort, name: 'http-api', ...(this.token === null ? {} : { token: this.token }) });
+      await this.httpClient.connect();
+    }
+    return address;
+  }
+
+  private listenTcp(): Promise<{ host: string; port: number }> {
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
         reject(new TaskwireError(ErrorCode.CONNECT, `cannot listen on ${this.host}:${this.requestedPort}: ${err.code ?? err.message}`, { cause: err }));
@@ -392,6 +480,57 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     return this.core.cancel(id);
   }
 
+  /**
+   * Adds a worker that is not a connection (an HTTP worker): its tasks go to `tasks`, its results come back
+   * through the returned peer. For lib/http/workers.ts.
+   */
+  addRemoteWorker(name: string, conn: Connection, tasks: RemoteTasks, types: readonly string[], concurrency: number): RemotePeer {
+    const peer: Peer = { conn, lastSeen: Date.now(), record: null, handshakeTimer: null, outputPaused: false, version: PROTOCOL_VERSION, remote: tasks };
+    const record = this.core.addWorker(peer, name, false);
+    peer.record = record;
+    this.peers.add(peer);
+    conn.onClose = (info) => {
+      this.peers.delete(peer);
+      this.core.lost(record, info.error ? info.error.message : 'closed');
+    };
+    this.emit('workerJoined', info(peer));
+    this.core.ready(record, concurrency, types);
+    if (this.listenerCount('workerReady') > 0) this.emit('workerReady', { ...info(peer), concurrency: record.concurrency, types: record.types, mayBlock: false });
+    return {
+      id: record.id,
+      result: (taskId, attempt, outcome) => {
+        peer.lastSeen = Date.now();
+        this.core.clock(peer.lastSeen);
+        const error = this.core.result(record, taskId, attempt, outcome);
+        if (error) this.reject(peer, error);
+      },
+      lost: (reason) => {
+        this.peers.delete(peer);
+        this.core.lost(record, reason);
+      },
+    };
+  }
+
+  /** The connected workers, as the HTTP API's GET /workers shows them. */
+  workers(): WorkerStatus[] {
+    const out: WorkerStatus[] = [];
+    for (const peer of this.peers) {
+      const record = peer.record;
+      if (record?.kind !== 'worker') continue;
+      out.push({
+        id: record.id,
+        name: record.name,
+        remote: peer.conn.remote,
+        transport: peer.conn.transport ?? 'tcp',
+        types: [...record.types],
+        concurrency: record.concurrency,
+        inFlight: record.running.size,
+        lastSeenAt: peer.lastSeen,
+      });
+    }
+    return out;
+  }
+
   /** The latest jobs, newest first, as a client's jobs() gives them (without results). */
   jobs(options: { state?: JobState; limit?: number } = {}): JobInfo[] {
     return this.core.recentJobs(Math.min(options.limit ?? 100, RECENT_JOBS), options.state).map((s) => jobInfo(s, false));
@@ -409,6 +548,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
 
   private async shutdown(graceMs: number): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const httpClosed = this.http?.close() ?? Promise.resolve();
+    this.httpWorkers?.close();
     this.core.drain();
     const deadline = Date.now() + graceMs;
     while (this.core.unsettled > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
@@ -419,7 +560,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       if (peer.handshakeTimer) clearTimeout(peer.handshakeTimer);
       peer.conn.close(new TaskwireError(ErrorCode.SHUTDOWN, reason));
     }
-    await closed;
+    await this.httpClient?.close();
+    await Promise.all([closed, httpClosed]);
     this.emit('close');
   }
 
@@ -430,22 +572,41 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       socket.destroy();
       return;
     }
-    // Until it has said hello, a peer may only send a HELLO: a longer first frame is refused at its header, and
-    // the HELLOs being read take their memory from a small budget of their own.
-    const firstFrameCap = Math.min(MAX_HELLO_PAYLOAD, this.maxPayload);
-    const conn = new TcpConnection(socket, {
-      maxPayload: firstFrameCap,
+    this.attach(new TcpConnection(socket, this.transportOptions()));
+  }
+
+  /**
+   * What every accepted connection starts with, whatever its transport. Until it has said hello, a peer may only
+   * send a HELLO: a longer first frame is refused at its header, and the HELLOs being read take their memory
+   * from a small budget of their own.
+   */
+  transportOptions(): { maxPayload: number; budget: ByteBudget; highWaterBytes: number; slowConsumerMs: number } {
+    return {
+      maxPayload: Math.min(MAX_HELLO_PAYLOAD, this.maxPayload),
       budget: this.handshakeFrames,
       highWaterBytes: this.highWaterBytes,
       slowConsumerMs: this.slowConsumerMs,
-    });
+    };
+  }
+
+  /**
+   * Takes an accepted connection of any transport (TCP, WebSocket, in-process): the same handshake, limits,
+   * credits and keepalives for every peer; the core never learns which transport a peer uses. The connection
+   * must have been made with transportOptions().
+   */
+  attach(conn: Connection): void {
+    if (this.closing) {
+      conn.close(new TaskwireError(ErrorCode.SHUTDOWN, 'the scheduler is shutting down'));
+      return;
+    }
+    const firstFrameCap = Math.min(MAX_HELLO_PAYLOAD, this.maxPayload);
     conn.frameTooLarge = (cmd, length) =>
       new ProtocolError(`the first frame must be a HELLO of at most ${firstFrameCap} bytes; got ${CMD_NAMES[cmd] ?? cmd} of ${length}`);
     if (!this.makeRoom()) {
       conn.close(new TaskwireError(ErrorCode.TOO_MANY_CONNECTIONS, `the scheduler is at its limit of ${this.maxConnections} connections`));
       return;
     }
-    const peer: Peer = { conn, record: null, handshakeTimer: null, outputPaused: false, version: 0 };
+    const peer: Peer = { conn, lastSeen: Date.now(), record: null, handshakeTimer: null, outputPaused: false, version: 0 };
     // A peer that connects and never says hello (or stalls mid-frame) must not hold a connection forever.
     peer.handshakeTimer = setTimeout(() => {
       conn.close(new TaskwireError(ErrorCode.TIMEOUT, `no HELLO within ${this.handshakeTimeoutMs} ms`));
@@ -455,7 +616,11 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     this.handshaking.add(peer);
     conn.onFrame = (cmd, buf, start, end) => this.frame(peer, cmd, buf, start, end);
     conn.onSkipped = (cmd, head, length) => this.skipped(peer, cmd, head, length);
-    conn.onRead = this.readClock;
+    conn.onRead = () => {
+      const now = Date.now();
+      peer.lastSeen = now;
+      this.core.clock(now);
+    };
     conn.onClose = (info) => {
       this.readClock();
       this.peers.delete(peer);
@@ -493,7 +658,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
    * peer whose frames this side is not reading cannot prove it is alive: excused.
    */
   private heartbeat(): void {
-    for (const peer of this.peers) if (peer.record && peer.conn.readPaused) this.core.seen(peer.record);
+    // A peer whose reading is paused cannot be heard; an HTTP worker has no keepalives: it is up while it answers.
+    for (const peer of this.peers) if (peer.record && (peer.conn.readPaused || peer.remote)) this.core.seen(peer.record);
     this.core.heartbeat(this.checks++ % CHECKS_PER_INTERVAL === 0);
   }
 
@@ -666,6 +832,11 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const has = (event: keyof SchedulerEvents): boolean => this.listenerCount(event) > 0;
     return {
       sendTask: (worker, task) => {
+        const remote = worker.handle.remote;
+        if (remote) {
+          remote.send(task);
+          return true;
+        }
         const conn = worker.handle.conn;
         if (task.inputs === null) writeTask(conn.frames(), task.id, task.attempt, task.type, task.body);
         else writeNode(conn.frames(), task.id, task.attempt, task.type, inputBytes(task), task.body, worker.handle.version < GRAPH_VERSION);
@@ -676,7 +847,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         return length > this.maxPayload ? `with its inputs, node ${task.node} would be a frame of ${length} bytes, over maxPayload (${this.maxPayload})` : null;
       },
       sendCancel: (worker, taskId, attempt, code, message) =>
-        writeCancel(worker.handle.conn.frames(), taskId, attempt, code, message),
+        worker.handle.remote ? worker.handle.remote.cancel(taskId, attempt, code) : writeCancel(worker.handle.conn.frames(), taskId, attempt, code, message),
       sendCompleted: (client, requestId, { buf, bodyStart, bodyEnd }) =>
         writeCompleted(client.handle.conn.frames(), requestId, buf, bodyStart, bodyEnd),
       sendFailed: (client, requestId, code, message) =>

@@ -12,6 +12,8 @@ export interface CloseInfo {
 export interface Connection {
   /** "host:port" of the other side, for logs and events. */
   readonly remote: string;
+  /** The transport's name ('tcp', 'ws'...), for status pages; absent: 'tcp'. */
+  readonly transport?: string;
   readonly closed: boolean;
   /** Bytes written or sent but not yet handed to the operating system. */
   readonly pendingBytes: number;

@@ -30,6 +30,17 @@ export interface SessionOptions {
   handshakeTimeoutMs?: number;
   /** Settings for this side's hello (a worker says whether its handlers may block it). */
   settings?: HelloSettings;
+  /**
+   * Opens the connection, for a transport other than TCP to host:port (a WebSocket URL, an in-process pair);
+   * `where` names the scheduler in messages. It rejects with E_CONNECT when the scheduler cannot be reached.
+   */
+  dial?: { where: string; open: (options: DialOptions) => Promise<Connection> };
+}
+
+/** What a transport needs to know to open a connection for a session. */
+export interface DialOptions {
+  maxPayload?: number;
+  skippable: (cmd: number) => number;
 }
 
 /** Keepalive intervals the scheduler may stay silent before this side gives up on it. */
@@ -83,8 +94,9 @@ export class Session {
 
   /** Connects and completes the handshake. Rejects with E_CONNECT, E_VERSION, E_TIMEOUT or the scheduler's code. */
   static async open(options: SessionOptions): Promise<Session> {
-    const conn = await connectTcp(options.host, options.port, { maxPayload: options.maxPayload, skippable: skippedHead });
-    const where = `${options.host}:${options.port}`;
+    const dial = { maxPayload: options.maxPayload, skippable: skippedHead };
+    const conn = options.dial ? await options.dial.open(dial) : await connectTcp(options.host, options.port, dial);
+    const where = options.dial?.where ?? `${options.host}:${options.port}`;
     return new Promise<Session>((resolve, reject) => {
       const timeout = setTimeout(() => {
         conn.close(new TaskwireError(ErrorCode.TIMEOUT, 'no HELLO from the scheduler in time'));
