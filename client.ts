@@ -25,8 +25,10 @@ const STATES = ['queued', 'delayed', 'running', 'completed', 'failed', 'cancelle
 /** Options every command takes: where the scheduler is, how to print, how long to wait. */
 const common = (y: Argv) =>
   y
-    .option('host', { type: 'string', default: CLIENT_DEFAULTS.host, describe: 'Scheduler host' })
-    .option('port', { alias: 'p', type: 'number', default: CLIENT_DEFAULTS.port, describe: 'Scheduler port' })
+    // No yargs defaults for host and port: the library's apply, and --url can tell whether they were given.
+    .option('host', { type: 'string', describe: `Scheduler host (default: ${CLIENT_DEFAULTS.host})` })
+    .option('port', { alias: 'p', type: 'number', describe: `Scheduler port (default: ${CLIENT_DEFAULTS.port})` })
+    .option('url', { type: 'string', describe: 'Scheduler WebSocket URL (ws://host:http-port/ws or wss://...), instead of --host/--port' })
     .option('token', { type: 'string', describe: 'Shared secret, if the scheduler requires one (or TASKWIRE_TOKEN)' })
     .option('json', { type: 'boolean', default: false, describe: 'Print JSON instead of lines' })
     .option('timeout', { type: 'number', default: 30_000, describe: 'Give up after this many ms (0: wait forever)' });
@@ -65,6 +67,7 @@ const argv = common(yargs(hideBin(process.argv)))
   .example('$0 --type sumsq 1 1000000 --chunks 16', 'the sum of the squares of 1..1000000, exactly, in 16 parallel parts')
   .example('$0 --detach --priority high "big job"', 'print its job id and exit; the job runs anyway')
   .example('$0 wait 1764590000000001', "wait for a job by id and print its result")
+  .example('$0 --url ws://127.0.0.1:9002/ws "Hello"', 'the same over WebSocket, at the scheduler\'s HTTP port')
   .epilogue(
     'Exit status: 0 when everything succeeded, 1 when a job failed, was cancelled or is unknown, 2 when the scheduler was unreachable or the run timed out. An input that is a command name goes after --.',
   )
@@ -111,7 +114,7 @@ class Bar {
 
 /** Runs `work` on a connected client, within --timeout (`what` says what was left undone); closes the client after. */
 async function withClient<T>(what: string | ((client: Client) => string), work: (client: Client, bar: Bar) => Promise<T>): Promise<T> {
-  const client = createClient({ host: argv.host, port: argv.port, token: argv.token });
+  const client = createClient({ host: argv.host, port: argv.port, url: argv.url, token: argv.token });
   const bar = new Bar();
   // Interrupted: pending requests fail with E_CLOSED, what is done so far is printed.
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void client.close());

@@ -16,8 +16,10 @@ const argv = yargs(hideBin(process.argv))
   .scriptName(program)
   .usage('$0 [options]\n\nRuns a worker with the built-in job types (sha256, arith), and those of --jobs modules. Reconnects until stopped.')
   .env('TASKWIRE')
-  .option('host', { type: 'string', default: WORKER_DEFAULTS.host, describe: 'Scheduler host' })
-  .option('port', { alias: 'p', type: 'number', default: WORKER_DEFAULTS.port, describe: 'Scheduler port' })
+  // No yargs defaults for host and port: the library's apply, and --url can tell whether they were given.
+  .option('host', { type: 'string', describe: `Scheduler host (default: ${WORKER_DEFAULTS.host})` })
+  .option('port', { alias: 'p', type: 'number', describe: `Scheduler port (default: ${WORKER_DEFAULTS.port})` })
+  .option('url', { type: 'string', describe: 'Scheduler WebSocket URL (ws://host:http-port/ws or wss://...), instead of --host/--port' })
   .option('concurrency', { alias: 'c', type: 'number', default: WORKER_DEFAULTS.concurrency, describe: 'Handlers run at once' })
   .option('prefetch', { type: 'string', default: WORKER_DEFAULTS.prefetch, describe: "Tasks held ahead of a free slot, or 'auto' (about 20 ms of handler time, at most 8,192)" })
   .option('name', { type: 'string', describe: 'Name shown by the scheduler (default: hostname:pid)' })
@@ -32,6 +34,7 @@ const argv = yargs(hideBin(process.argv))
   .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Log only errors' })
   .example('$0 --port 9001 --concurrency 32', 'run up to 32 tasks at once')
   .example('$0 --jobs ./jobs.js', "also run the job types that jobs.js exports")
+  .example('$0 --url ws://127.0.0.1:9002/ws', "reach the scheduler over WebSocket, at its HTTP port")
   .strict()
   .help()
   .alias('help', 'h')
@@ -86,6 +89,7 @@ try {
     handlers: loaded ? { ...builtins, ...loaded.handlers } : undefined,
     host: argv.host,
     port: argv.port,
+    url: argv.url,
     concurrency: argv.concurrency,
     prefetch: argv.prefetch === 'auto' ? 'auto' : Number(argv.prefetch),
     name: argv.name,

@@ -31,12 +31,18 @@ import { DEFAULT_MAX_PAYLOAD, FrameWriter, MAX_PAYLOAD_LIMIT } from '../protocol
 import { combineType, decodeResult, encodePayload, isJobDefinition, type JobDefinition } from '../jobs/define.js';
 import type { JobInfo, JobState } from '../scheduler/finished.js';
 import { Session } from '../transport/session.js';
+import { schedulerAddress } from '../transport/dial.js';
 
 export interface ClientOptions {
   /** Scheduler host. Default '127.0.0.1'. */
   host?: string;
   /** Scheduler port. Default 9001. */
   port?: number;
+  /**
+   * The scheduler's WebSocket URL (`ws://host:http-port/ws`, or `wss:`), instead of host and port: the same
+   * frames over WebSocket rather than TCP. Giving host or port as well is E_INVALID.
+   */
+  url?: string;
   /** Name shown by the scheduler. Default '<hostname>:<pid>'. */
   name?: string;
   /**
@@ -161,13 +167,14 @@ export class Client extends EventEmitter<ClientEvents> {
   constructor(options: ClientOptions = {}) {
     super();
     const o = { ...CLIENT_DEFAULTS, ...stripUndefined(options) };
-    this.host = checkString('host', o.host);
-    this.port = checkInteger('port', o.port, 1, 65535);
+    const address = schedulerAddress(options, () => ({ host: checkString('host', o.host), port: checkInteger('port', o.port, 1, 65535) }));
+    this.host = address.host;
+    this.port = address.port;
     this.maxPayload = checkInteger('maxPayload', o.maxPayload, 64, MAX_PAYLOAD_LIMIT);
     this.name = checkString('name', options.name ?? `${os.hostname()}:${process.pid}`);
     const token = options.token === undefined ? undefined : checkString('token', options.token);
     const { host, port, name, maxPayload } = this;
-    this.opening = Session.open({ host, port, role: Role.CLIENT, name, maxPayload, token });
+    this.opening = Session.open({ host, port, role: Role.CLIENT, name, maxPayload, token, dial: address.dial });
     this.opening.then(
       (session) => this.attach(session),
       (err: TaskwireError) => this.end(err),

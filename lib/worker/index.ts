@@ -22,13 +22,19 @@ import { ThreadPool } from './pool.js';
 import { combineHandler, combineType, definitionHandler, isJobDefinition, type JobDefinition } from '../jobs/define.js';
 import { Cmd, JOBS_VERSION, Role, decodeCancel, decodeNode, decodeTask, writeReady, writeResultError, writeResultOk, writeWorkerProgress } from '../protocol/index.js';
 import { DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT } from '../protocol/frame.js';
-import { Session } from '../transport/session.js';
+import { Session, type SessionOptions } from '../transport/session.js';
+import { schedulerAddress } from '../transport/dial.js';
 
 export interface WorkerOptions {
   /** Scheduler host. Default '127.0.0.1'. */
   host?: string;
   /** Scheduler port. Default 9001. */
   port?: number;
+  /**
+   * The scheduler's WebSocket URL (`ws://host:http-port/ws`, or `wss:`), instead of host and port: the same
+   * frames over WebSocket rather than TCP. Giving host or port as well is E_INVALID.
+   */
+  url?: string;
   /** Handlers run at once. Default 16. */
   concurrency?: number;
   /**
@@ -208,6 +214,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private readonly reconnectMaxMs: number;
   private readonly closeGraceMs: number;
   private readonly token: string | undefined;
+  /** How to reach a scheduler given by URL; undefined for TCP to host:port. */
+  private readonly dial: SessionOptions['dial'];
   private session: Session | null = null;
   /** Tasks held and not answered that wait for something: handlers still running (async), or a free slot. */
   private readonly running = new Map<number, Running>();
@@ -226,8 +234,10 @@ export class Worker extends EventEmitter<WorkerEvents> {
   constructor(options: WorkerOptions = {}) {
     super();
     const o = { ...WORKER_DEFAULTS, ...stripUndefined(options) };
-    this.host = checkString('host', o.host);
-    this.port = checkInteger('port', o.port, 1, 65535);
+    const address = schedulerAddress(options, () => ({ host: checkString('host', o.host), port: checkInteger('port', o.port, 1, 65535) }));
+    this.host = address.host;
+    this.port = address.port;
+    this.dial = address.dial;
     this.concurrency = checkInteger('concurrency', o.concurrency, 1, 1_000_000);
     this.prefetch = o.prefetch === 'auto' ? null : checkInteger('prefetch', o.prefetch, 0, 1_000_000);
     this.window = this.prefetch ?? 0;
@@ -362,9 +372,9 @@ export class Worker extends EventEmitter<WorkerEvents> {
 
   private connect(): void {
     this.retryTimer = null;
-    const { host, port, name, maxPayload, token } = this;
+    const { host, port, name, maxPayload, token, dial } = this;
     const settings = { mayBlock: this.inlineMayBlock };
-    Session.open({ host, port, role: Role.WORKER, name, maxPayload, token, settings }).then(
+    Session.open({ host, port, role: Role.WORKER, name, maxPayload, token, settings, dial }).then(
       (session) => this.attach(session),
       (err: TaskwireError) => this.retry(err),
     );
