@@ -4,6 +4,8 @@ export { createScheduler, Scheduler, SCHEDULER_DEFAULTS } from './scheduler/inde
 export type { SchedulerOptions, SchedulerEvents, SchedulerStats, CloseOptions, PeerInfo, WorkerInfo, TaskEvent } from './scheduler/index.js';
 export { STRATEGIES } from './scheduler/core.js';
 export type { DeadLetter, Strategy } from './scheduler/core.js';
+export type { QueueDepth } from './scheduler/counters.js';
+export type { SchedulerMetrics, TypeMetrics } from './scheduler/metrics.js';
 export { createWorker, Worker, WORKER_DEFAULTS } from './worker/index.js';
 export type { WorkerOptions, WorkerEvents } from './worker/index.js';
 export { createClient, Client, CLIENT_DEFAULTS, PRIORITIES } from './client/index.js';

@@ -113,7 +113,20 @@ t.test('timeout on the maxAttempts-th attempt fails the task with E_ATTEMPTS and
   t.equal(h.requeued.length, 2, 'requeued after the first two timeouts only');
   t.match(h.stats(), { failed: 1, requeued: 2, timedOut: 3, queued: 0, inFlight: 0, deadLetters: 1 });
   t.same(h.core.deadLetters(), [
-    { taskId: h.sent[0]!.taskId, type: 'sha256', code: ErrorCode.ATTEMPTS, message, attempts: 3, payloadBytes: 7, failedAt: 3000 },
+    {
+      taskId: h.sent[0]!.taskId,
+      jobId: h.sent[0]!.taskId,
+      type: 'sha256',
+      code: ErrorCode.ATTEMPTS,
+      message,
+      attempts: 3,
+      priority: 0,
+      payloadBytes: 7,
+      payload: Buffer.from('payload'),
+      graphNode: false,
+      submittedAt: 0,
+      failedAt: 3000,
+    },
   ]);
   t.equal(h.core.unsettled, 0);
   t.equal(h.task('c1', 1), undefined, 'the request id is free again');
@@ -319,7 +332,20 @@ t.test('retries: per-task backoffMs; failure after the retries are spent carries
   t.same(h.requeued.map((r) => r.reason), ['handler failed (first); retry 1 in 100 ms', 'handler failed (second); retry 2 in 200 ms']);
   t.match(h.stats(), { failed: 1, retried: 2, requeued: 0, delayed: 0, deadLetters: 1 });
   t.same(h.core.deadLetters(), [
-    { taskId: h.sent[0]!.taskId, type: 'sha256', code: 'E_LAST', message: 'third', attempts: 3, payloadBytes: 6, failedAt: 350 },
+    {
+      taskId: h.sent[0]!.taskId,
+      jobId: h.sent[0]!.taskId,
+      type: 'sha256',
+      code: 'E_LAST',
+      message: 'third',
+      attempts: 3,
+      priority: 0,
+      payloadBytes: 6,
+      payload: Buffer.from('doomed'),
+      graphNode: false,
+      submittedAt: 0,
+      failedAt: 350,
+    },
   ]);
   t.end();
 });

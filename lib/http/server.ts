@@ -116,8 +116,10 @@ export class HttpServer {
     if (this.tokenDigest !== null) {
       const header = req.headers.authorization ?? '';
       const match = /^Bearer\s+(.+)$/i.exec(header);
-      if (!match) return new HttpError(401, ErrorCode.AUTH, 'this scheduler requires a token: send Authorization: Bearer <token>');
-      if (!timingSafeEqual(digest(match[1]!.trim()), this.tokenDigest)) return new HttpError(401, ErrorCode.AUTH, 'wrong token');
+      // A browser cannot set headers on a link or an EventSource: a GET may carry the token as ?token= instead.
+      const presented = match ? match[1]!.trim() : req.method === 'GET' || req.method === 'HEAD' ? queryToken(req.url) : null;
+      if (presented === null) return new HttpError(401, ErrorCode.AUTH, 'this scheduler requires a token: send Authorization: Bearer <token> (or ?token=<token> on a GET)');
+      if (!timingSafeEqual(digest(presented), this.tokenDigest)) return new HttpError(401, ErrorCode.AUTH, 'wrong token');
       return null;
     }
     if (!this.options.open && !isLoopback(req.socket.remoteAddress)) {
@@ -185,6 +187,11 @@ function matchPath(pattern: readonly string[], parts: readonly string[]): Record
     }
   }
   return params;
+}
+
+function queryToken(url: string | undefined): string | null {
+  const token = new URL(url ?? '/', 'http://localhost').searchParams.get('token');
+  return token === null || token === '' ? null : token;
 }
 
 function isLoopback(address: string | undefined): boolean {

@@ -23,6 +23,7 @@
 import { ErrorCode, TaskwireError } from '../errors.js';
 import { IdTable } from '../id-table.js';
 import { LeastLoaded, RoundRobin, type Strategy } from './balance.js';
+import { CountersTable, LatencyHistogram, type QueueDepth, type TypeCounters } from './counters.js';
 import { FinishedJobs, type JobState, type JobStatus } from './finished.js';
 import { GraphRun, checkGraph, type GraphNodeSpec } from './graph.js';
 import { JobIndex } from './job-index.js';
@@ -48,6 +49,7 @@ import { Lane as QueueLane, TypeQueue, type RowTaker } from './type-queue.js';
 export { STRATEGIES, type Strategy } from './balance.js';
 export { JOB_STATES, type JobInfo, type JobState, type JobStatus } from './finished.js';
 export type { GraphNodeSpec } from './graph.js';
+export { LATENCY_BOUNDS_MS, MAX_COUNTED_TYPES, OTHER_TYPE, type QueueDepth, type TypeCounters } from './counters.js';
 export { TaskState } from './records.js';
 export type { ClientRecord, PeerRecord, Task, WorkerRecord } from './records.js';
 
@@ -201,14 +203,39 @@ export const CORE_DEFAULTS = {
 /** A task that failed for good, kept for inspection in a bounded list. */
 export interface DeadLetter {
   taskId: number;
+  /** Its job's id (a graph's, for one of its nodes). */
+  jobId: number;
   type: string;
   code: string;
   message: string;
   /** Dispatches made, retries included. */
   attempts: number;
+  priority: number;
   payloadBytes: number;
-  /** The core's clock (ms) when it failed. */
+  /**
+   * A copy of its payload, so that it can be submitted again; null when it was over DEAD_PAYLOAD_MAX bytes, when
+   * the payloads kept passed DEAD_PAYLOADS_MAX bytes (the oldest lose theirs first), or for a graph's node (which
+   * means nothing without its inputs).
+   */
+  payload: Buffer | null;
+  /** Whether it was one of a graph's nodes. */
+  graphNode: boolean;
+  /** The core's clock (ms) when it was submitted, and when it failed. */
+  submittedAt: number;
   failedAt: number;
+}
+
+/** The largest payload a dead letter keeps a copy of. */
+export const DEAD_PAYLOAD_MAX = 64 * 1024;
+/** Bytes of payloads all dead letters together keep at most. */
+export const DEAD_PAYLOADS_MAX = 16 * 1024 * 1024;
+
+/** What the core counts, for metrics: read at scrape time, never copied on the way. */
+export interface CoreMetrics {
+  /** Per job type (capped: see counters.ts), the live counters objects. */
+  types: readonly TypeCounters[];
+  /** Submission to completion, of every task that completed (a graph's nodes each count). */
+  latency: LatencyHistogram;
 }
 
 export interface CoreStats {
@@ -273,6 +300,12 @@ export class SchedulerCore<H, R = unknown> {
   /** Clients waiting for a job by id: job id -> [client, request id] pairs. */
   private readonly waiters = new Map<number, [ClientRecord<H>, number][]>();
   private readonly dead: DeadLetter[] = [];
+  /** Bytes of the payloads the dead letters keep, and the index of the oldest one that may still keep one. */
+  private deadPayloadBytes = 0;
+  private deadPayloadFrom = 0;
+  /** Counters by job type, outliving queues; each queue and task holds its own type's. */
+  private readonly typeCounters = new CountersTable();
+  private readonly latency = new LatencyHistogram();
   private readonly defaults: Settings;
   private readonly detachedDefaults: Settings;
   /** How rows become task objects, and lanes are forgotten (see TypeQueue). */
@@ -313,7 +346,7 @@ export class SchedulerCore<H, R = unknown> {
     this.finished = new FinishedJobs<R>({ maxCount: c.maxFinishedJobs, maxAgeMs: c.finishedTtlMs, maxBytes: c.maxFinishedBytes });
     this.taker = {
       fromRow: (lane, seq, requestId, time, body, settings) => {
-        const task = newTask(seq, lane.queue.type, body, requestId, lane.owner, settings, time);
+        const task = newTask(seq, lane.queue.type, body, requestId, lane.owner, settings, time, lane.queue.counters);
         this.jobs.set(seq, task);
         if (lane.owner !== null) this.adopt(task);
         return task;
@@ -341,6 +374,21 @@ export class SchedulerCore<H, R = unknown> {
     return this.dead.map((entry) => ({ ...entry }));
   }
 
+  /** The counters behind the metrics (live objects: read them, do not keep them). */
+  metrics(): CoreMetrics {
+    return { types: this.typeCounters.all(), latency: this.latency };
+  }
+
+  /**
+   * What waits in each queue, per job type and priority: how many tasks, and when the oldest was submitted.
+   * O(job types + priorities in use), not O(tasks) (with fairness, plus the clients with rows).
+   */
+  queueDepths(): QueueDepth[] {
+    const out: QueueDepth[] = [];
+    for (const queue of this.queues.values()) queue.depths(out);
+    return out;
+  }
+
   /** Tasks not yet settled: queued, running or delayed. */
   get unsettled(): number {
     return this.queued + this.inFlight + this.delayed.size;
@@ -357,7 +405,7 @@ export class SchedulerCore<H, R = unknown> {
       for (const lane of queue.lanes()) {
         if (lane.owner !== client) continue;
         lane.rows.forEach((requestId, seq, time, body) => {
-          out.push(newTask(seq, queue.type, body(), requestId, client, lane.detached ? this.detachedDefaults : this.defaults, time));
+          out.push(newTask(seq, queue.type, body(), requestId, client, lane.detached ? this.detachedDefaults : this.defaults, time, queue.counters));
         });
       }
     }
@@ -506,6 +554,7 @@ export class SchedulerCore<H, R = unknown> {
       task.owner = null;
       if (task.detached && !ending) continue; // at shutdown() detached jobs end with the rest
       this.withdraw(task, cancelMessage, touched);
+      task.counters.dropped++;
       task.state = TaskState.DONE;
       this.jobs.delete(task.seq);
       this.dropWaiters(task.seq, ErrorCode.CANCELLED, cancelMessage);
@@ -525,7 +574,9 @@ export class SchedulerCore<H, R = unknown> {
         this.jobs.delete(seq);
         this.dropWaiters(seq, ErrorCode.CANCELLED, cancelMessage);
       });
-      this.queued -= queue.dropLane(lane);
+      const dropped = queue.dropLane(lane);
+      queue.counters.dropped += dropped;
+      this.queued -= dropped;
       this.queuedBytes -= bytes;
       touched.add(queue);
     }
@@ -537,7 +588,9 @@ export class SchedulerCore<H, R = unknown> {
       const queue = lane.queue;
       const bytes = lane.bytes;
       lane.rows.forEach((_requestId, seq) => this.jobs.delete(seq));
-      this.queued -= queue.dropLane(lane);
+      const dropped = queue.dropLane(lane);
+      queue.counters.dropped += dropped;
+      this.queued -= dropped;
       this.queuedBytes -= bytes;
       touched.add(queue);
     }
@@ -606,6 +659,7 @@ export class SchedulerCore<H, R = unknown> {
         if (task.state !== TaskState.RUNNING) continue; // its graph failed on an earlier one, and withdrew it
         const worker = task.worker!;
         this.counters.timedOut++;
+        task.counters.timedOut++;
         const message = `timed out after ${task.timeoutMs} ms on worker ${worker.name}`;
         this.revoke(task, ErrorCode.TIMEOUT, message);
         const queue = this.fault(task, worker, message, true);
@@ -641,7 +695,7 @@ export class SchedulerCore<H, R = unknown> {
       for (const lane of queue.lanes()) {
         const owner = lane.owner;
         if (owner === null) continue;
-        lane.rows.forEach((requestId, seq, time, body) => failed(newTask(seq, queue.type, body(), requestId, owner, this.defaults, time), owner));
+        lane.rows.forEach((requestId, seq, time, body) => failed(newTask(seq, queue.type, body(), requestId, owner, this.defaults, time, queue.counters), owner));
       }
     }
     for (const client of [...this.clients]) {
@@ -688,6 +742,7 @@ export class SchedulerCore<H, R = unknown> {
     const size = body.length;
     const refusal = this.refusal(client, size, slot === null); // a delayed job will wait: the queue limits apply
     if (refusal) {
+      queue.counters.rejected++;
       this.dropQueueIfIdle(type);
       this.counters.rejected++;
       this.out.sendFailed(client, requestId, refusal.code, refusal.message);
@@ -699,8 +754,9 @@ export class SchedulerCore<H, R = unknown> {
     client.pending++;
     client.pendingBytes += size;
     this.counters.submitted++;
+    queue.counters.submitted++;
     if (delayed) {
-      const task = this.adopt(newTask(seq, type, detachBody(body), requestId, client, settings, this.now));
+      const task = this.adopt(newTask(seq, type, detachBody(body), requestId, client, settings, this.now, queue.counters));
       task.state = TaskState.DELAYED;
       this.jobs.set(seq, task);
       this.delayed.add(task, this.now, Math.min(options.delayMs!, MAX_DELAY_MS));
@@ -708,7 +764,7 @@ export class SchedulerCore<H, R = unknown> {
       return seq;
     }
     if (slot) {
-      const task = this.adopt(newTask(seq, type, body, requestId, client, settings, this.now));
+      const task = this.adopt(newTask(seq, type, body, requestId, client, settings, this.now, queue.counters));
       this.jobs.set(seq, task);
       this.assign(slot.worker, task);
       queue.ready.gave(slot);
@@ -784,6 +840,7 @@ export class SchedulerCore<H, R = unknown> {
     if (task === null) return 'unknown';
     this.withdraw(task, message, touched);
     this.counters.cancelled++;
+    task.counters.cancelled++;
     this.settle(task, 'cancelled', ErrorCode.CANCELLED, message, null);
     for (const queue of touched) this.dropQueueIfIdle(queue.type);
     return 'cancelled';
@@ -797,7 +854,7 @@ export class SchedulerCore<H, R = unknown> {
     if (!(entry instanceof QueueLane)) return this.describe(entry, stateOf(entry), null, null);
     const row = entry.rows.find(jobId);
     if (row === null) return null;
-    const task = newTask(jobId, entry.queue.type, row.body, row.requestId, entry.owner, row.options, row.time);
+    const task = newTask(jobId, entry.queue.type, row.body, row.requestId, entry.owner, row.options, row.time, entry.queue.counters);
     return this.describe(task, 'queued', null, null);
   }
 
@@ -878,7 +935,7 @@ export class SchedulerCore<H, R = unknown> {
     const row = lane.rows.find(jobId);
     if (row === null) return null;
     const queue = lane.queue;
-    const task = newTask(jobId, queue.type, row.body, row.requestId, lane.owner, row.options, row.time);
+    const task = newTask(jobId, queue.type, row.body, row.requestId, lane.owner, row.options, row.time, queue.counters);
     queue.removeRow(lane, jobId);
     this.queued--;
     this.queuedBytes -= task.body.length;
@@ -915,15 +972,19 @@ export class SchedulerCore<H, R = unknown> {
   private launch(graph: Graph<H>, index: number): void {
     if (graph.settled) return; // an earlier node of the same turn ended it
     const node = graph.nodes[index]!;
-    const task = newTask<H>(graph.seq, node.type, node.body, 0, null, graph.settings, this.now, this.nextSeq++ >>> 0);
+    const queue = this.queueFor(node.type);
+    const task = newTask<H>(graph.seq, node.type, node.body, 0, null, graph.settings, this.now, queue.counters, this.nextSeq++ >>> 0);
     task.graph = graph;
     task.node = index;
     if (node.inputs.length > 0) task.inputs = graph.inputsOf(index);
     node.task = task;
     graph.active++;
+    queue.counters.submitted++;
     const tooLarge = task.inputs !== null ? (this.out.nodeTooLarge?.(task) ?? null) : null;
-    if (tooLarge !== null) return this.fail(task, ErrorCode.TOO_LARGE, tooLarge);
-    const queue = this.queueFor(node.type);
+    if (tooLarge !== null) {
+      this.fail(task, ErrorCode.TOO_LARGE, tooLarge);
+      return this.dropQueueIfIdle(node.type);
+    }
     const slot = queue.ready.pick();
     if (slot !== null) {
       this.assign(slot.worker, task);
@@ -982,6 +1043,7 @@ export class SchedulerCore<H, R = unknown> {
     const touched = new Set<Queue<H>>();
     for (const task of graph.close()) {
       this.withdraw(task, message, touched);
+      task.counters.cancelled++;
       task.state = TaskState.DONE;
       task.inputs = null;
     }
@@ -1220,12 +1282,15 @@ export class SchedulerCore<H, R = unknown> {
 
   private complete(task: Task<H>, worker: WorkerRecord<H>, result: R): void {
     if (task.graph === null) this.counters.completed++; // a graph counts once, when it ends
+    task.counters.completed++;
+    this.latency.observe(this.now - task.submittedAt);
     this.settle(task, 'completed', '', '', result);
     this.out.taskCompleted?.(task, worker);
   }
 
   private fail(task: Task<H>, code: string, message: string): void {
     if (task.graph === null) this.counters.failed++;
+    task.counters.failed++;
     this.remember(task, code, message);
     this.settle(task, 'failed', code, message, null);
     this.out.taskFailed?.(task, code, message);
@@ -1236,6 +1301,7 @@ export class SchedulerCore<H, R = unknown> {
     task.retriesLeft--;
     task.retried++;
     this.counters.retried++;
+    task.counters.retried++;
     task.state = TaskState.DELAYED;
     task.body = detachBody(task.body);
     task.avoid = worker;
@@ -1260,6 +1326,7 @@ export class SchedulerCore<H, R = unknown> {
       return null;
     }
     this.counters.requeued++;
+    task.counters.requeued++;
     const queue = this.requeue(task, avoid ? worker : null);
     this.out.taskRequeued?.(task, worker, reason);
     return queue;
@@ -1289,19 +1356,42 @@ export class SchedulerCore<H, R = unknown> {
     task.worker = null;
   }
 
-  /** Keeps the latest failures, dropping the oldest past deadLetterLimit. */
+  /**
+   * Keeps the latest failures, dropping the oldest past deadLetterLimit, each with a copy of its payload up to
+   * DEAD_PAYLOAD_MAX bytes (so it can be submitted again), within DEAD_PAYLOADS_MAX bytes for all of them.
+   */
   private remember(task: Task<H>, code: string, message: string): void {
     if (this.config.deadLetterLimit === 0) return;
-    if (this.dead.length >= this.config.deadLetterLimit) this.dead.shift(); // bounded and small: shift is fine
+    if (this.dead.length >= this.config.deadLetterLimit) {
+      const gone = this.dead.shift()!; // bounded and small: shift is fine
+      if (gone.payload !== null) this.deadPayloadBytes -= gone.payload.length;
+      if (this.deadPayloadFrom > 0) this.deadPayloadFrom--;
+    }
+    const size = task.body.length;
+    const keep = task.graph === null && size <= DEAD_PAYLOAD_MAX;
     this.dead.push({
       taskId: task.id,
+      jobId: task.seq,
       type: task.type,
       code,
       message,
       attempts: task.attempt,
-      payloadBytes: task.body.length,
+      priority: task.priority,
+      payloadBytes: size,
+      payload: keep ? Buffer.copyBytesFrom(task.body) : null,
+      graphNode: task.graph !== null,
+      submittedAt: task.submittedAt,
       failedAt: this.now,
     });
+    if (!keep) return;
+    this.deadPayloadBytes += size;
+    // Past the budget the oldest letters give their copies up; each letter is passed over once.
+    while (this.deadPayloadBytes > DEAD_PAYLOADS_MAX && this.deadPayloadFrom < this.dead.length - 1) {
+      const letter = this.dead[this.deadPayloadFrom++]!;
+      if (letter.payload === null) continue;
+      this.deadPayloadBytes -= letter.payload.length;
+      letter.payload = null;
+    }
   }
 
   // ---- dispatch ----------------------------------------------------------------------------------------------
@@ -1473,7 +1563,7 @@ export class SchedulerCore<H, R = unknown> {
     let queue = this.queues.get(type);
     if (!queue) {
       const ready = this.config.strategy === 'least-loaded' ? new LeastLoaded(this.load) : new RoundRobin<Slot<H>>();
-      queue = new TypeQueue<CoreKinds<H>>(type, ready, this.config.fair, this.taker);
+      queue = new TypeQueue<CoreKinds<H>>(type, ready, this.config.fair, this.taker, this.typeCounters.of(type));
       this.queues.set(type, queue);
     }
     return queue;

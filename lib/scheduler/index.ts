@@ -41,7 +41,14 @@ import {
 } from '../protocol/index.js';
 import { createClient, type Client } from '../client/index.js';
 import { addJobRoutes } from '../http/api.js';
+import { addBrowserWorkerRoutes } from '../http/browser-worker.js';
+import type { WebSocketAcceptor } from '../transport/ws.js';
 import { HttpServer } from '../http/server.js';
+import { addDashboardRoutes } from '../http/dashboard.js';
+import { addMetricsRoutes } from '../http/metrics.js';
+import type { QueueDepth } from './counters.js';
+import { snapshotMetrics, type SchedulerMetrics } from './metrics.js';
+import { SocketTraffic } from './traffic.js';
 import { HttpWorkers, type RemotePeer, type RemoteTasks, type RemoteWorkerHost } from '../http/workers.js';
 import { ByteBudget } from '../transport/budget.js';
 import type { Connection } from '../transport/connection.js';
@@ -322,8 +329,11 @@ export class Scheduler extends EventEmitter<SchedulerEvents> implements RemoteWo
   private httpClient: Client | null = null;
   /** Workers registered over HTTP (POST /worker). */
   private httpWorkers: HttpWorkers | null = null;
+  private webSockets: WebSocketAcceptor | null = null;
   private readonly token: string | null;
   private readonly timers: NodeJS.Timeout[] = [];
+  /** Bytes through the TCP and HTTP listeners' sockets, for metrics (Node counts them; see traffic.ts). */
+  private readonly traffic = { tcp: new SocketTraffic(), http: new SocketTraffic() };
   private boundPort = 0;
   private closing: Promise<void> | null = null;
   /** Silence checks made, for sending keepalives on one in CHECKS_PER_INTERVAL. */
@@ -396,6 +406,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> implements RemoteWo
     this.server.on('error', (err: NodeJS.ErrnoException) => {
       if (this.boundPort) this.emit('peerError', { remote: '-', code: err.code ?? 'E_ACCEPT', message: err.message });
     });
+    this.server.on('connection', (socket) => this.traffic.tcp.track(socket));
+    this.http?.server.on('connection', (socket) => this.traffic.http.track(socket));
   }
 
   /** The bound port: the real one even when the scheduler was created with port 0. */
@@ -423,6 +435,15 @@ export class Scheduler extends EventEmitter<SchedulerEvents> implements RemoteWo
       });
       this.httpWorkers = new HttpWorkers(this, this.maxConcurrency);
       this.httpWorkers.addRoutes(http, http.maxBodyBytes);
+      addBrowserWorkerRoutes(http);
+      // WebSocket peers (GET /ws) are peers like TCP ones: the same attach(), limits and token.
+      // Loaded here: a scheduler without HTTP (and every client or worker) never loads the ws package.
+      const { acceptWebSockets } = await import('../transport/ws.js');
+      const ws = acceptWebSockets(this);
+      this.webSockets = ws;
+      http.onUpgrade = (req, socket, head) => ws.handleUpgrade(req, socket, head);
+      addMetricsRoutes(http, { scheduler: this });
+      addDashboardRoutes(http, { scheduler: this, client: () => this.httpClient! });
       await http.listen();
       // The HTTP API's jobs go in as any client's do: over the scheduler's own TCP listener.
       const host = this.host === '0.0.0.0' ? '127.0.0.1' : this.host === '::' ? '::1' : this.host;
@@ -467,6 +488,16 @@ export class Scheduler extends EventEmitter<SchedulerEvents> implements RemoteWo
   /** The most recent failed tasks (bounded by deadLetterLimit), oldest first. */
   deadLetters(): DeadLetter[] {
     return this.core.deadLetters();
+  }
+
+  /** The figures GET /metrics reports, read now: counters per job type, latencies, queue depths, traffic. */
+  metrics(): SchedulerMetrics {
+    return snapshotMetrics(this.core.metrics(), this.core.queueDepths(), this.stats(), this.workers(), this.traffic);
+  }
+
+  /** What waits per job type and priority: how many tasks, and when the oldest was submitted. O(types + priorities). */
+  queueDepths(): QueueDepth[] {
+    return this.core.queueDepths();
   }
 
   /** A job's status by id, as a client's status() gives it; null for an id it does not know (any more). */
@@ -550,6 +581,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> implements RemoteWo
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     const httpClosed = this.http?.close() ?? Promise.resolve();
     this.httpWorkers?.close();
+    this.webSockets?.close();
     this.core.drain();
     const deadline = Date.now() + graceMs;
     while (this.core.unsettled > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));

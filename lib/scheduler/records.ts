@@ -1,6 +1,7 @@
 // What the scheduling core keeps about tasks and peers. Plain data; the core (core.ts) changes it.
 
 import type { IdTable } from '../id-table.js';
+import type { TypeCounters } from './counters.js';
 import type { GraphRun } from './graph.js';
 import type { Timed } from './timers.js';
 import type { Lane as QueueLane, Level as QueueLevel, ReadySlot, TypeQueue } from './type-queue.js';
@@ -80,6 +81,8 @@ export interface Task<H> extends Timed<Task<H>> {
   node: number;
   /** The results of the node's inputs, in the order of its inputs, for the worker; null for none. */
   inputs: readonly unknown[] | null;
+  /** Its job type's counters (its queue's), so counting what happens to it needs no lookup by type. */
+  readonly counters: TypeCounters;
 }
 
 /** A graph job of the core's (results are the core's opaque R, seen here as unknown). */
@@ -184,8 +187,8 @@ export interface WorkerRecord<H> extends PeerBase<H> {
 export type PeerRecord<H> = ClientRecord<H> | WorkerRecord<H>;
 
 /**
- * A new task object; `owner` is the client answered (null for none), `at` the core's clock at submission, `id` its
- * lease id when it is not its job id's low 32 bits (a graph's node).
+ * A new task object; `owner` is the client answered (null for none), `at` the core's clock at submission,
+ * `counters` its type's, `id` its lease id when it is not its job id's low 32 bits (a graph's node).
  */
 export function newTask<H>(
   seq: number,
@@ -195,6 +198,7 @@ export function newTask<H>(
   owner: ClientRecord<H> | null,
   s: Settings,
   at: number,
+  counters: TypeCounters,
   id = seq >>> 0,
 ): Task<H> {
   return {
@@ -229,5 +233,6 @@ export function newTask<H>(
     graph: null,
     node: 0,
     inputs: null,
+    counters,
   };
 }

@@ -21,6 +21,7 @@
 // back until they ran out of attempts.
 
 import type { Balancer } from './balance.js';
+import { TypeCounters, type QueueDepth } from './counters.js';
 import { SeqHeap, type HeapItem } from './heap.js';
 import { LinkedList, Rows, type Linked } from './queue.js';
 import type { Timed } from './timers.js';
@@ -30,6 +31,8 @@ export interface QueuedTask<W> extends HeapItem {
   /** The worker it timed out or failed on last, which should not get it back; null for none. */
   avoid: W | null;
   readonly priority: number;
+  /** When it was submitted, for the age of the oldest task waiting (the core's tasks always say). */
+  readonly submittedAt?: number;
 }
 
 /** The types a queue is made of: its task objects, workers, the owners of lanes, and each row's options. */
@@ -314,6 +317,28 @@ export class Level<K extends QueueKinds> {
     return this.avoiding !== null;
   }
 
+  /**
+   * When the oldest task waiting here was submitted (Infinity for none): the heads of the lanes' turns and of the
+   * requeued heaps, never the tasks behind them. A FIFO level has one turn; a fair one has a turn per client or
+   * tenant with rows.
+   */
+  oldestTime(): number {
+    let oldest = Infinity;
+    if (this.all !== null) {
+      const lane = this.all.head;
+      if (lane !== null) oldest = lane.rows.time;
+    } else {
+      for (let turn = this.turns!.head; turn; turn = turn.next) {
+        const lane = turn.head;
+        if (lane !== null && lane.rows.time < oldest) oldest = lane.rows.time;
+      }
+    }
+    const top = this.requeued?.top ?? null;
+    if (top !== null) oldest = Math.min(oldest, top.submittedAt ?? Infinity);
+    if (this.avoiding !== null) for (const heap of this.avoiding.values()) oldest = Math.min(oldest, heap.top!.submittedAt ?? Infinity);
+    return oldest;
+  }
+
   get requeuedCount(): number {
     let n = this.requeued?.size ?? 0;
     if (this.avoiding) for (const heap of this.avoiding.values()) n += heap.size;
@@ -371,6 +396,8 @@ export class TypeQueue<K extends QueueKinds> implements Timed<TypeQueue<K>> {
     readonly ready: Balancer<ReadySlot<K['worker'], TypeQueue<K>>>,
     private readonly fair: boolean,
     private readonly taker: RowTaker<K>,
+    /** This type's counters, which outlive the queue (see counters.ts). */
+    readonly counters: TypeCounters = new TypeCounters(type),
   ) {}
 
   /** The level of a priority, made on first use; levels stay sorted, highest first. */
@@ -487,6 +514,14 @@ export class TypeQueue<K extends QueueKinds> implements Timed<TypeQueue<K>> {
   /** Every lane with rows, for shutdown and tests. */
   *lanes(): IterableIterator<Lane<K>> {
     for (const level of this.levels) yield* level.lanes();
+  }
+
+  /** Appends what waits at each priority, highest first: O(levels), whatever the number of tasks. */
+  depths(out: QueueDepth[]): void {
+    for (const level of this.levels) {
+      if (level.live === 0) continue;
+      out.push({ type: this.type, label: this.counters.type, priority: level.priority, count: level.live, oldestAt: level.oldestTime() });
+    }
   }
 
   private dropLevelIfEmpty(level: Level<K>): void {
