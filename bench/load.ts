@@ -1,6 +1,6 @@
 // The load generator: one process holding the benchmark's client connections (taskwire, relay or BullMQ) that
 // runs each workload's submission pattern on request and checks every digest it gets back.
-// Usage: load.ts <taskwire|relay|bullmq> <port> [connections] [bullmq queue name]
+// Usage: load.ts <taskwire|relay|bullmq> <port> [connections] [bullmq queue name]; taskwire's <port> may be a ws:// URL.
 
 import { createHash, randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
@@ -34,7 +34,8 @@ if (system === 'bullmq') {
   submitters = clients.map((c) => (input: string, type = 'sha256') => c.submit(type, input));
   close = async () => clients.forEach((c) => c.close());
 } else {
-  taskwire = Array.from({ length: connections }, (_, i) => createClient({ port, name: `bench-${i}` }));
+  const where = process.argv[3]?.startsWith('ws') ? { url: process.argv[3] } : { port };
+  taskwire = Array.from({ length: connections }, (_, i) => createClient({ ...where, name: `bench-${i}` }));
   await Promise.all(taskwire.map((c) => c.connect()));
   submitters = taskwire.map((c) => (input: string, type = 'sha256') => c.submit(type, input));
   close = async () => void (await Promise.all(taskwire.map((c) => c.close())));
@@ -47,17 +48,19 @@ function burst(list: string[], type?: string): Promise<string[]> {
 }
 
 /** W1 (and T1, of `type`): a warm-up burst, then a timed one. The expected answers are computed before the clock starts. */
-async function all({ n, warmup, type = 'sha256' }: { n: number; warmup: number; type?: string }): Promise<{ ms: number; bad: number }> {
+async function all({ n, warmup, type = 'sha256' }: { n: number; warmup: number; type?: string }): Promise<{ ms: number; bad: number; startedAt: number }> {
   const expect = answer(type);
   const warm = inputs('warm-', warmup);
   let bad = countBad(await burst(warm, type), warm.map(expect));
   const list = inputs('task-', n);
   const want = list.map(expect);
+  // Wall-clock time of the timed burst's start, for the runner to place other activity (W1 + /metrics) against it.
+  const startedAt = Date.now();
   const start = performance.now();
   const results = await burst(list, type);
   const ms = performance.now() - start;
   bad += countBad(results, want);
-  return { ms, bad };
+  return { ms, bad, startedAt };
 }
 
 /** W2 (and T1): one task at a time on the first connection; every round trip's latency in microseconds, warm-up first. */
@@ -128,11 +131,11 @@ async function sized({ bytes, n, warmup, window }: { bytes: number; n: number; w
  * later. With `distinctTypes` (S2) task i has job type `type-<i>`, which no worker runs.
  */
 let filled: { list: string[]; results: Promise<string[]> } | null = null;
-async function fill({ n, distinctTypes = false }: { n: number; distinctTypes?: boolean }): Promise<number> {
+async function fill({ n, distinctTypes = false, type }: { n: number; distinctTypes?: boolean; type?: string }): Promise<number> {
   const list = Array.from({ length: n }, (_, i) => String(i).padStart(16, '0'));
   const promises: Promise<string>[] = [];
   for (let i = 0; i < n; i++) {
-    promises.push(submitters[i % submitters.length]!(list[i]!, distinctTypes ? `type-${i}` : undefined));
+    promises.push(submitters[i % submitters.length]!(list[i]!, distinctTypes ? `type-${i}` : type));
     if (i % 10_000 === 9_999) await new Promise((resolve) => setImmediate(resolve));
   }
   filled = { list, results: Promise.all(promises) };

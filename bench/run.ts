@@ -4,7 +4,9 @@
 // of threads) and with graph jobs (G1: a 1,000-node fan-out and combine against the same parts as plain jobs).
 // Options: --quick (smoke run), --peers, --profile (CPU profiles of W1), --only w1,w2,w3,w4,w4m,s1,s2,t1,g1 and
 // --rounds N (subsets, for development; w4 includes W4 mixed, w4m is W4 mixed alone). docs/BENCHMARKS.md explains
-// the figures.
+// the figures. W1 and W2 also run over WebSocket (taskwire only; --only w1ws,w2ws), beside their TCP rows.
+// W1 + /metrics (--only w1m) is W1 with the HTTP listener on and a scraper polling GET /metrics once a second.
+// H1 (--only h1) is the HTTP API's GET /job/{id} latency while a million tasks wait and W1's load runs over TCP.
 
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -28,7 +30,7 @@ const { values: flags } = parseArgs({
   options: { quick: { type: 'boolean' }, peers: { type: 'boolean' }, profile: { type: 'boolean' }, only: { type: 'string' }, rounds: { type: 'string' } },
 });
 /** --only w1,w3 runs a subset of the workloads. */
-const only = new Set((flags.only ?? 'w1,w2,w3,w4,s1,s2,t1,g1').toLowerCase().split(','));
+const only = new Set((flags.only ?? 'w1,w1m,w2,w1ws,w2ws,w3,w4,s1,s2,t1,g1,h1').toLowerCase().split(','));
 const quick = flags.quick ?? false;
 const RESULTS = fileURLToPath(new URL('results/', import.meta.url));
 
@@ -133,6 +135,13 @@ const PLAN = {
    * as plain jobs submitted at once and combined in the client; `reps` of each per round, after `warmup` of each.
    */
   g1: { parts: 999, reps: quick ? 3 : 30, warmup: quick ? 2 : 20 },
+  /**
+   * H1: GET /job/{id} polled every `everyMs` while `queued` tasks of a type no worker runs wait and W1's load runs
+   * (`n` tasks, 2,048 in flight) on the TCP side.
+   */
+  /** W1 + /metrics: runs of `n` tasks, long enough for several scrapes a run. */
+  w1m: { n: quick ? 20_000 : 300_000 },
+  h1: { queued: quick ? 100_000 : 1_000_000, n: quick ? 20_000 : 300_000, window: 2048, everyMs: 5 },
   /** taskwire's default worker concurrency; the relay's fixed window per worker matches it. */
   window: WORKER_DEFAULTS.concurrency,
   /**
@@ -173,6 +182,17 @@ async function deploy(start: Start, system: System, workers: number, clients: nu
   return { broker, load, worker, addWorkers };
 }
 
+/**
+ * W1 and W2 over WebSocket: the scheduler also takes WebSocket peers, and the worker and the client reach it at its
+ * ws:// URL; otherwise as deploy() does for taskwire with one worker and one client.
+ */
+async function deployWs(start: Start) {
+  const broker = await start('bench/taskwire/scheduler.ts', ['ws'], ['--expose-gc']);
+  const url = broker.info.wsUrl as string;
+  const [, load] = await Promise.all([start('bench/taskwire/worker.ts', [url, 1]), start('bench/load.ts', ['taskwire', url, 1])]);
+  return load;
+}
+
 function check(what: string, result: { bad: number }): void {
   if (result.bad > 0) throw new Error(`${what}: ${result.bad} wrong result(s)`);
 }
@@ -206,23 +226,82 @@ async function waitFor(child: Child, done: (stats: SchedulerStats) => boolean, w
 
 type Figures = Record<string, number>;
 
-async function w1(system: System): Promise<Figures> {
+/** With `ws`, taskwire over WebSocket (figures under w1ws.*). */
+async function w1(system: System, ws = false): Promise<Figures> {
   return withChildren(async (start) => {
-    const { load } = await deploy(start, system, 1, 1);
+    const load = ws ? await deployWs(start) : (await deploy(start, system, 1, 1)).load;
     const r = await load.request<{ ms: number; bad: number }>('all', PLAN.w1);
-    check(`W1 ${system}`, r);
-    return { 'w1.tps': PLAN.w1.n / (r.ms / 1000) };
+    check(`W1 ${system}${ws ? ' ws' : ''}`, r);
+    return { [ws ? 'w1ws.tps' : 'w1.tps']: PLAN.w1.n / (r.ms / 1000) };
   });
 }
 
-async function w2(system: System): Promise<Figures> {
+/** With `ws`, taskwire over WebSocket (figures under w2ws.*). */
+async function w2(system: System, ws = false): Promise<Figures> {
   return withChildren(async (start) => {
-    const { load } = await deploy(start, system, 1, 1);
+    const load = ws ? await deployWs(start) : (await deploy(start, system, 1, 1)).load;
     const r = await load.request<{ latencies: number[]; bad: number }>('sequential', PLAN.w2);
-    check(`W2 ${system}`, r);
+    check(`W2 ${system}${ws ? ' ws' : ''}`, r);
     const sorted = r.latencies.slice(PLAN.w2.warmup).sort((a, b) => a - b);
     const cold = r.latencies.slice(0, PLAN.w2.cold).sort((a, b) => a - b);
-    return { 'w2.p50': percentile(sorted, 50), 'w2.p99': percentile(sorted, 99), 'w2.coldP50': percentile(cold, 50) };
+    const key = ws ? 'w2ws' : 'w2';
+    return { [`${key}.p50`]: percentile(sorted, 50), [`${key}.p99`]: percentile(sorted, 99), [`${key}.coldP50`]: percentile(cold, 50) };
+  });
+}
+
+/** How often W1 + /metrics scrapes, as a Prometheus scrape_interval of 1 s would. */
+const SCRAPE_MS = 1000;
+
+/**
+ * W1 + /metrics: one deployment (the HTTP listener on, its in-process client connected, the dashboard's sampler
+ * running), two timed runs of W1's load long enough to span several scrapes (PLAN.w1m.n tasks, 2,048 in flight),
+ * taking turns: one while this process scrapes GET /metrics once a second, as Prometheus would, one without. The
+ * ratio is the first to the second, in the same deployment, so only the scraping differs.
+ */
+async function w1m(): Promise<Figures> {
+  return withChildren(async (start) => {
+    const broker = await start('bench/taskwire/scheduler.ts', ['http'], ['--expose-gc']);
+    const port = broker.info.port as number;
+    const url = `http://127.0.0.1:${broker.info.httpPort as number}/metrics`;
+    const [, load] = await Promise.all([start('bench/taskwire/worker.ts', [port, 1]), start('bench/load.ts', ['taskwire', port, 1])]);
+    const run = async (prefix: string): Promise<number> => {
+      const r = await load.request<{ ms: number; bad: number }>('windowed', { n: PLAN.w1m.n, window: 2048, prefix });
+      check('W1 + /metrics', r);
+      return PLAN.w1m.n / (r.ms / 1000);
+    };
+    await run('warm-'); // the first run of a fresh deployment pays for its warm-up
+    const scrapes: { from: number; to: number; bytes: number }[] = [];
+    let stop = false;
+    const scraper = async (): Promise<void> => {
+      while (!stop) {
+        const from = Date.now();
+        const res = await fetch(url);
+        const text = await res.text();
+        if (res.status !== 200 || !text.includes('taskwire_tasks_completed_total')) throw new Error(`W1 + /metrics: scrape answered ${res.status}`);
+        scrapes.push({ from, to: Date.now(), bytes: text.length });
+        await sleep(Math.max(0, SCRAPE_MS - (Date.now() - from)));
+      }
+    };
+    const scraped: number[] = [];
+    const plain: number[] = [];
+    for (let i = 0; i < 2; i++) {
+      // Taking turns, so neither always runs on the other's leftovers.
+      if (i % 2 === 1) plain.push(await run(`plain-${i}-`));
+      stop = false;
+      const scraping = scraper();
+      scraped.push(await run(`scraped-${i}-`));
+      stop = true;
+      await scraping;
+      if (i % 2 === 0) plain.push(await run(`plain-${i}-`));
+    }
+    const scrapeMs = scrapes.map((x) => x.to - x.from).sort((a, b) => a - b);
+    return {
+      'w1m.tps': median(scraped)!,
+      'w1m.base': median(plain)!,
+      'w1m.scrapes': scrapes.length,
+      'w1m.scrapeMs': percentile(scrapeMs, 50),
+      'w1m.scrapeBytes': scrapes.at(-1)?.bytes ?? 0,
+    };
   });
 }
 
@@ -420,6 +499,54 @@ async function g1(): Promise<Figures> {
   });
 }
 
+/**
+ * H1: the HTTP API under load. A scheduler with its HTTP listener, a million tasks of a type no worker runs queued
+ * first (a client of its own), then W1's kind of load on the TCP side (one worker process, one client process,
+ * 2,048 tasks in flight) while this process asks GET /job/{id} for a finished job every few ms, as a dashboard or
+ * poller would, over a keep-alive connection. The latency of each request, from here.
+ */
+async function h1(): Promise<Figures> {
+  return withChildren(async (start) => {
+    const broker = await start('bench/taskwire/scheduler.ts', ['http'], ['--expose-gc']);
+    const port = broker.info.port as number;
+    const base = `http://127.0.0.1:${broker.info.httpPort as number}`;
+    const filler = await start('bench/load.ts', ['taskwire', port, 1]);
+    await filler.request('fill', { n: PLAN.h1.queued, type: 'h1.idle' });
+    await waitFor(broker, (s) => s.queued >= PLAN.h1.queued, 'H1 queue');
+    const [, load] = await Promise.all([start('bench/taskwire/worker.ts', [port, 1]), start('bench/load.ts', ['taskwire', port, 1])]);
+    const submitted = (await (await fetch(`${base}/submit`, { method: 'POST', body: JSON.stringify({ type: 'sha256', payload: 'h1' }) })).json()) as { job_id: number };
+    const url = `${base}/job/${submitted.job_id}`;
+    const first = (await (await fetch(`${url}?wait=10`)).json()) as { finished: boolean };
+    if (!first.finished) throw new Error('H1: the job to look up did not finish');
+    const latencies: number[] = [];
+    let stop = false;
+    const poller = (async () => {
+      while (!stop) {
+        const t0 = performance.now();
+        const res = await fetch(url);
+        const body = (await res.json()) as { finished?: boolean };
+        if (res.status !== 200 || body.finished !== true) throw new Error(`H1: GET /job answered ${res.status}`);
+        latencies.push(performance.now() - t0);
+        await sleep(PLAN.h1.everyMs);
+      }
+    })();
+    const r = await load.request<{ ms: number; bad: number }>('windowed', { n: PLAN.h1.n, window: PLAN.h1.window, prefix: 'h1-' });
+    stop = true;
+    await poller;
+    check('H1', r);
+    const queued = (await broker.request<SchedulerStats>('stats')).queued;
+    const sorted = latencies.sort((a, b) => a - b);
+    return {
+      'h1.p50': percentile(sorted, 50),
+      'h1.p99': percentile(sorted, 99),
+      'h1.max': sorted.at(-1)!,
+      'h1.requests': sorted.length,
+      'h1.queued': queued,
+      'h1.tps': PLAN.h1.n / (r.ms / 1000),
+    };
+  });
+}
+
 /** The smallest size from which sha256 in the pool is no slower than inline at every larger size (medians). */
 function t1Crossing(): number | null {
   let from: number | null = null;
@@ -475,6 +602,23 @@ function rows(): Row[] {
     { key: 'w2.p50', label: 'W2 p50 vs unthrottled relay, µs', versus: 'relay-unthrottled', target: { max: 1.25 } },
     { key: 'w2.p99', label: 'W2 p99 vs unthrottled relay, µs', versus: 'relay-unthrottled' },
     { key: 'w2.coldP50', label: 'W2 cold p50 vs unthrottled relay, µs', versus: 'relay-unthrottled' },
+    // taskwire over WebSocket, against itself over TCP (the W1 and W2 rows above).
+    { key: 'w1ws.tps', label: 'W1 over WebSocket, tasks/s', per: 'w1.tps' },
+    { key: 'w2ws.p50', label: 'W2 p50 over WebSocket, µs', per: 'w2.p50' },
+    { key: 'w2ws.p99', label: 'W2 p99 over WebSocket, µs', per: 'w2.p99' },
+    { key: 'w2ws.coldP50', label: 'W2 cold p50 over WebSocket, µs', per: 'w2.coldP50' },
+    // The same W1 with the HTTP listener on and GET /metrics scraped once a second, against W1 without.
+    { key: 'w1m.base', label: 'W1 load, HTTP listener on, not scraped, tasks/s' },
+    { key: 'w1m.tps', label: 'W1 load scraped once a second, tasks/s', per: 'w1m.base', target: { min: 0.95 } },
+    { key: 'w1m.scrapeMs', label: 'W1 + /metrics: scrape round trip p50, ms' },
+    { key: 'w1m.scrapes', label: 'W1 + /metrics: scrapes per round (over the scraped runs)' },
+    // The HTTP API while a million tasks wait and W1's load runs on the TCP side.
+    { key: 'h1.p50', label: 'H1 GET /job/{id} p50 under load, ms' },
+    { key: 'h1.p99', label: 'H1 GET /job/{id} p99 under load, ms', absolute: { max: 50 } },
+    { key: 'h1.max', label: 'H1 GET /job/{id} slowest, ms' },
+    { key: 'h1.requests', label: 'H1 requests answered during the load' },
+    { key: 'h1.queued', label: 'H1 tasks queued meanwhile' },
+    { key: 'h1.tps', label: 'H1 TCP load meanwhile, tasks/s' },
   ];
   const size = (n: number): string => (n >= 1e6 ? `${n / 1e6}M` : `${n / 1e3}k`);
   for (const c of W3_POINTS) {
@@ -600,6 +744,8 @@ function table(systems: System[], machine: Record<string, unknown>, bullmqNote: 
   lines.push(`taskwire bench, ${machine.date}; ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}; load average ${machine.loadavg} at start, ${machine.loadavgEnd} at end; ${machine.rounds} round(s), medians${quick ? ' (--quick)' : ''}`);
   lines.push(line(head), line(widths.map((w) => '-'.repeat(w))), ...body.map(line));
   lines.push(`ratio = taskwire / relay (at most ${PLAN.window} tasks in flight per worker); on the "vs unthrottled relay" rows, taskwire / the same broker with no window (every queued task sent to the worker at once).`);
+  if (samples['w1ws.tps'] || samples['w2ws.p50']) lines.push('"over WebSocket" rows: taskwire\'s client and worker at ws://.../ws, one frame per message; ratio = over WebSocket / taskwire over TCP.');
+  if (samples['w1m.tps']) lines.push(`W1 + /metrics: ratio = ${PLAN.w1m.n.toLocaleString('en-US')} tasks with GET /metrics scraped every ${SCRAPE_MS} ms / the same without scraping, one deployment, taking turns (target: within 5%).`);
   lines.push('W4 "kept after drain": growth still held after the drain and a forced GC, as % of the growth when all were queued.');
   lines.push('W4 mixed, S1 and S2: taskwire only (the relay has no requeue, keepalives, timeouts or queues per job type).');
   if (samples['t1.thread.p50']) {
@@ -678,7 +824,10 @@ async function main(): Promise<void> {
   for (let round = 1; round <= PLAN.rounds; round++) {
     process.stderr.write(`bench: round ${round}/${PLAN.rounds}\n`);
     if (only.has('w1')) for (const system of systems) await step('W1', () => w1(system), system);
+    if (only.has('w1m')) await step('W1 + /metrics', w1m, 'taskwire');
     if (only.has('w2')) for (const system of systems) await step('W2', () => w2(system), system);
+    if (only.has('w1ws')) await step('W1 ws', () => w1('taskwire', true), 'taskwire');
+    if (only.has('w2ws')) await step('W2 ws', () => w2('taskwire', true), 'taskwire');
     if (only.has('w3')) await step('W3 core only', w3core, 'taskwire');
     for (const d of only.has('w3') ? W3_GRID : []) {
       const label = `W3 ${d.workers}w ${d.clients}c ${d.sizes.join('+')}`;
@@ -690,6 +839,7 @@ async function main(): Promise<void> {
     if (only.has('s2')) await step('S2', s2, 'taskwire');
     if (only.has('t1')) await step('T1', t1, 'taskwire');
     if (only.has('g1')) await step('G1', g1, 'taskwire');
+    if (only.has('h1')) await step('H1', h1, 'taskwire');
   }
   await redis?.stop();
   Object.assign(machine, { loadavgEnd: os.loadavg()[0]!.toFixed(2) });
