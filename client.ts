@@ -2,8 +2,10 @@
 // taskwire-client: submits one job per input and prints the results in input order; or, with a command, asks
 // about jobs by id (status, wait, cancel) and lists the latest ones.
 
-import yargs, { type Argv } from 'yargs';
+import type { Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { open } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
 import {
   builtinJobs,
   CLIENT_DEFAULTS,
@@ -17,7 +19,8 @@ import {
   type Progress,
   type SubmitOptions,
 } from './lib/index.js';
-import { die, printable as p } from './lib/cli.js';
+import { VERSION, die, ownEnv, parser, printable as p, quietOnClosedStdout, whole } from './lib/cli.js';
+import { peerTls } from './lib/tls-files.js';
 
 const program = 'taskwire-client';
 const STATES = ['queued', 'delayed', 'running', 'completed', 'failed', 'cancelled'] as const;
@@ -27,28 +30,31 @@ const common = (y: Argv) =>
   y
     // No yargs defaults for host and port: the library's apply, and --url can tell whether they were given.
     .option('host', { type: 'string', describe: `Scheduler host (default: ${CLIENT_DEFAULTS.host})` })
-    .option('port', { alias: 'p', type: 'number', describe: `Scheduler port (default: ${CLIENT_DEFAULTS.port})` })
+    .option('port', { alias: 'p', requiresArg: true, coerce: whole('port', '', 1, 65535), describe: `Scheduler port (default: ${CLIENT_DEFAULTS.port})` })
     .option('url', { type: 'string', describe: 'Scheduler WebSocket URL (ws://host:http-port/ws or wss://...), instead of --host/--port' })
     .option('token', { type: 'string', describe: 'Shared secret, if the scheduler requires one (or TASKWIRE_TOKEN)' })
+    .option('tls', { type: 'boolean', describe: 'Reach the scheduler over TLS, trusting the system\'s CAs (or --tls-ca)' })
+    .option('tls-ca', { type: 'string', requiresArg: true, describe: 'Trust the scheduler\'s certificate if this PEM CA signed it (implies --tls)' })
+    .option('tls-cert', { type: 'string', requiresArg: true, describe: 'This side\'s PEM certificate, for a scheduler that requires one (with --tls-key)' })
+    .option('tls-key', { type: 'string', requiresArg: true, describe: 'The PEM private key of --tls-cert' })
     .option('json', { type: 'boolean', default: false, describe: 'Print JSON instead of lines' })
-    .option('timeout', { type: 'number', default: 30_000, describe: 'Give up after this many ms (0: wait forever)' });
+    .option('timeout', { requiresArg: true, coerce: whole('timeout', 'ms'), default: 30_000, describe: 'Give up after this many ms (0: wait forever)' });
 
-const argv = common(yargs(hideBin(process.argv)))
-  .scriptName(program)
+const argv = ownEnv(common(parser(program, hideBin(process.argv))))
   // Words after `--` are inputs, never a command; they are read verbatim below, as yargs would make `-1e3` a number.
   .parserConfiguration({ 'populate--': true })
-  .env('TASKWIRE')
   .command('$0 [inputs..]', 'Submit one job per input and print each result on its own line', (y) =>
-    y
-      .positional('inputs', { type: 'string', array: true, describe: 'Job payloads' })
+    ownEnv(y
       .option('type', { alias: 't', type: 'string', default: 'sha256', describe: 'Job type (built-ins: sha256, arith, sumsq)' })
       .option('distributed', { type: 'boolean', default: false, describe: 'arith: run each expression as a graph of single operations on the workers' })
-      .option('chunks', { type: 'number', describe: 'sumsq: split the range into this many parts, summed in parallel and combined' })
-      .option('task-timeout', { type: 'number', describe: "Ms each job may run on a worker before it is requeued (default: the scheduler's)" })
-      .option('retries', { type: 'number', describe: 'Times a failing job is retried, with exponential backoff' })
+      .option('chunks', { requiresArg: true, coerce: whole('chunks', '', 1), describe: 'sumsq: split the range into this many parts, summed in parallel and combined' })
+      .option('task-timeout', { requiresArg: true, coerce: whole('task-timeout', 'ms'), describe: "Ms each job may run on a worker before it is requeued (default: the scheduler's)" })
+      .option('retries', { requiresArg: true, coerce: whole('retries', ''), describe: 'Times a failing job is retried, with exponential backoff' })
       .option('priority', { type: 'string', describe: 'high, normal, low, or an integer: higher runs first (default normal)' })
-      .option('delay', { type: 'number', describe: 'Ms to wait before each job is queued' })
-      .option('detach', { type: 'boolean', default: false, describe: 'Print each job id instead of waiting: the jobs run even after this exits' }),
+      .option('delay', { requiresArg: true, coerce: whole('delay', 'ms'), describe: 'Ms to wait before each job is queued' })
+      .option('detach', { type: 'boolean', default: false, describe: 'Print each job id instead of waiting: the jobs run even after this exits' })
+      .option('file', { alias: 'f', type: 'string', requiresArg: true, describe: 'Read inputs from this file, one per line (an input of - reads them from stdin)' }))
+      .positional('inputs', { type: 'string', array: true, describe: 'Job payloads' }),
   )
   .command('status <ids..>', "Print jobs' status by id", (y) => y.positional('ids', { type: 'number', array: true }))
   .command('wait <ids..>', "Wait for jobs by id and print their results (exit status as for a submission)", (y) =>
@@ -56,9 +62,9 @@ const argv = common(yargs(hideBin(process.argv)))
   )
   .command('cancel <ids..>', 'Cancel jobs by id: queued ones never run, running ones are aborted', (y) => y.positional('ids', { type: 'number', array: true }))
   .command('jobs', 'List the latest jobs, newest first', (y) =>
-    y
+    ownEnv(y
       .option('state', { type: 'string', choices: STATES, describe: 'Only jobs in this state' })
-      .option('limit', { type: 'number', default: 20, describe: 'At most this many' }),
+      .option('limit', { requiresArg: true, coerce: whole('limit', '', 1), default: 20, describe: 'At most this many' })),
   )
   .example('$0 "Hello"', 'SHA-256 of "Hello"')
   .example('$0 --type arith "1+(2*3)/4-5"', 'evaluate an expression: -2.5')
@@ -69,14 +75,21 @@ const argv = common(yargs(hideBin(process.argv)))
   .example('$0 wait 1764590000000001', "wait for a job by id and print its result")
   .example('$0 --url ws://127.0.0.1:9002/ws "Hello"', 'the same over WebSocket, at the scheduler\'s HTTP port')
   .epilogue(
-    'Exit status: 0 when everything succeeded, 1 when a job failed, was cancelled or is unknown, 2 when the scheduler was unreachable or the run timed out. An input that is a command name goes after --.',
+    'Exit status: 0 when everything succeeded, 1 when a job failed, was cancelled or is unknown, 2 when the scheduler was unreachable, the run timed out or the usage was wrong. An input that is a command name or begins with - goes after --.',
   )
-  .check((a) => a._.length > 0 || ((a.inputs as unknown[] | undefined)?.length ?? 0) > 0 || ((a['--'] as unknown[] | undefined)?.length ?? 0) > 0 || 'give at least one input')
+  .check((a) => a._.length > 0 || a.file !== undefined || readsStdin() || ((a.inputs as unknown[] | undefined)?.length ?? 0) > 0 || ((a['--'] as unknown[] | undefined)?.length ?? 0) > 0 || 'give at least one input')
   .strict()
   .help()
   .alias('help', 'h')
-  .version()
+  .version(VERSION)
   .parseSync();
+
+/** An input of `-` (before any `--`): yargs drops a lone dash, so it is looked for in the arguments themselves. */
+function readsStdin(): boolean {
+  const args = hideBin(process.argv);
+  const dashes = args.indexOf('--');
+  return (dashes < 0 ? args : args.slice(0, dashes)).includes('-');
+}
 
 type Outcome = { input: string; ok: true; result: string } | { input: string; ok: false; code: string; error: string };
 type Answer<T> = { id: number; ok: true; value: T } | { id: number; ok: false; code: string; error: string };
@@ -114,27 +127,39 @@ class Bar {
 
 /** Runs `work` on a connected client, within --timeout (`what` says what was left undone); closes the client after. */
 async function withClient<T>(what: string | ((client: Client) => string), work: (client: Client, bar: Bar) => Promise<T>): Promise<T> {
-  const client = createClient({ host: argv.host, port: argv.port, url: argv.url, token: argv.token });
+  const client = createClient({ host: argv.host, port: argv.port, url: argv.url, token: argv.token, tls: peerTls(argv) });
   const bar = new Bar();
   // Interrupted: pending requests fail with E_CLOSED, what is done so far is printed.
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void client.close());
   const done = work(client, bar);
-  await client.connect().catch((err: TaskwireError) => {
-    if (err.code !== ErrorCode.CLOSED) throw err; // unreachable or refused: exit 2 with the reason
-  });
+  // The clock starts before the connection: a peer that accepts and never answers takes all of --timeout, not
+  // the handshake's own 10 s on top of it.
+  let connected = false;
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     if (argv.timeout > 0) {
-      timer = setTimeout(() => reject(new Error(`timed out after ${argv.timeout} ms ${typeof what === 'string' ? what : what(client)}`)), argv.timeout);
+      const waiting = (): string => (connected ? (typeof what === 'string' ? what : what(client)) : `waiting for the scheduler at ${where()} to answer`);
+      timer = setTimeout(() => reject(new Error(`timed out after ${argv.timeout} ms ${waiting()}`)), argv.timeout);
     }
   });
   try {
+    await Promise.race([
+      client.connect().catch((err: TaskwireError) => {
+        if (err.code !== ErrorCode.CLOSED) throw err; // unreachable or refused: exit 2 with the reason
+      }),
+      timeout,
+    ]);
+    connected = true;
     return await Promise.race([done, timeout]);
   } finally {
     clearTimeout(timer);
     bar.clear();
     void client.close();
   }
+}
+
+function where(): string {
+  return argv.url ?? `${argv.host ?? CLIENT_DEFAULTS.host}:${argv.port ?? CLIENT_DEFAULTS.port}`;
 }
 
 function priorityOf(value: string | undefined): SubmitOptions['priority'] {
@@ -158,8 +183,12 @@ async function submit(): Promise<number> {
   const raw = [...((argv.inputs as string[] | undefined) ?? []).map(String), ...(dashes < 0 ? [] : process.argv.slice(dashes + 1))];
   // Commas never occur in arithmetic, so an arith input may be a list; sumsq's two inputs are its range; other
   // types take inputs verbatim.
-  const inputs = type === 'arith' ? raw.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean) : type === 'sumsq' ? [raw.join(' ')] : raw;
-  if (inputs.length === 0) throw new Error('no input to submit');
+  const file = argv.file as string | undefined;
+  const stdin = readsStdin();
+  if ((file !== undefined || stdin) && raw.length > 0) throw new Error('give inputs either on the command line or with - or --file, not both');
+  if (file !== undefined && stdin) throw new Error('give - or --file, not both');
+  const inputs = stdin || file !== undefined ? [] : type === 'arith' ? raw.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean) : type === 'sumsq' ? [raw.join(' ')] : raw;
+  if (inputs.length === 0 && !stdin && file === undefined) throw new Error('no input to submit');
   const distributed = argv.distributed as boolean;
   const chunks = argv.chunks as number | undefined;
   if (distributed && type !== 'arith') throw new Error('--distributed is for --type arith');
@@ -172,6 +201,19 @@ async function submit(): Promise<number> {
     priority: priorityOf(argv.priority as string | undefined),
     delayMs: argv.delay as number | undefined,
   };
+  if (stdin || file !== undefined) {
+    // Opened first, so a missing file is a one-line error before any connection, not a stream's unhandled one.
+    const source = stdin
+      ? process.stdin
+      : (
+          await open(file!, 'r').catch((err: Error) => {
+            throw new Error(`cannot read --file: ${err.message}`);
+          })
+        ).createReadStream();
+    const job = (client: Client, input: string): Promise<string> =>
+      argv.detach ? client.enqueue(type, input, { ...options, detach: true }).then((j) => String(j.id)) : run(client, type, input, options, distributed, chunks);
+    return streamLines(source, type, (client, input) => job(client, input));
+  }
   if (argv.detach) {
     const answers = await withClient('waiting for the scheduler to accept the jobs', (client) =>
       Promise.all(
@@ -211,6 +253,54 @@ async function submit(): Promise<number> {
     for (const o of outcomes) process.stdout.write(o.ok ? `${o.input} = ${o.result}\n` : `${o.input} = error: ${p(o.error)} (${p(o.code)})\n`);
   }
   return outcomes.some((o) => !o.ok) ? 1 : 0;
+}
+
+/** Submissions outstanding at once when inputs are streamed: enough to keep the workers fed, a bounded memory. */
+const WINDOW = 1024;
+
+/**
+ * Inputs from a stream, one per line (blank lines skipped): each is submitted as it is read, at most WINDOW
+ * outstanding, and its `input = result` line printed as soon as it and those before it are answered, so a
+ * file of any length runs in bounded memory and output keeps input order. --json prints one object per line.
+ */
+async function streamLines(source: NodeJS.ReadableStream, type: string, job: (client: Client, input: string) => Promise<string>): Promise<number> {
+  let failed = false;
+  let written = 0;
+  const unanswered = (client: Client): string => `with ${client.pendingCount} task(s) unanswered after ${written} result(s) (is a worker for '${type}' running?)`;
+  await withClient(unanswered, async (client) => {
+    const pending: { outcome?: Outcome }[] = [];
+    let room: (() => void) | null = null;
+    const print = (o: Outcome): void => {
+      written++;
+      if (!o.ok) failed = true;
+      if (argv.json) process.stdout.write(`${JSON.stringify(o)}\n`);
+      else process.stdout.write(o.ok ? `${o.input} = ${o.result}\n` : `${o.input} = error: ${p(o.error)} (${p(o.code)})\n`);
+    };
+    // An answer that overtakes an earlier line waits for it: output keeps input order.
+    const drain = (): void => {
+      while (pending.length > 0 && pending[0]!.outcome) print(pending.shift()!.outcome!);
+      if (room && pending.length < WINDOW) {
+        room();
+        room = null;
+      }
+    };
+    const submit = (input: string): void => {
+      const entry: { outcome?: Outcome } = {};
+      pending.push(entry);
+      job(client, input).then(
+        (result) => (entry.outcome = { input, ok: true, result }),
+        (err: TaskwireError) => (entry.outcome = { input, ...failure(err) }),
+      ).finally(drain);
+    };
+    // for await pulls the next line only when the loop body is done: a full window stops the reading.
+    for await (const line of createInterface({ input: source, crlfDelay: Infinity })) {
+      if (line === '') continue;
+      submit(line);
+      if (pending.length >= WINDOW) await new Promise<void>((resolve) => (room = resolve));
+    }
+    while (pending.length > 0) await new Promise<void>((resolve) => (room = resolve));
+  });
+  return failed ? 1 : 0;
 }
 
 /**
@@ -275,6 +365,7 @@ async function main(): Promise<number> {
   return submit();
 }
 
+quietOnClosedStdout();
 main().then(
   (code) => {
     process.exitCode = code;

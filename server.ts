@@ -1,46 +1,49 @@
 #!/usr/bin/env node
 // taskwire-server: runs a scheduler, optionally with built-in workers in the same process.
 
-import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { createScheduler, createWorker, SCHEDULER_DEFAULTS, STRATEGIES, WORKER_DEFAULTS, type Scheduler, type Strategy, type Worker } from './lib/index.js';
-import { die, onSignals, printable as p } from './lib/cli.js';
+import { VERSION, die, onSignals, ownEnv, parser, printable as p, whole } from './lib/cli.js';
+import { schedulerTls } from './lib/tls-files.js';
 
 const program = 'taskwire-server';
 
-const argv = yargs(hideBin(process.argv))
-  .scriptName(program)
+const options = parser(program, hideBin(process.argv))
   .usage('$0 [options]\n\nRuns the taskwire scheduler. Clients and workers connect to the same port.')
-  .env('TASKWIRE')
   .option('host', { type: 'string', default: SCHEDULER_DEFAULTS.host, describe: 'Interface to listen on (0.0.0.0 for all)' })
-  .option('port', { alias: 'p', type: 'number', default: SCHEDULER_DEFAULTS.port, describe: 'TCP port (0 picks a free one)' })
-  .option('http-port', { type: 'number', default: 9002, describe: 'HTTP API, dashboard, metrics and WebSocket peers (/ws) on this port (0: none)' })
+  .option('port', { alias: 'p', requiresArg: true, coerce: whole('port', '', 0, 65535), default: SCHEDULER_DEFAULTS.port, describe: 'TCP port (0 picks a free one)' })
+  .option('http-port', { requiresArg: true, coerce: whole('http-port', '', 0, 65535), default: 9002, describe: 'HTTP API, dashboard, metrics and WebSocket peers (/ws) on this port (0: none)' })
   .option('http-host', { type: 'string', describe: 'Interface the HTTP API listens on (default: --host)' })
   .option('http-open', { type: 'boolean', default: false, describe: 'Without --token, answer HTTP requests from other machines too (default: this machine only)' })
-  .option('local-workers', { alias: 'w', type: 'number', default: 0, describe: 'Built-in workers to run in this process' })
-  .option('concurrency', { alias: 'c', type: 'number', default: WORKER_DEFAULTS.concurrency, describe: 'Tasks each local worker runs at once' })
-  .option('heartbeat', { type: 'number', default: SCHEDULER_DEFAULTS.heartbeatMs, describe: 'Keepalive interval in ms; silent peers are dropped after 3' })
-  .option('max-payload', { type: 'number', default: SCHEDULER_DEFAULTS.maxPayload, describe: 'Largest frame payload accepted, in bytes' })
+  .option('local-workers', { alias: 'w', requiresArg: true, coerce: whole('local-workers', '', 0), default: 0, describe: 'Built-in workers to run in this process' })
+  .option('concurrency', { alias: 'c', requiresArg: true, coerce: whole('concurrency', '', 1, 1_000_000), default: WORKER_DEFAULTS.concurrency, describe: 'Tasks each local worker runs at once' })
+  .option('heartbeat', { requiresArg: true, coerce: whole('heartbeat', 'ms', 10, 3_600_000), default: SCHEDULER_DEFAULTS.heartbeatMs, describe: 'Keepalive interval in ms; silent peers are dropped after 3' })
+  .option('max-payload', { requiresArg: true, coerce: whole('max-payload', 'bytes', 64), default: SCHEDULER_DEFAULTS.maxPayload, describe: 'Largest frame payload accepted, in bytes' })
   .option('token', { type: 'string', describe: 'Shared secret clients and workers must present (or TASKWIRE_TOKEN)' })
-  .option('task-timeout', { type: 'number', default: SCHEDULER_DEFAULTS.timeoutMs, describe: 'Default ms a task may run before it is requeued (0: none)' })
-  .option('max-attempts', { type: 'number', default: SCHEDULER_DEFAULTS.maxAttempts, describe: 'Worker losses/timeouts a task survives before it fails (E_ATTEMPTS)' })
-  .option('max-queued', { type: 'number', default: SCHEDULER_DEFAULTS.maxQueued, describe: 'Queued tasks at most; more fail with E_QUEUE_FULL' })
-  .option('max-queued-bytes', { type: 'number', default: SCHEDULER_DEFAULTS.maxQueuedBytes, describe: 'Bytes of queued task bodies at most; more fail with E_QUEUE_FULL' })
-  .option('max-concurrency', { type: 'number', default: SCHEDULER_DEFAULTS.maxConcurrency, describe: 'Largest concurrency (credits) a worker may announce; more is capped' })
+  .option('tls-cert', { type: 'string', requiresArg: true, describe: 'TLS on the TCP port: this PEM certificate (chain), with --tls-key' })
+  .option('tls-key', { type: 'string', requiresArg: true, describe: 'The PEM private key of --tls-cert' })
+  .option('tls-ca', { type: 'string', requiresArg: true, describe: 'Require client and worker certificates signed by this PEM CA' })
+  .option('task-timeout', { requiresArg: true, coerce: whole('task-timeout', 'ms', 0), default: SCHEDULER_DEFAULTS.timeoutMs, describe: 'Default ms a task may run before it is requeued (0: none)' })
+  .option('max-attempts', { requiresArg: true, coerce: whole('max-attempts', '', 1), default: SCHEDULER_DEFAULTS.maxAttempts, describe: 'Worker losses/timeouts a task survives before it fails (E_ATTEMPTS)' })
+  .option('max-queued', { requiresArg: true, coerce: whole('max-queued', '', 0), default: SCHEDULER_DEFAULTS.maxQueued, describe: 'Queued tasks at most; more fail with E_QUEUE_FULL' })
+  .option('max-queued-bytes', { requiresArg: true, coerce: whole('max-queued-bytes', 'bytes', 0), default: SCHEDULER_DEFAULTS.maxQueuedBytes, describe: 'Bytes of queued task bodies at most; more fail with E_QUEUE_FULL' })
+  .option('max-concurrency', { requiresArg: true, coerce: whole('max-concurrency', '', 1), default: SCHEDULER_DEFAULTS.maxConcurrency, describe: 'Largest concurrency (credits) a worker may announce; more is capped' })
   .option('strategy', { type: 'string', choices: STRATEGIES, default: SCHEDULER_DEFAULTS.strategy, describe: 'Which idle worker gets a new task: round-robin or least-loaded (share of its concurrency in use)' })
   .option('fair', { type: 'boolean', default: SCHEDULER_DEFAULTS.fair, describe: 'Within one priority, clients take turns instead of the oldest job going first' })
-  .option('no-worker-timeout', { type: 'number', default: SCHEDULER_DEFAULTS.noWorkerTimeoutMs, describe: 'Ms a job for a type no worker runs waits before it fails with E_NO_WORKER (0: for ever)' })
-  .option('max-connections', { type: 'number', default: SCHEDULER_DEFAULTS.maxConnections, describe: 'Open connections at most' })
-  .option('grace', { type: 'number', default: 10_000, describe: 'On SIGINT/SIGTERM, ms to let running and queued tasks finish' })
+  .option('no-worker-timeout', { requiresArg: true, coerce: whole('no-worker-timeout', 'ms', 0), default: SCHEDULER_DEFAULTS.noWorkerTimeoutMs, describe: 'Ms a job for a type no worker runs waits before it fails with E_NO_WORKER (0: for ever)' })
+  .option('max-connections', { requiresArg: true, coerce: whole('max-connections', '', 1, 10_000_000), default: SCHEDULER_DEFAULTS.maxConnections, describe: 'Open connections at most' })
+  .option('grace', { requiresArg: true, coerce: whole('grace', 'ms', 0), default: 10_000, describe: 'On SIGINT/SIGTERM, ms to let running and queued tasks finish' })
   .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Log only errors' })
-  .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'Also log every task: dispatched (to which worker), completed, failed, requeued' })
+  .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'Also log every task: dispatched (to which worker), completed, failed, requeued' });
+
+const argv = ownEnv(options)
   .example('$0', 'listen on 127.0.0.1:9001')
   .example('$0 --local-workers 2', 'also run two built-in workers (sha256, arith)')
   .example('TASKWIRE_PORT=7000 $0', 'options can come from TASKWIRE_* variables')
   .strict()
   .help()
   .alias('help', 'h')
-  .version()
+  .version(VERSION)
   .parseSync();
 
 async function main(): Promise<void> {
@@ -50,6 +53,7 @@ async function main(): Promise<void> {
     heartbeatMs: argv.heartbeat,
     maxPayload: argv['max-payload'],
     token: argv.token,
+    tls: schedulerTls(argv),
     timeoutMs: argv['task-timeout'],
     maxAttempts: argv['max-attempts'],
     maxQueued: argv['max-queued'],
@@ -79,7 +83,7 @@ async function main(): Promise<void> {
   if (!Number.isInteger(localWorkers) || localWorkers < 0) throw new Error('--local-workers must be a whole number >= 0');
   const connectHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
   for (let i = 1; i <= localWorkers; i++) {
-    workers.push(createWorker({ host: connectHost, port, concurrency: argv.concurrency, name: `local-${i}`, token: argv.token }));
+    workers.push(createWorker({ host: connectHost, port, concurrency: argv.concurrency, name: `local-${i}`, token: argv.token, tls: scheduler.localTls() }));
   }
   await Promise.all(workers.map((w) => w.ready()));
   process.stdout.write(`${program}: listening on ${host}:${port}` + (localWorkers ? ` with ${localWorkers} local worker(s)` : '') + '\n');

@@ -4,41 +4,45 @@
 
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { builtinHandlers, createWorker, WORKER_DEFAULTS, type Handlers, type JobDefinition } from './lib/index.js';
-import { die, onSignals, printable as p } from './lib/cli.js';
+import { VERSION, die, onSignals, ownEnv, parser, printable as p, whole } from './lib/cli.js';
 import { isJobDefinition } from './lib/jobs/define.js';
+import { peerTls } from './lib/tls-files.js';
 
 const program = 'taskwire-worker';
 
-const argv = yargs(hideBin(process.argv))
-  .scriptName(program)
+const options = parser(program, hideBin(process.argv))
   .usage('$0 [options]\n\nRuns a worker with the built-in job types (sha256, arith), and those of --jobs modules. Reconnects until stopped.')
-  .env('TASKWIRE')
   // No yargs defaults for host and port: the library's apply, and --url can tell whether they were given.
   .option('host', { type: 'string', describe: `Scheduler host (default: ${WORKER_DEFAULTS.host})` })
-  .option('port', { alias: 'p', type: 'number', describe: `Scheduler port (default: ${WORKER_DEFAULTS.port})` })
+  .option('port', { alias: 'p', requiresArg: true, coerce: whole('port', '', 1, 65535), describe: `Scheduler port (default: ${WORKER_DEFAULTS.port})` })
   .option('url', { type: 'string', describe: 'Scheduler WebSocket URL (ws://host:http-port/ws or wss://...), instead of --host/--port' })
-  .option('concurrency', { alias: 'c', type: 'number', default: WORKER_DEFAULTS.concurrency, describe: 'Handlers run at once' })
-  .option('prefetch', { type: 'string', default: WORKER_DEFAULTS.prefetch, describe: "Tasks held ahead of a free slot, or 'auto' (about 20 ms of handler time, at most 8,192)" })
+  .option('concurrency', { alias: 'c', requiresArg: true, coerce: whole('concurrency', '', 1, 1_000_000), default: WORKER_DEFAULTS.concurrency, describe: 'Handlers run at once' })
+  .option('prefetch', { type: 'string', coerce: (v: string) => (v === 'auto' ? v : String(whole('prefetch', '')(v))), default: WORKER_DEFAULTS.prefetch, describe: "Tasks held ahead of a free slot, or 'auto' (about 20 ms of handler time, at most 8,192)" })
   .option('name', { type: 'string', describe: 'Name shown by the scheduler (default: hostname:pid)' })
-  .option('grace', { type: 'number', default: WORKER_DEFAULTS.closeGraceMs, describe: 'On SIGINT/SIGTERM, ms to finish running tasks' })
+  .option('grace', { requiresArg: true, coerce: whole('grace', 'ms', 0, 86_400_000), default: WORKER_DEFAULTS.closeGraceMs, describe: 'On SIGINT/SIGTERM, ms to finish running tasks' })
   .option('token', { type: 'string', describe: 'Shared secret, if the scheduler requires one (or TASKWIRE_TOKEN)' })
+  .option('tls', { type: 'boolean', describe: 'Reach the scheduler over TLS, trusting the system\'s CAs (or --tls-ca)' })
+  .option('tls-ca', { type: 'string', requiresArg: true, describe: 'Trust the scheduler\'s certificate if this PEM CA signed it (implies --tls)' })
+  .option('tls-cert', { type: 'string', requiresArg: true, describe: 'This side\'s PEM certificate, for a scheduler that requires one (with --tls-key)' })
+  .option('tls-key', { type: 'string', requiresArg: true, describe: 'The PEM private key of --tls-cert' })
   .option('jobs', {
     type: 'string',
     array: true,
     describe:
       "Module (path or file URL) whose job definitions, and functions as handlers of their export's name, to run too; repeatable; a type it defines replaces that built-in",
   })
-  .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Log only errors' })
+  .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Log only errors' });
+
+const argv = ownEnv(options)
   .example('$0 --port 9001 --concurrency 32', 'run up to 32 tasks at once')
   .example('$0 --jobs ./jobs.js', "also run the job types that jobs.js exports")
   .example('$0 --url ws://127.0.0.1:9002/ws', "reach the scheduler over WebSocket, at its HTTP port")
   .strict()
   .help()
   .alias('help', 'h')
-  .version()
+  .version(VERSION)
   .parseSync();
 
 /** What the --jobs modules export, as createWorker() takes it; a type two of them define is an error. */
@@ -95,6 +99,7 @@ try {
     name: argv.name,
     closeGraceMs: argv.grace,
     token: argv.token,
+    tls: peerTls(argv),
   });
   const log = (line: string): void => {
     if (!argv.quiet) process.stderr.write(`${program}: ${line}\n`);
@@ -102,7 +107,11 @@ try {
   for (const type of replaced) log(`job type ${p(type)} of ${p(loaded!.owner.get(type)!)} replaces the built-in one`);
   worker.on('connected', (c) => log(`connected to scheduler ${p(c.scheduler)} at ${c.remote}; running ${worker.types.join(', ')} x${worker.concurrency}, prefetch ${argv.prefetch}`));
   worker.on('disconnected', (d) => log(`disconnected: ${p(d.message)} (${p(d.code)})`));
-  worker.on('reconnecting', (r) => log(`${p(r.message)}; retry ${r.attempt} in ${r.delayMs} ms`));
+  worker.on('reconnecting', (r) => {
+    // A wrong token or protocol version is refused the same way on every retry: say so once and stop.
+    if (r.code === 'E_AUTH' || r.code === 'E_VERSION') die(program, `${r.message} (${r.code})`);
+    log(`${p(r.message)}; retry ${r.attempt} in ${r.delayMs} ms`);
+  });
   onSignals(program, () => worker.close());
 } catch (err) {
   die(program, err);

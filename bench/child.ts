@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
 // The child side of the bench harness: answers the runner's requests over the IPC channel and dies with it.
 
@@ -78,4 +78,12 @@ export function serve(handlers: Handlers, info: Record<string, unknown> = {}): v
 export function numArg(index: number, fallback: number): number {
   const raw = process.argv[2 + index];
   return raw === undefined ? fallback : Number(raw);
+}
+
+/** Where a taskwire client or worker finds the scheduler from a bench argument: a port, a ws:// URL, or tls:<port>:<CA file>. */
+export function schedulerWhere(arg: string | undefined, port: number): { url: string } | { port: number; tls?: { ca: Buffer } } {
+  if (arg?.startsWith('ws')) return { url: arg };
+  const tls = /^tls:(\d+):(.+)$/.exec(arg ?? '');
+  if (tls) return { port: Number(tls[1]), tls: { ca: readFileSync(tls[2]!) } };
+  return { port };
 }

@@ -1,12 +1,13 @@
 // The load generator: one process holding the benchmark's client connections (taskwire, relay or BullMQ) that
 // runs each workload's submission pattern on request and checks every digest it gets back.
-// Usage: load.ts <taskwire|relay|bullmq> <port> [connections] [bullmq queue name]; taskwire's <port> may be a ws:// URL.
+// Usage: load.ts <taskwire|relay|bullmq> <port> [connections] [bullmq queue name]; taskwire's <port> may be a ws:// URL,
+// or tls:<port>:<CA file> for its TLS listener.
 
 import { createHash, randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { type Client, createClient } from '../lib/index.js';
 import { BullmqClient } from './bullmq/client.js';
-import { numArg, serve } from './child.js';
+import { numArg, schedulerWhere, serve } from './child.js';
 import { RelayClient } from './relay/client.js';
 
 /** Submits one task, of type sha256 unless told otherwise. */
@@ -34,7 +35,7 @@ if (system === 'bullmq') {
   submitters = clients.map((c) => (input: string, type = 'sha256') => c.submit(type, input));
   close = async () => clients.forEach((c) => c.close());
 } else {
-  const where = process.argv[3]?.startsWith('ws') ? { url: process.argv[3] } : { port };
+  const where = schedulerWhere(process.argv[3], port);
   taskwire = Array.from({ length: connections }, (_, i) => createClient({ ...where, name: `bench-${i}` }));
   await Promise.all(taskwire.map((c) => c.connect()));
   submitters = taskwire.map((c) => (input: string, type = 'sha256') => c.submit(type, input));

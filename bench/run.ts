@@ -4,7 +4,8 @@
 // of threads) and with graph jobs (G1: a 1,000-node fan-out and combine against the same parts as plain jobs).
 // Options: --quick (smoke run), --peers, --profile (CPU profiles of W1), --only w1,w2,w3,w4,w4m,s1,s2,t1,g1 and
 // --rounds N (subsets, for development; w4 includes W4 mixed, w4m is W4 mixed alone). docs/BENCHMARKS.md explains
-// the figures. W1 and W2 also run over WebSocket (taskwire only; --only w1ws,w2ws), beside their TCP rows.
+// the figures. W1 and W2 also run over WebSocket (taskwire only; --only w1ws,w2ws), beside their TCP rows; W1 also over TLS
+// (--only w1tls).
 // W1 + /metrics (--only w1m) is W1 with the HTTP listener on and a scraper polling GET /metrics once a second.
 // H1 (--only h1) is the HTTP API's GET /job/{id} latency while a million tasks wait and W1's load runs over TCP.
 
@@ -30,7 +31,7 @@ const { values: flags } = parseArgs({
   options: { quick: { type: 'boolean' }, peers: { type: 'boolean' }, profile: { type: 'boolean' }, only: { type: 'string' }, rounds: { type: 'string' } },
 });
 /** --only w1,w3 runs a subset of the workloads. */
-const only = new Set((flags.only ?? 'w1,w1m,w2,w1ws,w2ws,w3,w4,s1,s2,t1,g1,h1').toLowerCase().split(','));
+const only = new Set((flags.only ?? 'w1,w1m,w2,w1ws,w1tls,w2ws,w3,w4,s1,s2,t1,g1,h1').toLowerCase().split(','));
 const quick = flags.quick ?? false;
 const RESULTS = fileURLToPath(new URL('results/', import.meta.url));
 
@@ -193,6 +194,14 @@ async function deployWs(start: Start) {
   return load;
 }
 
+/** W1 over TLS: the scheduler's TCP listener with a certificate made at its start; otherwise as deployWs(). */
+async function deployTls(start: Start) {
+  const broker = await start('bench/taskwire/scheduler.ts', ['tls'], ['--expose-gc']);
+  const where = broker.info.tlsWhere as string;
+  const [, load] = await Promise.all([start('bench/taskwire/worker.ts', [where, 1]), start('bench/load.ts', ['taskwire', where, 1])]);
+  return load;
+}
+
 function check(what: string, result: { bad: number }): void {
   if (result.bad > 0) throw new Error(`${what}: ${result.bad} wrong result(s)`);
 }
@@ -226,13 +235,13 @@ async function waitFor(child: Child, done: (stats: SchedulerStats) => boolean, w
 
 type Figures = Record<string, number>;
 
-/** With `ws`, taskwire over WebSocket (figures under w1ws.*). */
-async function w1(system: System, ws = false): Promise<Figures> {
+/** With `ws`, taskwire over WebSocket (figures under w1ws.*); with `tls`, over TLS (w1tls.*). */
+async function w1(system: System, over: false | 'ws' | 'tls' = false): Promise<Figures> {
   return withChildren(async (start) => {
-    const load = ws ? await deployWs(start) : (await deploy(start, system, 1, 1)).load;
+    const load = over === 'ws' ? await deployWs(start) : over === 'tls' ? await deployTls(start) : (await deploy(start, system, 1, 1)).load;
     const r = await load.request<{ ms: number; bad: number }>('all', PLAN.w1);
-    check(`W1 ${system}${ws ? ' ws' : ''}`, r);
-    return { [ws ? 'w1ws.tps' : 'w1.tps']: PLAN.w1.n / (r.ms / 1000) };
+    check(`W1 ${system}${over ? ` ${over}` : ''}`, r);
+    return { [over ? `w1${over}.tps` : 'w1.tps']: PLAN.w1.n / (r.ms / 1000) };
   });
 }
 
@@ -604,6 +613,7 @@ function rows(): Row[] {
     { key: 'w2.coldP50', label: 'W2 cold p50 vs unthrottled relay, µs', versus: 'relay-unthrottled' },
     // taskwire over WebSocket, against itself over TCP (the W1 and W2 rows above).
     { key: 'w1ws.tps', label: 'W1 over WebSocket, tasks/s', per: 'w1.tps' },
+    { key: 'w1tls.tps', label: 'W1 over TLS, tasks/s', per: 'w1.tps' },
     { key: 'w2ws.p50', label: 'W2 p50 over WebSocket, µs', per: 'w2.p50' },
     { key: 'w2ws.p99', label: 'W2 p99 over WebSocket, µs', per: 'w2.p99' },
     { key: 'w2ws.coldP50', label: 'W2 cold p50 over WebSocket, µs', per: 'w2.coldP50' },
@@ -744,6 +754,7 @@ function table(systems: System[], machine: Record<string, unknown>, bullmqNote: 
   lines.push(`taskwire bench, ${machine.date}; ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}; load average ${machine.loadavg} at start, ${machine.loadavgEnd} at end; ${machine.rounds} round(s), medians${quick ? ' (--quick)' : ''}`);
   lines.push(line(head), line(widths.map((w) => '-'.repeat(w))), ...body.map(line));
   lines.push(`ratio = taskwire / relay (at most ${PLAN.window} tasks in flight per worker); on the "vs unthrottled relay" rows, taskwire / the same broker with no window (every queued task sent to the worker at once).`);
+  if (samples['w1tls.tps']) lines.push('"over TLS" row: taskwire\'s client and worker over the scheduler\'s TLS listener (TLS 1.3, a P-256 certificate); ratio = over TLS / taskwire over TCP.');
   if (samples['w1ws.tps'] || samples['w2ws.p50']) lines.push('"over WebSocket" rows: taskwire\'s client and worker at ws://.../ws, one frame per message; ratio = over WebSocket / taskwire over TCP.');
   if (samples['w1m.tps']) lines.push(`W1 + /metrics: ratio = ${PLAN.w1m.n.toLocaleString('en-US')} tasks with GET /metrics scraped every ${SCRAPE_MS} ms / the same without scraping, one deployment, taking turns (target: within 5%).`);
   lines.push('W4 "kept after drain": growth still held after the drain and a forced GC, as % of the growth when all were queued.');
@@ -826,7 +837,8 @@ async function main(): Promise<void> {
     if (only.has('w1')) for (const system of systems) await step('W1', () => w1(system), system);
     if (only.has('w1m')) await step('W1 + /metrics', w1m, 'taskwire');
     if (only.has('w2')) for (const system of systems) await step('W2', () => w2(system), system);
-    if (only.has('w1ws')) await step('W1 ws', () => w1('taskwire', true), 'taskwire');
+    if (only.has('w1ws')) await step('W1 ws', () => w1('taskwire', 'ws'), 'taskwire');
+    if (only.has('w1tls')) await step('W1 tls', () => w1('taskwire', 'tls'), 'taskwire');
     if (only.has('w2ws')) await step('W2 ws', () => w2('taskwire', true), 'taskwire');
     if (only.has('w3')) await step('W3 core only', w3core, 'taskwire');
     for (const d of only.has('w3') ? W3_GRID : []) {

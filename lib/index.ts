@@ -1,7 +1,7 @@
 // taskwire's public API: the only module users import.
 
 export { createScheduler, Scheduler, SCHEDULER_DEFAULTS } from './scheduler/index.js';
-export type { SchedulerOptions, SchedulerEvents, SchedulerStats, CloseOptions, PeerInfo, WorkerInfo, TaskEvent } from './scheduler/index.js';
+export type { SchedulerOptions, SchedulerTlsOptions, SchedulerEvents, SchedulerStats, CloseOptions, PeerInfo, WorkerInfo, TaskEvent } from './scheduler/index.js';
 export { STRATEGIES } from './scheduler/core.js';
 export type { DeadLetter, Strategy } from './scheduler/core.js';
 export type { QueueDepth } from './scheduler/counters.js';
@@ -17,3 +17,4 @@ export { defineJob, builtinJobs } from './jobs/define.js';
 export type { JobCodec, JobDefinition, JobSpec } from './jobs/define.js';
 export { ErrorCode, TaskwireError, TaskFailedError, ProtocolError } from './errors.js';
 export { PROTOCOL_VERSION } from './protocol/index.js';
+export type { TlsClientOptions } from './transport/tcp.js';

@@ -32,6 +32,7 @@ import { combineType, decodeResult, encodePayload, isJobDefinition, type JobDefi
 import type { JobInfo, JobState } from '../scheduler/finished.js';
 import { Session } from '../transport/session.js';
 import { schedulerAddress } from '../transport/dial.js';
+import type { TlsClientOptions } from '../transport/tcp.js';
 
 export interface ClientOptions {
   /** Scheduler host. Default '127.0.0.1'. */
@@ -43,6 +44,12 @@ export interface ClientOptions {
    * frames over WebSocket rather than TCP. Giving host or port as well is E_INVALID.
    */
   url?: string;
+  /**
+   * TLS to a scheduler started with `tls`: true trusts the system's CAs; `{ ca }` trusts those instead, `cert` and
+   * `key` (PEM contents) are this side's certificate for a scheduler that requires one. The scheduler's certificate
+   * must name `host` (or `servername`). Not with `url` (a wss: URL brings its own TLS).
+   */
+  tls?: TlsClientOptions;
   /** Name shown by the scheduler. Default '<hostname>:<pid>'. */
   name?: string;
   /**

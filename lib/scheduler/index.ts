@@ -4,7 +4,8 @@
 import { isUtf8 } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import tls from 'node:tls';
+import { X509Certificate, createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { ErrorCode, ProtocolError, TaskwireError } from '../errors.js';
 import { checkBoolean, checkInteger, checkOneOf, checkString, invalidOption, stripUndefined } from '../options.js';
 import { DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT, frameTooLargeError } from '../protocol/frame.js';
@@ -52,7 +53,7 @@ import { SocketTraffic } from './traffic.js';
 import { HttpWorkers, type RemotePeer, type RemoteTasks, type RemoteWorkerHost } from '../http/workers.js';
 import { ByteBudget } from '../transport/budget.js';
 import type { Connection } from '../transport/connection.js';
-import { TcpConnection } from '../transport/tcp.js';
+import { TcpConnection, type TlsClientOptions } from '../transport/tcp.js';
 import {
   CORE_DEFAULTS,
   JOB_STATES,
@@ -164,6 +165,18 @@ export interface SchedulerOptions {
    * completed); past it the graph fails with E_GRAPH_MEMORY. Default 64 MiB.
    */
   maxGraphBytes?: number;
+  /**
+   * TLS on the TCP listener (PEM contents): clients and workers then connect with their `tls` option. With `ca`,
+   * every peer must present a certificate signed by it. The HTTP listener is not affected. Default: plain TCP.
+   */
+  tls?: SchedulerTlsOptions;
+}
+
+export interface SchedulerTlsOptions {
+  cert: string | Buffer;
+  key: string | Buffer;
+  /** CA(s) that peers' certificates must chain to; given, a peer without such a certificate is refused. */
+  ca?: string | Buffer;
 }
 
 /** Options that were replaced, with what replaced them: passing one is an error that says so. */
@@ -323,6 +336,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> implements RemoteWo
   /** Connections still in their handshake, oldest first. */
   private readonly handshaking = new Set<Peer>();
   private readonly server: net.Server;
+  private readonly tls: SchedulerTlsOptions | null;
   /** The HTTP API, if httpPort was given. */
   readonly http: HttpServer | null;
   /** The client the HTTP API submits and waits with, connected once the scheduler listens. */
@@ -401,7 +415,24 @@ export class Scheduler extends EventEmitter<SchedulerEvents> implements RemoteWo
       // unless it ran more than a million jobs a second on average.
       firstJobId: Date.now() * 1000,
     });
-    this.server = net.createServer((socket) => this.accept(socket));
+    this.tls = options.tls === undefined ? null : checkTls(options.tls);
+    if (this.tls) {
+      const { cert, key, ca } = this.tls;
+      // The TLS handshake comes before the HELLO's timer starts, so it gets the same bound of its own.
+      this.server = tls.createServer(
+        { cert, key, handshakeTimeout: this.handshakeTimeoutMs, ...(ca === undefined ? {} : { ca, requestCert: true, rejectUnauthorized: true }) },
+        (socket) => this.accept(socket),
+      );
+      // A peer that fails the TLS handshake (plain TCP, an untrusted certificate, none) never reaches accept().
+      this.server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
+        // With a listener Node leaves the socket open (a timed-out handshake would hold it for ever): close it here.
+        socket.destroy();
+        const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+        this.emit('peerError', { remote, code: ErrorCode.CONNECT, message: `TLS handshake failed: ${err.message}` });
+      });
+    } else {
+      this.server = net.createServer((socket) => this.accept(socket));
+    }
     // Accept failures (EMFILE...) are transient; they must not become an unhandled 'error' event.
     this.server.on('error', (err: NodeJS.ErrnoException) => {
       if (this.boundPort) this.emit('peerError', { remote: '-', code: err.code ?? 'E_ACCEPT', message: err.message });
@@ -413,6 +444,18 @@ export class Scheduler extends EventEmitter<SchedulerEvents> implements RemoteWo
   /** The bound port: the real one even when the scheduler was created with port 0. */
   get port(): number {
     return this.boundPort || this.requestedPort;
+  }
+
+  /**
+   * How a client or worker in this process reaches this scheduler over its TLS listener: its own certificate,
+   * pinned, so no CA or host name is needed; and, when peers must present one, the same certificate (which then
+   * has to be signed by `tls.ca`). Undefined without TLS.
+   */
+  localTls(): TlsClientOptions | undefined {
+    if (this.tls === null) return undefined;
+    const { cert, key, ca } = this.tls;
+    const fingerprint256 = new X509Certificate(cert).fingerprint256;
+    return { fingerprint256, ...(ca === undefined ? {} : { cert, key }) };
   }
 
   /** The HTTP API's bound port; 0 without one (or before listen()). */
@@ -447,7 +490,13 @@ export class Scheduler extends EventEmitter<SchedulerEvents> implements RemoteWo
       await http.listen();
       // The HTTP API's jobs go in as any client's do: over the scheduler's own TCP listener.
       const host = this.host === '0.0.0.0' ? '127.0.0.1' : this.host === '::' ? '::1' : this.host;
-      this.httpClient = createClient({ host, port: this.boundPort, name: 'http-api', ...(this.token === null ? {} : { token: this.token }) });
+      this.httpClient = createClient({
+        host,
+        port: this.boundPort,
+        name: 'http-api',
+        ...(this.token === null ? {} : { token: this.token }),
+        ...(this.tls === null ? {} : { tls: this.localTls()! }),
+      });
       await this.httpClient.connect();
     }
     return address;
@@ -958,4 +1007,19 @@ function wrongCommand(cmd: number, role: string): ProtocolError {
 /** Creates a scheduler; call listen() to start it. */
 export function createScheduler(options?: SchedulerOptions): Scheduler {
   return new Scheduler(options);
+}
+
+/** options.tls, checked: a certificate and its key, and maybe a CA for peers' certificates. */
+function checkTls(value: unknown): SchedulerTlsOptions {
+  const pem = (v: unknown): boolean => (typeof v === 'string' && v.length > 0) || (Buffer.isBuffer(v) && v.length > 0);
+  if (typeof value !== 'object' || value === null) invalidOption('tls', '{ cert, key, ca? } with PEM contents', value);
+  const o = value as Record<string, unknown>;
+  for (const name of ['cert', 'key'] as const) if (!pem(o[name])) invalidOption(`tls.${name}`, 'PEM contents, as a string or a Buffer', o[name]);
+  if (o.ca !== undefined && !pem(o.ca)) invalidOption('tls.ca', 'PEM contents, as a string or a Buffer', o.ca);
+  try {
+    tls.createSecureContext({ cert: o.cert as string, key: o.key as string, ...(o.ca === undefined ? {} : { ca: o.ca as string }) });
+  } catch (err) {
+    throw new TaskwireError(ErrorCode.INVALID, `options.tls is not usable: ${(err as Error).message}`, { cause: err });
+  }
+  return { cert: o.cert as string | Buffer, key: o.key as string | Buffer, ...(o.ca === undefined ? {} : { ca: o.ca as string | Buffer }) };
 }

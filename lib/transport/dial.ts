@@ -6,6 +6,33 @@ import { ErrorCode, TaskwireError } from '../errors.js';
 import { invalidOption } from '../options.js';
 import type { Connection } from './connection.js';
 import type { DialOptions, SessionOptions } from './session.js';
+import { connectTls, type TlsClientOptions } from './tcp.js';
+
+const PEM = (v: unknown): boolean => typeof v === 'string' || Buffer.isBuffer(v);
+
+/** options.tls, checked: true, or PEM contents as strings or Buffers (a certificate needs its key). */
+function checkTls(value: unknown): TlsClientOptions {
+  if (value === true) return true;
+  const mustBe = 'true, or { ca?, cert?, key?, servername?, fingerprint256? } with PEM contents';
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) invalidOption('tls', mustBe, value);
+  const o = value as Record<string, unknown>;
+  for (const name of Object.keys(o)) {
+    if (!['ca', 'cert', 'key', 'servername', 'fingerprint256'].includes(name)) {
+      invalidOption(`tls.${name}`, 'not an option (ca, cert, key, servername, fingerprint256)', o[name]);
+    }
+  }
+  for (const name of ['ca', 'cert', 'key'] as const) {
+    if (o[name] !== undefined && !PEM(o[name])) invalidOption(`tls.${name}`, 'PEM contents, as a string or a Buffer', o[name]);
+  }
+  if (o.servername !== undefined && (typeof o.servername !== 'string' || o.servername === '')) invalidOption('tls.servername', 'a host name', o.servername);
+  if (o.fingerprint256 !== undefined && (typeof o.fingerprint256 !== 'string' || !/^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){31}$/.test(o.fingerprint256))) {
+    invalidOption('tls.fingerprint256', "a SHA-256 fingerprint, 32 hex pairs separated by ':'", o.fingerprint256);
+  }
+  if ((o.cert === undefined) !== (o.key === undefined)) {
+    throw new TaskwireError(ErrorCode.INVALID, 'options.tls.cert and options.tls.key go together: give both or neither');
+  }
+  return o as TlsClientOptions;
+}
 
 /** A scheduler's URL, checked: ws: or wss:, with a host. */
 export function checkSchedulerUrl(name: string, value: unknown): URL {
@@ -26,11 +53,23 @@ export function checkSchedulerUrl(name: string, value: unknown): URL {
  * the scheduler on its own.
  */
 export function schedulerAddress(
-  options: { url?: unknown; host?: unknown; port?: unknown },
+  options: { url?: unknown; host?: unknown; port?: unknown; tls?: unknown },
   hostPort: () => { host: string; port: number },
 ): { host: string; port: number; dial: SessionOptions['dial'] } {
-  if (options.url === undefined) return { ...hostPort(), dial: undefined };
+  if (options.url === undefined) {
+    const address = hostPort();
+    if (options.tls === undefined) return { ...address, dial: undefined };
+    const tlsOptions = checkTls(options.tls);
+    const { host, port } = address;
+    return {
+      ...address,
+      dial: { where: `${host}:${port}`, open: (dial: DialOptions): Promise<Connection> => connectTls(host, port, tlsOptions, dial) },
+    };
+  }
   const url = checkSchedulerUrl('url', options.url);
+  if (options.tls !== undefined) {
+    throw new TaskwireError(ErrorCode.INVALID, 'options.tls is for host and port: over WebSocket, a wss: URL brings TLS itself');
+  }
   if (options.host !== undefined || options.port !== undefined) {
     throw new TaskwireError(ErrorCode.INVALID, 'options.url names the scheduler on its own: give it without options.host and options.port');
   }

@@ -125,9 +125,10 @@ export class Session {
         clearTimeout(timeout);
         reject(
           failure ??
+            notAScheduler(where, info.error) ??
             (info.error instanceof TaskwireError
               ? info.error
-              : new TaskwireError(ErrorCode.DISCONNECTED, `the scheduler at ${where} closed the connection during the handshake`)),
+              : handshakeLost(where, info.error, conn.transport === 'tls')),
         );
       };
       writeHello(conn.frames(), {
@@ -194,4 +195,29 @@ export class Session {
     else if (!this.closedByUs) reason = new TaskwireError(ErrorCode.DISCONNECTED, 'the scheduler closed the connection');
     this.onClose(reason);
   }
+}
+
+/**
+ * Under TLS 1.3 the server checks a client's certificate after the client's side of the handshake has completed,
+ * so a refused certificate shows up here rather than in connectTls(): as an alert when there was none (named,
+ * E_CONNECT like other TLS failures), or as a bare close when Node's server found it untrusted.
+ */
+function handshakeLost(where: string, error: Error | undefined, overTls: boolean): TaskwireError {
+  const message = `the scheduler at ${where} closed the connection during the handshake`;
+  if (!error) {
+    // A TLS listener drops a plain HELLO without a word (no alert), so that is the likeliest cause to name.
+    if (!overTls) return new TaskwireError(ErrorCode.DISCONNECTED, `${message} (if it listens with TLS, connect with the tls option, --tls)`);
+    return new TaskwireError(ErrorCode.CONNECT, `${message}: over TLS this is how it refuses a client certificate it does not trust (or a missing one)`);
+  }
+  const code = (error as NodeJS.ErrnoException).code ?? '';
+  const tlsAlert = code.startsWith('ERR_SSL_');
+  return new TaskwireError(tlsAlert ? ErrorCode.CONNECT : ErrorCode.DISCONNECTED, `${message}: ${error.message}`, { cause: error });
+}
+
+/** The peer answered with bytes that are no frame (see TcpConnection's `received`): say what it is instead. */
+function notAScheduler(where: string, error: Error | undefined): TaskwireError | undefined {
+  const received = (error as { received?: unknown } | undefined)?.received;
+  if (!Buffer.isBuffer(received) || received.length === 0) return undefined;
+  const line = received.toString('latin1').split(/\r?\n/)[0]!.replace(/[^\x20-\x7e]/g, '?');
+  return new TaskwireError(ErrorCode.CONNECT, `the server at ${where} is not a taskwire scheduler (it answered ${JSON.stringify(line)})`, { cause: error });
 }

@@ -1,6 +1,7 @@
 // Frames over a TCP socket: a FrameDecoder on the way in, a FrameWriter sent once per event-loop turn on the way out.
 
 import net from 'node:net';
+import tls from 'node:tls';
 import { ErrorCode, ProtocolError, TaskwireError } from '../errors.js';
 import { FrameDecoder, type FrameHandler, FrameWriter, MAX_SLAB } from '../protocol/frame.js';
 import { isKnownCommand, writeError } from '../protocol/index.js';
@@ -35,6 +36,8 @@ const SINK = new FrameWriter();
 
 export class TcpConnection implements Connection {
   readonly remote: string;
+  /** 'tls' over a TLSSocket, for status pages and for the reasons given when a handshake is cut short. */
+  readonly transport: string | undefined;
   onFrame: FrameHandler = noop;
   onSkipped: (cmd: number, head: Buffer, length: number) => void = noop;
   onClose: (info: CloseInfo) => void = noop;
@@ -66,6 +69,7 @@ export class TcpConnection implements Connection {
   constructor(socket: net.Socket, options: TcpOptions = {}) {
     this.socket = socket;
     this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    this.transport = socket instanceof tls.TLSSocket ? 'tls' : undefined;
     // Frames are small and latency matters more than packet count; batching is done per turn by the writer instead.
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
@@ -238,7 +242,8 @@ export class TcpConnection implements Connection {
       this.decoder.push(chunk);
       if (this.decoder.waiting) this.waitForBudget();
     } catch (err) {
-      this.close(asProtocolError(err));
+      // The bytes that were no frame, for a client to say what it reached instead of a scheduler.
+      this.close(Object.assign(asProtocolError(err), { received: Buffer.from(chunk.subarray(0, 64)) }));
     }
   }
 
@@ -327,6 +332,56 @@ export function connectTcp(host: string, port: number, options: TcpOptions = {})
     };
     socket.once('error', onError);
     socket.once('connect', () => {
+      socket.off('error', onError);
+      resolve(new TcpConnection(socket, options));
+    });
+  });
+}
+
+/** TLS for a client or worker: true trusts the system's CAs; `ca` replaces them, `cert` and `key` identify this side. */
+export type TlsClientOptions =
+  | true
+  | {
+      ca?: string | Buffer;
+      cert?: string | Buffer;
+      key?: string | Buffer;
+      servername?: string;
+      /** Trust exactly the certificate with this SHA-256 fingerprint ('AB:CD:...'), whoever signed it, instead of a CA. */
+      fingerprint256?: string;
+    };
+
+/**
+ * Opens a TLS connection and resolves once the handshake is done, so a certificate the server presents and this side
+ * rejects is an E_CONNECT naming the reason, not a connection lost later.
+ */
+export function connectTls(host: string, port: number, tlsOptions: TlsClientOptions, options: TcpOptions = {}): Promise<TcpConnection> {
+  const o = tlsOptions === true ? {} : tlsOptions;
+  // An IP address is not a valid SNI name (RFC 6066); the certificate is still checked against it.
+  const servername = o.servername ?? (net.isIP(host) ? undefined : host);
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({
+      host,
+      port,
+      ...(servername === undefined ? {} : { servername }),
+      ...(o.ca === undefined ? {} : { ca: o.ca }),
+      ...(o.cert === undefined ? {} : { cert: o.cert }),
+      ...(o.key === undefined ? {} : { key: o.key }),
+      // A pinned certificate is checked below instead; it needs no CA and no name.
+      ...(o.fingerprint256 === undefined ? {} : { rejectUnauthorized: false }),
+    });
+    const onError = (err: NodeJS.ErrnoException): void => {
+      socket.destroy();
+      const reason = err.code && !err.message.includes(err.code) ? `${err.message} (${err.code})` : err.message;
+      reject(new TaskwireError(ErrorCode.CONNECT, `cannot reach the scheduler at ${host}:${port} over TLS: ${reason}`, { cause: err }));
+    };
+    socket.once('error', onError);
+    socket.once('secureConnect', () => {
+      if (o.fingerprint256 !== undefined) {
+        const actual = socket.getPeerCertificate().fingerprint256;
+        if (actual?.toUpperCase() !== o.fingerprint256.toUpperCase()) {
+          return onError(Object.assign(new Error(`the certificate's fingerprint ${actual ?? '(none)'} is not the pinned one`), { code: 'ERR_TLS_PIN' }));
+        }
+      }
       socket.off('error', onError);
       resolve(new TcpConnection(socket, options));
     });

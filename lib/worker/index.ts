@@ -24,6 +24,7 @@ import { Cmd, JOBS_VERSION, Role, decodeCancel, decodeNode, decodeTask, writeRea
 import { DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT } from '../protocol/frame.js';
 import { Session, type SessionOptions } from '../transport/session.js';
 import { schedulerAddress } from '../transport/dial.js';
+import type { TlsClientOptions } from '../transport/tcp.js';
 
 export interface WorkerOptions {
   /** Scheduler host. Default '127.0.0.1'. */
@@ -35,6 +36,12 @@ export interface WorkerOptions {
    * frames over WebSocket rather than TCP. Giving host or port as well is E_INVALID.
    */
   url?: string;
+  /**
+   * TLS to a scheduler started with `tls`: true trusts the system's CAs; `{ ca }` trusts those instead, `cert` and
+   * `key` (PEM contents) are this side's certificate for a scheduler that requires one. The scheduler's certificate
+   * must name `host` (or `servername`). Not with `url` (a wss: URL brings its own TLS).
+   */
+  tls?: TlsClientOptions;
   /** Handlers run at once. Default 16. */
   concurrency?: number;
   /**
