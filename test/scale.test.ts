@@ -30,6 +30,13 @@ import { root, sha256, startScheduler, waitFor, within, startClient as client, s
 
 // ---- plumbing ------------------------------------------------------------------------------------------------
 
+/**
+ * The longest keepalive gap allowed, in intervals. The stalls these tests guard against lasted 4.5-50 s at a 500 ms
+ * interval; on two cores shared with the other test files (a browser, 100,000-line CLI runs), a healthy scheduler
+ * was seen to lose up to 0.8 s to its neighbours, so 4 intervals tell the two apart.
+ */
+const MAX_GAP = 4;
+
 interface Frame {
   cmd: number;
   payload: Buffer;
@@ -133,7 +140,7 @@ t.test('a worker lost holding 40,000 tasks: all go back at once and complete; ke
   t.ok(results.every((r, i) => r === sha256(inputs[i]!)), `all ${N} digests right`);
   t.equal(scheduler.stats().requeued, N, 'each requeued once');
   t.equal(scheduler.stats().clients, 2, 'no client was dropped');
-  t.ok(watch.maxGap() < 2 * HEARTBEAT, `the longest keepalive gap was ${watch.maxGap()} ms (interval ${HEARTBEAT} ms; a stall shows as more)`);
+  t.ok(watch.maxGap() < MAX_GAP * HEARTBEAT, `the longest keepalive gap was ${watch.maxGap()} ms (interval ${HEARTBEAT} ms; a stall shows as more)`);
   t.comment(`lost with ${N} tasks: all back in the queue ${requeueMs} ms after the loss; longest keepalive gap ${watch.maxGap()} ms`);
 });
 
@@ -153,7 +160,7 @@ t.test('40,000 tasks timing out at once on a worker that never answers: all comp
   t.ok(scheduler.stats().timedOut >= N, `${scheduler.stats().timedOut} timeouts`);
   t.equal(scheduler.stats().failed, 0, 'none ran out of attempts: each went to the other worker, not back to the stuck one');
   t.ok(stuck.of(Cmd.CANCEL).length >= N, 'the stuck worker was told about each');
-  t.ok(watch.maxGap() < 2 * HEARTBEAT, `the longest keepalive gap was ${watch.maxGap()} ms (interval ${HEARTBEAT} ms; a stall shows as more)`);
+  t.ok(watch.maxGap() < MAX_GAP * HEARTBEAT, `the longest keepalive gap was ${watch.maxGap()} ms (interval ${HEARTBEAT} ms; a stall shows as more)`);
 });
 
 t.test('a client leaving with 40,000 tasks running and 40,000 queued: all withdrawn at once; keepalives never stall', async (t) => {
@@ -342,7 +349,7 @@ t.test('40,000 tasks of 40,000 job types queue without stalling the scheduler (r
   );
   await waitFor(`${N} tasks queued`, () => scheduler.stats().queued === N, 30_000);
   const queuedMs = Date.now() - started;
-  t.ok(watch.maxGap() < 2 * HEARTBEAT, `the longest keepalive gap was ${watch.maxGap()} ms (interval ${HEARTBEAT} ms; a stall shows as more)`);
+  t.ok(watch.maxGap() < MAX_GAP * HEARTBEAT, `the longest keepalive gap was ${watch.maxGap()} ms (interval ${HEARTBEAT} ms; a stall shows as more)`);
   // A worker for every 100th type takes its tasks; the rest leave with their client.
   worker(t, scheduler.port, Object.fromEntries(Array.from({ length: N / 100 }, (_, i) => [`type-${i * 100}`, () => 'done'])), { concurrency: 64 });
   // Counted where the client reads them: the scheduler's count runs ahead of the client's socket.
