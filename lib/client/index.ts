@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import os from 'node:os';
 import { ErrorCode, TaskFailedError, TaskwireError } from '../errors.js';
 import { IdTable } from '../id-table.js';
-import { checkInteger, checkString, stripUndefined } from '../options.js';
+import { checkInteger, checkKnown, checkString, optionKeys, stripUndefined, unknownOption } from '../options.js';
 import {
   Cmd,
   JOBS_VERSION,
@@ -127,6 +127,16 @@ export interface Job<R = string> {
   readonly result: Promise<R>;
 }
 
+const CLIENT_OPTIONS = optionKeys({
+  host: true,
+  port: true,
+  url: true,
+  tls: true,
+  name: true,
+  maxPayload: true,
+  token: true,
+} satisfies Record<keyof ClientOptions, true>);
+
 export const CLIENT_DEFAULTS = {
   host: '127.0.0.1',
   port: 9001,
@@ -173,8 +183,9 @@ export class Client extends EventEmitter<ClientEvents> {
 
   constructor(options: ClientOptions = {}) {
     super();
+    checkKnown('createClient()', options, CLIENT_OPTIONS);
     const o = { ...CLIENT_DEFAULTS, ...stripUndefined(options) };
-    const address = schedulerAddress(options, () => ({ host: checkString('host', o.host), port: checkInteger('port', o.port, 1, 65535) }));
+    const address = schedulerAddress('createClient()', options, () => ({ host: checkString('host', o.host), port: checkInteger('port', o.port, 1, 65535) }));
     this.host = address.host;
     this.port = address.port;
     this.maxPayload = checkInteger('maxPayload', o.maxPayload, 64, MAX_PAYLOAD_LIMIT);
@@ -239,6 +250,8 @@ export class Client extends EventEmitter<ClientEvents> {
     const submitOptions = options ? rest : undefined;
     let body: Payload;
     try {
+      // Here too, for chunks to be suggested; named as submit() names them, since run() takes submit()'s options.
+      if (options) checkKnown('submit()', options, RUN_OPTIONS);
       body = typedBody(definition, payload);
       if (chunks !== undefined) return this.runSplit(definition, payload, body, chunks, submitOptions);
     } catch (err) {
@@ -556,11 +569,24 @@ export class Client extends EventEmitter<ClientEvents> {
 }
 
 const SUBMIT_LIMITS = { timeoutMs: 0xffff_ffff, retries: 255, backoffMs: 0xffff_ffff, delayMs: 0xffff_ffff } as const;
-const SUBMIT_KEYS = new Set(['timeoutMs', 'retries', 'backoffMs', 'priority', 'delayMs', 'runAt', 'detach', 'tenant', 'onProgress']);
+const SUBMIT_KEYS = {
+  timeoutMs: true,
+  retries: true,
+  backoffMs: true,
+  priority: true,
+  delayMs: true,
+  runAt: true,
+  detach: true,
+  tenant: true,
+  onProgress: true,
+} satisfies Record<keyof SubmitOptions, true>;
+const SUBMIT_OPTIONS = optionKeys(SUBMIT_KEYS);
+const RUN_OPTIONS = optionKeys({ ...SUBMIT_KEYS, chunks: true } satisfies Record<keyof RunOptions, true>);
 
 /** The options as SUBMIT carries them, or what is wrong with them. */
 function wireOptions(options: SubmitOptions): WireOptions | string {
-  for (const key of Object.keys(options)) if (!SUBMIT_KEYS.has(key)) return `unknown submit option '${key}'`;
+  const unknown = unknownOption('submit()', options, SUBMIT_OPTIONS);
+  if (unknown !== null) return unknown;
   const wire: WireOptions = {};
   for (const key of ['timeoutMs', 'retries', 'backoffMs', 'delayMs'] as const) {
     const value = options[key];

@@ -2,6 +2,7 @@
 // the worker that runs it and the client that calls it cannot disagree.
 
 import { ErrorCode, TaskFailedError, TaskwireError } from '../errors.js';
+import { nearestName, optionKeys, unknownOptionMessage } from '../options.js';
 import type { Handler, HandlerResult, Handlers, TaskContext, ThreadHandler } from './handler.js';
 import { builtinHandlers } from './index.js';
 import { evaluateToString } from './arith.js';
@@ -99,6 +100,8 @@ const TEXT_CODEC: JobCodec<string, string> = Object.freeze({ encode: same, decod
 
 const CODEC_METHODS = ['encode', 'decode', 'encodeResult', 'decodeResult'] as const;
 
+const SPEC_FIELDS = optionKeys({ type: true, run: true, codec: true, split: true, combine: true } satisfies Record<keyof JobSpec<unknown, unknown>, true>);
+
 function invalid(message: string): never {
   throw new TaskwireError(ErrorCode.INVALID, `defineJob: ${message}`);
 }
@@ -109,6 +112,12 @@ function invalid(message: string): never {
  */
 export function defineJob<P, R>(spec: JobSpec<P, R>): JobDefinition<P, R> {
   if (typeof spec !== 'object' || spec === null) invalid('the definition must be an object of { type, run, codec? }');
+  // Fields it does not read are kept (see below), but one close to a field it reads is a misspelling: the job
+  // would run without the split or codec it was given.
+  for (const key of Object.keys(spec)) {
+    if (SPEC_FIELDS.has(key) || nearestName(key, SPEC_FIELDS) === null) continue;
+    throw new TaskwireError(ErrorCode.INVALID, unknownOptionMessage('defineJob()', key, SPEC_FIELDS));
+  }
   const { type, run, codec = 'json' } = spec as JobSpec<P, R>;
   // A UTF-16 unit is at most 3 UTF-8 bytes, so only a type over 85 units needs measuring.
   if (typeof type !== 'string' || type.length === 0 || (type.length > 85 && Buffer.byteLength(type) > 255)) {

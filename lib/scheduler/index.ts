@@ -7,7 +7,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { X509Certificate, createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { ErrorCode, ProtocolError, TaskwireError } from '../errors.js';
-import { checkBoolean, checkInteger, checkOneOf, checkString, invalidOption, stripUndefined } from '../options.js';
+import { checkBoolean, checkInteger, checkKnown, checkOneOf, checkString, invalidOption, optionKeys, stripUndefined, unknownOption } from '../options.js';
 import { DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT, frameTooLargeError } from '../protocol/frame.js';
 import {
   CMD_NAMES,
@@ -179,6 +179,47 @@ export interface SchedulerTlsOptions {
   ca?: string | Buffer;
 }
 
+const SCHEDULER_OPTIONS = optionKeys({
+  host: true,
+  port: true,
+  heartbeatMs: true,
+  maxPayload: true,
+  name: true,
+  token: true,
+  timeoutMs: true,
+  maxAttempts: true,
+  backoffMs: true,
+  maxQueued: true,
+  maxQueuedBytes: true,
+  maxPendingPerClient: true,
+  maxPendingBytesPerClient: true,
+  maxConcurrency: true,
+  maxConnections: true,
+  maxHandshakes: true,
+  handshakeTimeoutMs: true,
+  maxPartialFrameBytes: true,
+  maxHandshakeBytes: true,
+  highWaterBytes: true,
+  slowConsumerMs: true,
+  deadLetterLimit: true,
+  strategy: true,
+  fair: true,
+  noWorkerTimeoutMs: true,
+  maxFinishedJobs: true,
+  finishedTtlMs: true,
+  maxFinishedBytes: true,
+  httpPort: true,
+  httpHost: true,
+  httpOpen: true,
+  httpMaxBodyBytes: true,
+  maxGraphNodes: true,
+  maxGraphEdges: true,
+  maxGraphBytes: true,
+  tls: true,
+} satisfies Record<keyof SchedulerOptions, true>);
+
+const SCHEDULER_TLS_OPTIONS = optionKeys({ cert: true, key: true, ca: true } satisfies Record<keyof SchedulerTlsOptions, true>);
+
 /** Options that were replaced, with what replaced them: passing one is an error that says so. */
 const REPLACED_OPTIONS: Record<string, string> = {
   maxBufferedBytes: 'highWaterBytes (when to stop feeding a peer) and slowConsumerMs (when to drop one that reads nothing)',
@@ -315,6 +356,8 @@ export interface CloseOptions {
   graceMs?: number;
 }
 
+const CLOSE_OPTIONS = optionKeys({ graceMs: true } satisfies Record<keyof CloseOptions, true>);
+
 export class Scheduler extends EventEmitter<SchedulerEvents> implements RemoteWorkerHost {
   readonly host: string;
   readonly name: string;
@@ -363,6 +406,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> implements RemoteWo
     for (const [name, replacement] of Object.entries(REPLACED_OPTIONS)) {
       if (name in options) invalidOption(name, `replaced by ${replacement}; it is no longer read`, (options as Record<string, unknown>)[name]);
     }
+    checkKnown('createScheduler()', options, SCHEDULER_OPTIONS);
     const o = { ...SCHEDULER_DEFAULTS, ...stripUndefined(options) };
     this.host = checkString('host', o.host);
     this.requestedPort = checkInteger('port', o.port, 0, 65535);
@@ -622,6 +666,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> implements RemoteWo
    * an ERROR E_SHUTDOWN frame and resolves when the server is fully closed.
    */
   close(options: CloseOptions = {}): Promise<void> {
+    const problem = unknownOption('scheduler.close()', options, CLOSE_OPTIONS);
+    if (problem !== null) return Promise.reject(new TaskwireError(ErrorCode.INVALID, problem));
     this.closing ??= this.shutdown(options.graceMs ?? 0);
     return this.closing;
   }
@@ -1013,6 +1059,7 @@ export function createScheduler(options?: SchedulerOptions): Scheduler {
 function checkTls(value: unknown): SchedulerTlsOptions {
   const pem = (v: unknown): boolean => (typeof v === 'string' && v.length > 0) || (Buffer.isBuffer(v) && v.length > 0);
   if (typeof value !== 'object' || value === null) invalidOption('tls', '{ cert, key, ca? } with PEM contents', value);
+  checkKnown('createScheduler()', value, SCHEDULER_TLS_OPTIONS, 'tls');
   const o = value as Record<string, unknown>;
   for (const name of ['cert', 'key'] as const) if (!pem(o[name])) invalidOption(`tls.${name}`, 'PEM contents, as a string or a Buffer', o[name]);
   if (o.ca !== undefined && !pem(o.ca)) invalidOption('tls.ca', 'PEM contents, as a string or a Buffer', o.ca);

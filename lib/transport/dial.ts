@@ -3,24 +3,22 @@
 // loaded (25-40 ms of a program's start-up on this project's machine).
 
 import { ErrorCode, TaskwireError } from '../errors.js';
-import { invalidOption } from '../options.js';
+import { checkKnown, invalidOption, optionKeys } from '../options.js';
 import type { Connection } from './connection.js';
 import type { DialOptions, SessionOptions } from './session.js';
 import { connectTls, type TlsClientOptions } from './tcp.js';
 
 const PEM = (v: unknown): boolean => typeof v === 'string' || Buffer.isBuffer(v);
 
+const TLS_OPTIONS = optionKeys({ ca: true, cert: true, key: true, servername: true, fingerprint256: true } satisfies Record<keyof Exclude<TlsClientOptions, true>, true>);
+
 /** options.tls, checked: true, or PEM contents as strings or Buffers (a certificate needs its key). */
-function checkTls(value: unknown): TlsClientOptions {
+function checkTls(what: string, value: unknown): TlsClientOptions {
   if (value === true) return true;
   const mustBe = 'true, or { ca?, cert?, key?, servername?, fingerprint256? } with PEM contents';
   if (typeof value !== 'object' || value === null || Array.isArray(value)) invalidOption('tls', mustBe, value);
+  checkKnown(what, value, TLS_OPTIONS, 'tls');
   const o = value as Record<string, unknown>;
-  for (const name of Object.keys(o)) {
-    if (!['ca', 'cert', 'key', 'servername', 'fingerprint256'].includes(name)) {
-      invalidOption(`tls.${name}`, 'not an option (ca, cert, key, servername, fingerprint256)', o[name]);
-    }
-  }
   for (const name of ['ca', 'cert', 'key'] as const) {
     if (o[name] !== undefined && !PEM(o[name])) invalidOption(`tls.${name}`, 'PEM contents, as a string or a Buffer', o[name]);
   }
@@ -49,17 +47,18 @@ export function checkSchedulerUrl(name: string, value: unknown): URL {
 }
 
 /**
- * The scheduler's address from the options: a URL, or host and port. Both at once is E_INVALID, since either names
- * the scheduler on its own.
+ * The scheduler's address from the options of `what` (the constructor, for messages): a URL, or host and port. Both
+ * at once is E_INVALID, since either names the scheduler on its own.
  */
 export function schedulerAddress(
+  what: string,
   options: { url?: unknown; host?: unknown; port?: unknown; tls?: unknown },
   hostPort: () => { host: string; port: number },
 ): { host: string; port: number; dial: SessionOptions['dial'] } {
   if (options.url === undefined) {
     const address = hostPort();
     if (options.tls === undefined) return { ...address, dial: undefined };
-    const tlsOptions = checkTls(options.tls);
+    const tlsOptions = checkTls(what, options.tls);
     const { host, port } = address;
     return {
       ...address,

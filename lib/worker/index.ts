@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ErrorCode, TaskwireError } from '../errors.js';
-import { checkInteger, checkString, invalidOption, stripUndefined } from '../options.js';
+import { checkInteger, checkKnown, checkString, invalidOption, optionKeys, stripUndefined } from '../options.js';
 import { builtinHandlers, isBoundedHandler } from '../jobs/index.js';
 import {
   badResult,
@@ -95,6 +95,28 @@ export interface WorkerOptions {
   /** Shared secret, for a scheduler started with a token. */
   token?: string;
 }
+
+const WORKER_OPTIONS = optionKeys({
+  host: true,
+  port: true,
+  url: true,
+  tls: true,
+  concurrency: true,
+  prefetch: true,
+  handlers: true,
+  jobs: true,
+  threads: true,
+  stopGraceMs: true,
+  inlineMayBlock: true,
+  name: true,
+  maxPayload: true,
+  reconnectMinMs: true,
+  reconnectMaxMs: true,
+  closeGraceMs: true,
+  token: true,
+} satisfies Record<keyof WorkerOptions, true>);
+
+const THREAD_HANDLER_OPTIONS = optionKeys({ module: true, export: true, inlineBelow: true, inline: true } satisfies Record<keyof ThreadHandler, true>);
 
 export const WORKER_DEFAULTS = {
   host: '127.0.0.1',
@@ -240,8 +262,9 @@ export class Worker extends EventEmitter<WorkerEvents> {
 
   constructor(options: WorkerOptions = {}) {
     super();
+    checkKnown('createWorker()', options, WORKER_OPTIONS);
     const o = { ...WORKER_DEFAULTS, ...stripUndefined(options) };
-    const address = schedulerAddress(options, () => ({ host: checkString('host', o.host), port: checkInteger('port', o.port, 1, 65535) }));
+    const address = schedulerAddress('createWorker()', options, () => ({ host: checkString('host', o.host), port: checkInteger('port', o.port, 1, 65535) }));
     this.host = address.host;
     this.port = address.port;
     this.dial = address.dial;
@@ -305,6 +328,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private route(type: string, handler: Handler | ThreadHandler): Route {
     if (typeof handler === 'function') return { inline: handler, thread: null, inlineBelow: Infinity };
     if (typeof handler !== 'object' || handler === null) invalidOption(`handlers.${type}`, 'a function or { module, export }', handler);
+    checkKnown('createWorker()', handler, THREAD_HANDLER_OPTIONS, `handlers.${type}`);
     const { module, export: name = 'default', inlineBelow = 0, inline = null } = handler;
     const url = module instanceof URL ? module.href : typeof module === 'string' && module.length > 0 ? toUrl(module) : null;
     if (url === null) invalidOption(`handlers.${type}.module`, 'a file URL or a path', module);
