@@ -19,14 +19,14 @@ import {
   type Progress,
   type SubmitOptions,
 } from './lib/index.js';
-import { VERSION, die, ownEnv, parser, printable as p, quietOnClosedStdout, whole } from './lib/cli.js';
+import { VERSION, die, ownEnv, parser, printConfig, printable as p, quietOnClosedStdout, startLog, whole } from './lib/cli.js';
 import { peerTls } from './lib/tls-files.js';
 
 const program = 'taskwire-client';
 const STATES = ['queued', 'delayed', 'running', 'completed', 'failed', 'cancelled'] as const;
 
 /** Options every command takes: where the scheduler is, how to print, how long to wait. */
-const common = (y: Argv) =>
+const common = <T>(y: Argv<T>) =>
   y
     // No yargs defaults for host and port: the library's apply, and --url can tell whether they were given.
     .option('host', { type: 'string', describe: `Scheduler host (default: ${CLIENT_DEFAULTS.host})` })
@@ -40,32 +40,36 @@ const common = (y: Argv) =>
     .option('json', { type: 'boolean', default: false, describe: 'Print JSON instead of lines' })
     .option('timeout', { requiresArg: true, coerce: whole('timeout', 'ms'), default: 30_000, describe: 'Give up after this many ms (0: wait forever)' });
 
-const argv = ownEnv(common(parser(program, hideBin(process.argv))))
+/** The submitting command's options. */
+const submitOptions = (y: Argv) =>
+  y
+    .option('type', { alias: 't', type: 'string', default: 'sha256', describe: 'Job type (built-ins: sha256, arith, sumsq)' })
+    .option('distributed', { type: 'boolean', default: false, describe: 'arith: run each expression as a graph of single operations on the workers' })
+    .option('chunks', { requiresArg: true, coerce: whole('chunks', '', 1), describe: 'sumsq: split the range into this many parts, summed in parallel and combined' })
+    .option('task-timeout', { requiresArg: true, coerce: whole('task-timeout', 'ms'), describe: "Ms each job may run on a worker before it is requeued (default: the scheduler's)" })
+    .option('retries', { requiresArg: true, coerce: whole('retries', ''), describe: 'Times a failing job is retried, with exponential backoff' })
+    .option('priority', { type: 'string', describe: 'high, normal, low, or an integer: higher runs first (default normal)' })
+    .option('delay', { requiresArg: true, coerce: whole('delay', 'ms'), describe: 'Ms to wait before each job is queued' })
+    .option('detach', { type: 'boolean', default: false, describe: 'Print each job id instead of waiting: the jobs run even after this exits' })
+    .option('file', { alias: 'f', type: 'string', requiresArg: true, describe: 'Read inputs from this file, one per line (an input of - reads them from stdin)' });
+
+const jobsOptions = (y: Argv) =>
+  y
+    .option('state', { type: 'string', choices: STATES, describe: 'Only jobs in this state' })
+    .option('limit', { requiresArg: true, coerce: whole('limit', '', 1), default: 20, describe: 'At most this many' });
+
+const cli = ownEnv(common(parser(program, hideBin(process.argv))), [submitOptions, jobsOptions])
   // Words after `--` are inputs, never a command; they are read verbatim below, as yargs would make `-1e3` a number.
   .parserConfiguration({ 'populate--': true })
   .command('$0 [inputs..]', 'Submit one job per input and print each result on its own line', (y) =>
-    ownEnv(y
-      .option('type', { alias: 't', type: 'string', default: 'sha256', describe: 'Job type (built-ins: sha256, arith, sumsq)' })
-      .option('distributed', { type: 'boolean', default: false, describe: 'arith: run each expression as a graph of single operations on the workers' })
-      .option('chunks', { requiresArg: true, coerce: whole('chunks', '', 1), describe: 'sumsq: split the range into this many parts, summed in parallel and combined' })
-      .option('task-timeout', { requiresArg: true, coerce: whole('task-timeout', 'ms'), describe: "Ms each job may run on a worker before it is requeued (default: the scheduler's)" })
-      .option('retries', { requiresArg: true, coerce: whole('retries', ''), describe: 'Times a failing job is retried, with exponential backoff' })
-      .option('priority', { type: 'string', describe: 'high, normal, low, or an integer: higher runs first (default normal)' })
-      .option('delay', { requiresArg: true, coerce: whole('delay', 'ms'), describe: 'Ms to wait before each job is queued' })
-      .option('detach', { type: 'boolean', default: false, describe: 'Print each job id instead of waiting: the jobs run even after this exits' })
-      .option('file', { alias: 'f', type: 'string', requiresArg: true, describe: 'Read inputs from this file, one per line (an input of - reads them from stdin)' }))
-      .positional('inputs', { type: 'string', array: true, describe: 'Job payloads' }),
+    ownEnv(submitOptions(y)).positional('inputs', { type: 'string', array: true, describe: 'Job payloads' }),
   )
   .command('status <ids..>', "Print jobs' status by id", (y) => y.positional('ids', { type: 'number', array: true }))
   .command('wait <ids..>', "Wait for jobs by id and print their results (exit status as for a submission)", (y) =>
     y.positional('ids', { type: 'number', array: true }),
   )
   .command('cancel <ids..>', 'Cancel jobs by id: queued ones never run, running ones are aborted', (y) => y.positional('ids', { type: 'number', array: true }))
-  .command('jobs', 'List the latest jobs, newest first', (y) =>
-    ownEnv(y
-      .option('state', { type: 'string', choices: STATES, describe: 'Only jobs in this state' })
-      .option('limit', { requiresArg: true, coerce: whole('limit', '', 1), default: 20, describe: 'At most this many' })),
-  )
+  .command('jobs', 'List the latest jobs, newest first', (y) => ownEnv(jobsOptions(y)))
   .example('$0 "Hello"', 'SHA-256 of "Hello"')
   .example('$0 --type arith "1+(2*3)/4-5"', 'evaluate an expression: -2.5')
   .example('$0 --type arith "2+3, 5*6, 10-4"', 'arith inputs may be comma-separated lists')
@@ -77,12 +81,18 @@ const argv = ownEnv(common(parser(program, hideBin(process.argv))))
   .epilogue(
     'Exit status: 0 when everything succeeded, 1 when a job failed, was cancelled or is unknown, 2 when the scheduler was unreachable, the run timed out or the usage was wrong. An input that is a command name or begins with - goes after --.',
   )
-  .check((a) => a._.length > 0 || a.file !== undefined || readsStdin() || ((a.inputs as unknown[] | undefined)?.length ?? 0) > 0 || ((a['--'] as unknown[] | undefined)?.length ?? 0) > 0 || 'give at least one input')
+  .check((a) => a._.length > 0 || a['print-config'] === true || a.file !== undefined || readsStdin() || ((a.inputs as unknown[] | undefined)?.length ?? 0) > 0 || ((a['--'] as unknown[] | undefined)?.length ?? 0) > 0 || 'give at least one input')
   .strict()
   .help()
   .alias('help', 'h')
-  .version(VERSION)
-  .parseSync();
+  .version(VERSION);
+const argv = cli.parseSync();
+
+if (argv['print-config']) {
+  const command = argv._[0] === 'jobs' ? jobsOptions : argv._.length === 0 ? submitOptions : undefined;
+  printConfig(cli, argv, { host: CLIENT_DEFAULTS.host, port: CLIENT_DEFAULTS.port }, command);
+}
+const log = startLog(program, argv);
 
 /** An input of `-` (before any `--`): yargs drops a lone dash, so it is looked for in the arguments themselves. */
 function readsStdin(): boolean {
@@ -128,6 +138,8 @@ class Bar {
 /** Runs `work` on a connected client, within --timeout (`what` says what was left undone); closes the client after. */
 async function withClient<T>(what: string | ((client: Client) => string), work: (client: Client, bar: Bar) => Promise<T>): Promise<T> {
   const client = createClient({ host: argv.host, port: argv.port, url: argv.url, token: argv.token, tls: peerTls(argv) });
+  client.on('connected', (c) => log.verbose(`connected to scheduler ${c.scheduler} at ${c.remote}`, { event: 'connected', scheduler: c.scheduler, remote: c.remote }));
+  client.on('disconnected', (d) => d.code !== ErrorCode.CLOSED && log.verbose(`disconnected: ${d.message} (${d.code})`, { event: 'disconnected', code: d.code }));
   const bar = new Bar();
   // Interrupted: pending requests fail with E_CLOSED, what is done so far is printed.
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void client.close());
@@ -226,7 +238,7 @@ async function submit(): Promise<number> {
       ),
     );
     if (argv.json) process.stdout.write(`${JSON.stringify(answers, null, 2)}\n`);
-    else for (const a of answers) a.ok ? process.stdout.write(`${a.id}\n`) : process.stderr.write(`${program}: ${p(a.input)}: ${p(a.error)} (${p(a.code)})\n`);
+    else for (const a of answers) a.ok ? process.stdout.write(`${a.id}\n`) : log.error(`${a.input}: ${a.error} (${a.code})`, { event: 'jobFailed', code: a.code });
     return answers.every((a) => a.ok) ? 0 : 1;
   }
   let finished = 0;
@@ -248,7 +260,7 @@ async function submit(): Promise<number> {
   } else if (outcomes.length === 1) {
     const [o] = outcomes as [Outcome];
     if (o.ok) process.stdout.write(`${o.result}\n`);
-    else process.stderr.write(`${program}: ${p(o.error)} (${p(o.code)})\n`);
+    else log.error(`${o.error} (${o.code})`, { event: 'jobFailed', code: o.code });
   } else {
     for (const o of outcomes) process.stdout.write(o.ok ? `${o.input} = ${o.result}\n` : `${o.input} = error: ${p(o.error)} (${p(o.code)})\n`);
   }

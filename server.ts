@@ -3,7 +3,8 @@
 
 import { hideBin } from 'yargs/helpers';
 import { createScheduler, createWorker, SCHEDULER_DEFAULTS, STRATEGIES, WORKER_DEFAULTS, type Scheduler, type Strategy, type Worker } from './lib/index.js';
-import { VERSION, die, onSignals, ownEnv, parser, printable as p, whole } from './lib/cli.js';
+import { VERSION, die, onSignals, ownEnv, parser, printConfig, startLog, whole } from './lib/cli.js';
+import type { Logger } from './lib/log.js';
 import { schedulerTls } from './lib/tls-files.js';
 
 const program = 'taskwire-server';
@@ -32,19 +33,21 @@ const options = parser(program, hideBin(process.argv))
   .option('fair', { type: 'boolean', default: SCHEDULER_DEFAULTS.fair, describe: 'Within one priority, clients take turns instead of the oldest job going first' })
   .option('no-worker-timeout', { requiresArg: true, coerce: whole('no-worker-timeout', 'ms', 0), default: SCHEDULER_DEFAULTS.noWorkerTimeoutMs, describe: 'Ms a job for a type no worker runs waits before it fails with E_NO_WORKER (0: for ever)' })
   .option('max-connections', { requiresArg: true, coerce: whole('max-connections', '', 1, 10_000_000), default: SCHEDULER_DEFAULTS.maxConnections, describe: 'Open connections at most' })
-  .option('grace', { requiresArg: true, coerce: whole('grace', 'ms', 0), default: 10_000, describe: 'On SIGINT/SIGTERM, ms to let running and queued tasks finish' })
-  .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Log only errors' })
-  .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'Also log every task: dispatched (to which worker), completed, failed, requeued' });
+  .option('grace', { requiresArg: true, coerce: whole('grace', 'ms', 0), default: 10_000, describe: 'On SIGINT/SIGTERM, ms to let running and queued tasks finish' });
 
 const argv = ownEnv(options)
   .example('$0', 'listen on 127.0.0.1:9001')
   .example('$0 --local-workers 2', 'also run two built-in workers (sha256, arith)')
   .example('TASKWIRE_PORT=7000 $0', 'options can come from TASKWIRE_* variables')
+  .example('$0 --config taskwire.json --print-config', 'show the settings a configuration file gives')
   .strict()
   .help()
   .alias('help', 'h')
   .version(VERSION)
   .parseSync();
+
+if (argv['print-config']) printConfig(options, argv);
+const log = startLog(program, argv);
 
 async function main(): Promise<void> {
   const scheduler = createScheduler({
@@ -65,17 +68,7 @@ async function main(): Promise<void> {
     noWorkerTimeoutMs: argv['no-worker-timeout'],
     ...httpOptions(),
   });
-  const log = (line: string): void => {
-    if (!argv.quiet) process.stdout.write(`${line}\n`);
-  };
-  // Names, job types and messages come from peers: printable() keeps them from forging lines or driving the terminal.
-  scheduler.on('workerReady', (w) =>
-    log(`worker ${p(w.name)} (${w.remote}) ready: ${p(w.types.join(', '))} x${w.concurrency}${w.mayBlock ? ', handlers may block it' : ''}`),
-  );
-  scheduler.on('clientJoined', (c) => log(`client ${p(c.name)} (${c.remote}) connected`));
-  scheduler.on('peerLeft', (l) => log(`${l.role} ${p(l.name)} left: ${p(l.reason)}${l.requeued ? `, ${l.requeued} task(s) requeued` : ''}`));
-  scheduler.on('peerError', (e) => process.stderr.write(`${program}: peer ${e.remote}: ${p(e.message)} (${p(e.code)})\n`));
-  if (argv.verbose && !argv.quiet) logTasks(scheduler, log);
+  logEvents(scheduler, log);
 
   const { host, port } = await scheduler.listen();
   const workers: Worker[] = [];
@@ -86,10 +79,11 @@ async function main(): Promise<void> {
     workers.push(createWorker({ host: connectHost, port, concurrency: argv.concurrency, name: `local-${i}`, token: argv.token, tls: scheduler.localTls() }));
   }
   await Promise.all(workers.map((w) => w.ready()));
-  process.stdout.write(`${program}: listening on ${host}:${port}` + (localWorkers ? ` with ${localWorkers} local worker(s)` : '') + '\n');
+  log.info(`listening on ${host}:${port}` + (localWorkers ? ` with ${localWorkers} local worker(s)` : ''), { event: 'listening', host, port, localWorkers });
   if (scheduler.http) {
     const httpHost = argv['http-host'] ?? host;
-    process.stdout.write(`${program}: HTTP API and dashboard on http://${httpHost.includes(':') ? `[${httpHost}]` : httpHost}:${scheduler.httpPort}/ (WebSocket peers at /ws)\n`);
+    const url = `http://${httpHost.includes(':') ? `[${httpHost}]` : httpHost}:${scheduler.httpPort}/`;
+    log.info(`HTTP API and dashboard on ${url} (WebSocket peers at /ws)`, { event: 'httpListening', url });
   }
 
   onSignals(program, async () => {
@@ -109,16 +103,49 @@ function httpOptions(): { httpPort?: number; httpHost?: string; httpOpen?: boole
   return { httpPort: port, httpHost: argv['http-host'], httpOpen: argv['http-open'] };
 }
 
-/** --verbose: a line per task event, naming the worker (task events carry its id; names come from workerReady). */
-function logTasks(scheduler: Scheduler, log: (line: string) => void): void {
+/**
+ * What the scheduler logs, by level: workers at the default level, protocol errors as warnings; with -v clients
+ * (many and short-lived: every command-line call and container health check is one) and each requeue (a lost
+ * worker's task), timeout, retry and dead letter; with -vv every dispatch and completion too. Task events
+ * name workers by id: their names come from workerReady.
+ */
+function logEvents(scheduler: Scheduler, log: Logger): void {
   const names = new Map<number, string>();
-  scheduler.on('workerReady', (w) => names.set(w.id, p(w.name)));
-  scheduler.on('peerLeft', (l) => l.role === 'worker' && names.delete(l.id));
   const worker = (id: number | null): string => (id === null ? '-' : (names.get(id) ?? `#${id}`));
-  scheduler.on('taskDispatched', (e) => log(`task ${e.taskId} (${p(e.type)}) attempt ${e.attempt} -> worker ${worker(e.workerId)}`));
-  scheduler.on('taskCompleted', (e) => log(`task ${e.taskId} completed by worker ${worker(e.workerId)}`));
-  scheduler.on('taskFailed', (e) => log(`task ${e.taskId} failed: ${p(e.message)} (${p(e.code)})`));
-  scheduler.on('taskRequeued', (e) => log(`task ${e.taskId} requeued from worker ${worker(e.fromWorkerId)}: ${p(e.reason)}`));
+  scheduler.on('workerReady', (w) => {
+    names.set(w.id, w.name);
+    const types = w.types.join(', ');
+    log.info(`worker ${w.name} (${w.remote}) ready: ${types} x${w.concurrency}${w.mayBlock ? ', handlers may block it' : ''}`, {
+      event: 'workerReady', workerId: w.id, worker: w.name, remote: w.remote, types, concurrency: w.concurrency,
+    });
+  });
+  scheduler.on('clientJoined', (c) => log.verbose(`client ${c.name} (${c.remote}) connected`, { event: 'clientJoined', clientId: c.id, client: c.name, remote: c.remote }));
+  scheduler.on('peerLeft', (l) => {
+    if (l.role === 'worker') names.delete(l.id);
+    const requeued = l.requeued ? `, ${l.requeued} task(s) requeued` : '';
+    log.log(l.role === 'client' ? 'verbose' : 'info', `${l.role} ${l.name} left: ${l.reason}${requeued}`, { event: 'peerLeft', role: l.role, id: l.id, name: l.name, reason: l.reason, requeued: l.requeued });
+  });
+  scheduler.on('peerError', (e) => log.warn(`peer ${e.remote}: ${e.message} (${e.code})`, { event: 'peerError', remote: e.remote, code: e.code }));
+  if (log.enabled('verbose')) {
+    scheduler.on('taskRequeued', (e) => {
+      const fields = { taskId: e.taskId, type: e.type, attempt: e.attempt, workerId: e.fromWorkerId, worker: worker(e.fromWorkerId), reason: e.reason };
+      if (e.cause === 'retry') log.verbose(`task ${e.taskId} (${e.type}) will be retried: ${e.reason}`, { event: 'retry', ...fields });
+      else if (e.cause === 'timeout') log.verbose(`task ${e.taskId} (${e.type}) ${e.reason}; requeued`, { event: 'timeout', ...fields });
+      else log.verbose(`task ${e.taskId} (${e.type}) requeued from worker ${worker(e.fromWorkerId)}: ${e.reason}`, { event: 'requeue', ...fields });
+    });
+    scheduler.on('taskFailed', (e) => {
+      // Shutdown fails what is left without keeping it: every other failure is kept as a dead letter.
+      const event = e.code === 'E_SHUTDOWN' ? 'failed' : 'deadLetter';
+      const what = event === 'deadLetter' ? 'failed for good (dead letter)' : 'failed';
+      log.verbose(`task ${e.taskId} (${e.type}) ${what} after ${e.attempt} attempt(s): ${e.message} (${e.code})`, {
+        event, taskId: e.taskId, type: e.type, attempt: e.attempt, code: e.code, message: e.message,
+      });
+    });
+  }
+  if (log.enabled('trace')) {
+    scheduler.on('taskDispatched', (e) => log.trace(`task ${e.taskId} (${e.type}) attempt ${e.attempt} -> worker ${worker(e.workerId)}`, { event: 'dispatched', taskId: e.taskId, type: e.type, attempt: e.attempt, workerId: e.workerId, worker: worker(e.workerId) }));
+    scheduler.on('taskCompleted', (e) => log.trace(`task ${e.taskId} completed by worker ${worker(e.workerId)}`, { event: 'completed', taskId: e.taskId, type: e.type, workerId: e.workerId, worker: worker(e.workerId) }));
+  }
 }
 
 async function waitUntilSettled(scheduler: Scheduler, ms: number): Promise<void> {

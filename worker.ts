@@ -6,7 +6,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { hideBin } from 'yargs/helpers';
 import { builtinHandlers, createWorker, WORKER_DEFAULTS, type Handlers, type JobDefinition } from './lib/index.js';
-import { VERSION, die, onSignals, ownEnv, parser, printable as p, whole } from './lib/cli.js';
+import { VERSION, die, onSignals, ownEnv, parser, printConfig, startLog, whole } from './lib/cli.js';
 import { isJobDefinition } from './lib/jobs/define.js';
 import { peerTls } from './lib/tls-files.js';
 
@@ -32,8 +32,7 @@ const options = parser(program, hideBin(process.argv))
     array: true,
     describe:
       "Module (path or file URL) whose job definitions, and functions as handlers of their export's name, to run too; repeatable; a type it defines replaces that built-in",
-  })
-  .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Log only errors' });
+  });
 
 const argv = ownEnv(options)
   .example('$0 --port 9001 --concurrency 32', 'run up to 32 tasks at once')
@@ -44,6 +43,9 @@ const argv = ownEnv(options)
   .alias('help', 'h')
   .version(VERSION)
   .parseSync();
+
+if (argv['print-config']) printConfig(options, argv, { host: WORKER_DEFAULTS.host, port: WORKER_DEFAULTS.port, name: null });
+const log = startLog(program, argv);
 
 /** What the --jobs modules export, as createWorker() takes it; a type two of them define is an error. */
 async function loadJobs(modules: string[]): Promise<{ jobs: JobDefinition<unknown, unknown>[]; handlers: Handlers; owner: Map<string, string> }> {
@@ -101,17 +103,22 @@ try {
     token: argv.token,
     tls: peerTls(argv),
   });
-  const log = (line: string): void => {
-    if (!argv.quiet) process.stderr.write(`${program}: ${line}\n`);
-  };
-  for (const type of replaced) log(`job type ${p(type)} of ${p(loaded!.owner.get(type)!)} replaces the built-in one`);
-  worker.on('connected', (c) => log(`connected to scheduler ${p(c.scheduler)} at ${c.remote}; running ${worker.types.join(', ')} x${worker.concurrency}, prefetch ${argv.prefetch}`));
-  worker.on('disconnected', (d) => log(`disconnected: ${p(d.message)} (${p(d.code)})`));
+  for (const type of replaced) log.info(`job type ${type} of ${loaded!.owner.get(type)!} replaces the built-in one`, { event: 'replaced', type });
+  worker.on('connected', (c) =>
+    log.info(`connected to scheduler ${c.scheduler} at ${c.remote}; running ${worker.types.join(', ')} x${worker.concurrency}, prefetch ${argv.prefetch}`, {
+      event: 'connected', scheduler: c.scheduler, remote: c.remote, types: worker.types.join(', '), concurrency: worker.concurrency,
+    }),
+  );
+  worker.on('disconnected', (d) => log.warn(`disconnected: ${d.message} (${d.code})`, { event: 'disconnected', code: d.code }));
   worker.on('reconnecting', (r) => {
     // A wrong token or protocol version is refused the same way on every retry: say so once and stop.
     if (r.code === 'E_AUTH' || r.code === 'E_VERSION') die(program, `${r.message} (${r.code})`);
-    log(`${p(r.message)}; retry ${r.attempt} in ${r.delayMs} ms`);
+    log.warn(`${r.message}; retry ${r.attempt} in ${r.delayMs} ms`, { event: 'reconnecting', code: r.code, attempt: r.attempt, delayMs: r.delayMs });
   });
+  if (log.enabled('verbose')) {
+    worker.on('taskFailed', (f) => log.verbose(`task ${f.taskId} (${f.type}) attempt ${f.attempt} failed: ${f.message} (${f.code})`, { event: 'taskFailed', ...f }));
+    worker.on('taskCancelled', (c) => log.verbose(`task ${c.taskId} (${c.type}) attempt ${c.attempt} taken back: ${c.message} (${c.code})`, { event: 'taskCancelled', ...c }));
+  }
   onSignals(program, () => worker.close());
 } catch (err) {
   die(program, err);

@@ -1,7 +1,7 @@
 // taskwire's public API: the only module users import.
 
 export { createScheduler, Scheduler, SCHEDULER_DEFAULTS } from './scheduler/index.js';
-export type { SchedulerOptions, SchedulerTlsOptions, SchedulerEvents, SchedulerStats, CloseOptions, PeerInfo, WorkerInfo, TaskEvent } from './scheduler/index.js';
+export type { SchedulerOptions, SchedulerTlsOptions, SchedulerEvents, SchedulerStats, CloseOptions, PeerInfo, WorkerInfo, TaskEvent, RequeueCause } from './scheduler/index.js';
 export { STRATEGIES } from './scheduler/core.js';
 export type { DeadLetter, Strategy } from './scheduler/core.js';
 export type { QueueDepth } from './scheduler/counters.js';

@@ -45,10 +45,10 @@ t.test("each program reads only its own TASKWIRE_* variables, and they take effe
   });
   let port = 0;
   await waitFor('the server to listen', () => {
-    port = Number(/listening on [^:\s]+:(\d+)/.exec(server.stdout())?.[1] ?? 0);
+    port = Number(/listening on [^:\s]+:(\d+)/.exec(server.stderr())?.[1] ?? 0);
     return port > 0 || server.proc.exitCode !== null;
   });
-  t.match(server.stdout(), /with 1 local worker/, "the server's own TASKWIRE_LOCAL_WORKERS takes effect");
+  t.match(server.stderr(), /with 1 local worker/, "the server's own TASKWIRE_LOCAL_WORKERS takes effect");
 
   // The client ignores TASKWIRE_LOCAL_WORKERS, TASKWIRE_JOBS and TASKWIRE_PREFETCH, and takes TASKWIRE_PORT and TASKWIRE_TYPE.
   let r = await runCli(t, 'client', ['6*7'], { ...foreign, TASKWIRE_PORT: String(port) });
@@ -63,8 +63,8 @@ t.test("each program reads only its own TASKWIRE_* variables, and they take effe
   const { TASKWIRE_PREFETCH: _, TASKWIRE_JOBS: __, ...forWorker } = foreign;
   const worker = spawnChild(t, process.execPath, [path.join(root, 'dist', 'worker.js')], { ...forWorker, TASKWIRE_PORT: String(port), TASKWIRE_NAME: 'env-named' });
   // The scheduler logs the worker once its READY is read, which may come after the worker says it connected.
-  await waitFor('the scheduler to log the worker', () => /worker env-named/.test(server.stdout()) || worker.proc.exitCode !== null);
-  t.match(server.stdout(), /worker env-named/, "the worker's TASKWIRE_NAME takes effect");
+  await waitFor('the scheduler to log the worker', () => /worker env-named/.test(server.stderr()) || worker.proc.exitCode !== null);
+  t.match(server.stderr(), /worker env-named/, "the worker's TASKWIRE_NAME takes effect");
   worker.proc.kill('SIGTERM');
   await within(10_000, 'worker exit', worker.exited);
 

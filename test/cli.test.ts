@@ -80,9 +80,9 @@ t.test('client: unreachable scheduler, timeout and usage errors give one line an
 });
 
 t.test('client interrupted with SIGINT prints what it has and exits 1', async (t) => {
-  const { child: server, port } = await startServer(t); // no workers: the tasks wait
+  const { child: server, port } = await startServer(t, ['-v']); // no workers: the tasks wait; -v logs clients
   const client = spawnChild(t, process.execPath, [path.join(root, 'dist', 'client.js'), '--port', String(port), 'a', 'b']);
-  await waitFor('the client to connect', () => /client .* connected/.test(server.stdout()));
+  await waitFor('the client to connect', () => /client .* connected/.test(server.stderr()));
   client.proc.kill('SIGINT');
   t.equal(await within(10_000, 'client exit', client.exited), 1);
   t.equal(client.stdout(), 'a = error: the client was closed (E_CLOSED)\nb = error: the client was closed (E_CLOSED)\n');
@@ -113,7 +113,7 @@ t.test('invalid option values are reported in one line', async (t) => {
 });
 
 t.test('peer-supplied names, job types and messages are escaped in the logs (regression: a worker name forged log lines)', async (t) => {
-  const { child, port } = await startServer(t);
+  const { child, port } = await startServer(t, ['-v']);
   const { createWorker } = await import('../lib/index.js');
   const evil = 'evil\n[taskwire-server] worker admin ready\u001b[31m\u202e';
   const w = createWorker({ port, name: evil, handlers: { [`type\r\nforged`]: () => 'x' }, reconnectMinMs: 20 });
@@ -122,14 +122,14 @@ t.test('peer-supplied names, job types and messages are escaped in the logs (reg
   const c = createClient({ port, name: 'client\u0007bell' });
   t.teardown(() => c.close());
   await c.connect();
-  await waitFor('both logged', () => child.stdout().includes('bell') && child.stdout().includes('ready'));
-  const out = child.stdout();
+  await waitFor('both logged', () => child.stderr().includes('bell') && child.stderr().includes('ready'));
+  const out = child.stderr();
   t.notOk(/[\u0000-\u0009\u000b-\u001f\u007f\u202e]/.test(out), 'no control character reaches the log but its newlines');
   t.match(out, 'worker evil\\n[taskwire-server] worker admin ready\\u{001b}[31m\\u{202e}', 'the name is shown, escaped');
   t.match(out, 'type\\r\\nforged', 'so is the job type');
   t.match(out, 'client client\\u{0007}bell', 'and the client name');
   t.ok(
-    out.split('\n').some((line) => line.startsWith('worker evil\\n') && line.includes(') ready: type\\r\\nforged x16')),
+    out.split('\n').some((line) => line.startsWith('taskwire-server: worker evil\\n') && line.includes(') ready: type\\r\\nforged x16')),
     'one line, from the name to its job types and concurrency',
   );
   child.proc.kill('SIGTERM');

@@ -131,7 +131,7 @@ export async function startServer(t: Teardown, args: string[] = []): Promise<{ c
   const child = spawnChild(t, process.execPath, [path.join(root, 'dist', 'server.js'), '--port', '0', ...http, ...args]);
   let port = 0;
   await waitFor('the server to print its address', () => {
-    const m = /listening on [^:\s]+:(\d+)/.exec(child.stdout());
+    const m = /listening on [^:\s]+:(\d+)/.exec(child.stderr());
     if (m) port = Number(m[1]);
     return port > 0 || child.proc.exitCode !== null;
   });

@@ -127,8 +127,8 @@ t.test('the command line: --http-port serves the API beside the TCP port, and sa
   const free = probe.httpPort; // a port known free a moment ago
   await probe.close();
   const { child } = await startServer(t, ['--local-workers', '1', '--http-port', String(free)]);
-  await waitFor('the HTTP line', () => child.stdout().includes('HTTP API'));
-  t.match(child.stdout(), new RegExp(`HTTP API and dashboard on http://127\\.0\\.0\\.1:${free}/`));
+  await waitFor('the HTTP line', () => child.stderr().includes('HTTP API'));
+  t.match(child.stderr(), new RegExp(`HTTP API and dashboard on http://127\\.0\\.0\\.1:${free}/`));
   const base = `http://127.0.0.1:${free}`;
   await waitFor('the local worker', () => true);
   const { body } = await call(base, 'POST', '/submit', { task: '1+(2*3)/4-5' });

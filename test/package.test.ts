@@ -270,7 +270,7 @@ t.test('npm start hands SIGTERM to the scheduler, which exits and frees its port
   await until(
     'npm start to print the scheduler address',
     () => {
-      port = Number(/listening on [^:\s]+:(\d+)/.exec(out)?.[1] ?? 0);
+      port = Number(/listening on [^:\s]+:(\d+)/.exec(err)?.[1] ?? 0);
       if (!port && npm.exitCode !== null) throw new Error(`npm start exited ${npm.exitCode}: ${err}`);
       return port > 0;
     },

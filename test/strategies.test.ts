@@ -52,16 +52,16 @@ t.test('round-robin gives unequal workers turns; least-loaded gives each a share
 });
 
 t.test('round-robin alternates between a --local-workers worker and a remote dist/worker.js', async (t) => {
-  const { child: server, port } = await startServer(t, ['--local-workers', '1', '--verbose']);
+  const { child: server, port } = await startServer(t, ['--local-workers', '1', '-vv']);
   const remote = spawnChild(t, process.execPath, [path.join(root, 'dist', 'worker.js'), '--port', String(port), '--name', 'remote']);
-  await waitFor('the remote worker to register', () => /worker remote .* ready/.test(server.stdout()), 10_000);
+  await waitFor('the remote worker to register', () => /worker remote .* ready/.test(server.stderr()), 10_000);
   const client = createClient({ port });
   t.teardown(() => client.close());
   await client.connect();
   // One at a time, so both workers are idle at every submit and the strategy alone decides.
   for (let i = 0; i < 8; i++) t.equal(await client.submit('sha256', `x${i}`), sha256(`x${i}`));
-  await waitFor('the last dispatch logged', () => (server.stdout().match(/ -> worker /g) ?? []).length >= 8);
-  const order = [...server.stdout().matchAll(/attempt 1 -> worker (\S+)/g)].map((m) => m[1]);
+  await waitFor('the last dispatch logged', () => (server.stderr().match(/ -> worker /g) ?? []).length >= 8);
+  const order = [...server.stderr().matchAll(/attempt 1 -> worker (\S+)/g)].map((m) => m[1]);
   t.equal(order.length, 8);
   t.same(new Set(order), new Set(['local-1', 'remote']), 'both ran tasks');
   t.ok(order.every((name, i) => i === 0 || name !== order[i - 1]), `alternating: ${order.join(', ')}`);

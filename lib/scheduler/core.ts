@@ -85,7 +85,7 @@ export interface CoreOutput<H, R = unknown> {
   taskDispatched?(task: Task<H>, worker: WorkerRecord<H>): void;
   taskCompleted?(task: Task<H>, worker: WorkerRecord<H>): void;
   taskFailed?(task: Task<H>, code: string, message: string): void;
-  taskRequeued?(task: Task<H>, worker: WorkerRecord<H>, reason: string): void;
+  taskRequeued?(task: Task<H>, worker: WorkerRecord<H>, reason: string, cause: RequeueCause): void;
   peerLeft?(peer: PeerRecord<H>, reason: string, requeued: number): void;
 }
 
@@ -168,6 +168,12 @@ export interface CoreOptions {
    */
   maxGraphBytes?: number;
 }
+
+/**
+ * Why a task went back to the queue: its worker was lost, its attempt timed out (it then avoids that worker), or
+ * its handler failed with retries left (after a backoff).
+ */
+export type RequeueCause = 'lost' | 'timeout' | 'retry';
 
 /** Handler-failure retries a task may ask for; more are treated as this many. */
 export const MAX_RETRIES = 255;
@@ -1307,7 +1313,7 @@ export class SchedulerCore<H, R = unknown> {
     task.avoid = worker;
     const delay = Math.min(task.backoffMs * 2 ** (task.retried - 1), 86_400_000);
     this.delayed.add(task, this.now, delay);
-    this.out.taskRequeued?.(task, worker, `handler failed (${message}); retry ${task.retried} in ${delay} ms`);
+    this.out.taskRequeued?.(task, worker, `handler failed (${message}); retry ${task.retried} in ${delay} ms`, 'retry');
   }
 
   /**
@@ -1328,7 +1334,7 @@ export class SchedulerCore<H, R = unknown> {
     this.counters.requeued++;
     task.counters.requeued++;
     const queue = this.requeue(task, avoid ? worker : null);
-    this.out.taskRequeued?.(task, worker, reason);
+    this.out.taskRequeued?.(task, worker, reason, avoid ? 'timeout' : 'lost');
     return queue;
   }
 

@@ -65,7 +65,9 @@ import {
   type JobState,
   type JobStatus,
   type JobInfo,
-  type Strategy, type CoreStats, type DeadLetter, type PeerRecord, type Task } from './core.js';
+  type Strategy, type CoreStats, type DeadLetter, type PeerRecord, type RequeueCause, type Task } from './core.js';
+
+export type { RequeueCause } from './core.js';
 
 export interface SchedulerOptions {
   /** Interface to listen on. Default '127.0.0.1' (loopback only; use '0.0.0.0' to accept other machines). */
@@ -320,7 +322,7 @@ export interface SchedulerEvents {
   taskDispatched: [task: TaskEvent];
   taskCompleted: [task: TaskEvent];
   taskFailed: [task: TaskEvent & { code: string; message: string }];
-  taskRequeued: [task: TaskEvent & { fromWorkerId: number; reason: string }];
+  taskRequeued: [task: TaskEvent & { fromWorkerId: number; reason: string; cause: RequeueCause }];
   close: [];
 }
 
@@ -995,8 +997,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> implements RemoteWo
         has('taskCompleted') && this.emit('taskCompleted', { ...taskEvent(task), workerId: worker.id }),
       taskFailed: (task, code, message) =>
         has('taskFailed') && this.emit('taskFailed', { ...taskEvent(task), code, message }),
-      taskRequeued: (task, worker, reason) =>
-        has('taskRequeued') && this.emit('taskRequeued', { ...taskEvent(task), fromWorkerId: worker.id, reason }),
+      taskRequeued: (task, worker, reason, cause) =>
+        has('taskRequeued') && this.emit('taskRequeued', { ...taskEvent(task), fromWorkerId: worker.id, reason, cause }),
       peerLeft: (peer, reason, requeued) =>
         has('peerLeft') && this.emit('peerLeft', { ...info(peer.handle), reason, requeued }),
     };

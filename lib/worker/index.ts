@@ -137,6 +137,10 @@ export interface WorkerEvents {
   disconnected: [info: { code: string; message: string }];
   /** A connection attempt failed; the next one is in `delayMs`. */
   reconnecting: [info: { attempt: number; delayMs: number; code: string; message: string }];
+  /** A task failed here (its handler threw, or its result was refused): the scheduler retries or fails it. */
+  taskFailed: [info: { taskId: number; attempt: number; type: string; code: string; message: string }];
+  /** The scheduler took a task back (a timeout, a cancel, its client gone): its handler sees an abort. */
+  taskCancelled: [info: { taskId: number; attempt: number; type: string; code: string; message: string }];
   close: [];
 }
 
@@ -556,6 +560,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     const key = leaseKey(taskId, attempt);
     const running = this.running.get(key);
     if (!running) return; // already answered; the answer and the cancel crossed on the wire
+    if (this.listenerCount('taskCancelled') > 0) this.emit('taskCancelled', { taskId, attempt, type: running.type, code, message });
     if (running.held !== null) {
       running.held = null;
       this.running.delete(key);
@@ -577,10 +582,11 @@ export class Worker extends EventEmitter<WorkerEvents> {
     if (this.running.size === 0) this.idle?.();
   }
 
-  private reply({ session, taskId, attempt }: Running, value: HandlerResult | null, error: unknown): void {
+  private reply(task: Running, value: HandlerResult | null, error: unknown): void {
+    const { session, taskId, attempt } = task;
     const bad = error === null ? badResult(value) : null;
     if (error !== null) {
-      writeResultError(session.frames(), taskId, attempt, handlerErrorCode(error), handlerErrorMessage(error));
+      this.failed(task, handlerErrorCode(error), handlerErrorMessage(error));
     } else if (bad === null) {
       // A RESULT the scheduler would refuse fails its task here instead of costing the connection. The exact
       // size of a string is only measured when 3 bytes per UTF-16 unit could pass the limit.
@@ -589,14 +595,18 @@ export class Worker extends EventEmitter<WorkerEvents> {
       const bound = typeof result === 'string' ? result.length * 3 : result.length;
       const size = bound + 9 > limit ? 9 + (typeof result === 'string' ? Buffer.byteLength(result) : result.length) : 0;
       if (size > limit) {
-        const message = `the handler's result of ${size - 9} bytes does not fit the scheduler's maxPayload (${limit})`;
-        writeResultError(session.frames(), taskId, attempt, ErrorCode.TOO_LARGE, message);
+        this.failed(task, ErrorCode.TOO_LARGE, `the handler's result of ${size - 9} bytes does not fit the scheduler's maxPayload (${limit})`);
         return;
       }
       writeResultOk(session.frames(), taskId, attempt, result);
     } else {
-      writeResultError(session.frames(), taskId, attempt, ErrorCode.HANDLER, bad);
+      this.failed(task, ErrorCode.HANDLER, bad);
     }
+  }
+
+  private failed(task: Running, code: string, message: string): void {
+    writeResultError(task.session.frames(), task.taskId, task.attempt, code, message);
+    if (this.listenerCount('taskFailed') > 0) this.emit('taskFailed', { taskId: task.taskId, attempt: task.attempt, type: task.type, code, message });
   }
 }
 
