@@ -9,9 +9,9 @@ import { sha256, startScheduler, waitFor, within, startClient as client, startWo
 const CHROMIUM = '/usr/bin/chromium';
 
 if (!existsSync(CHROMIUM)) {
-  // CI installs it (scripts/ensure-chromium.sh); a machine without it cannot run this test.
-  if (process.env.CI) t.fail(`${CHROMIUM} is missing: run scripts/ensure-chromium.sh`);
-  else t.plan(0, `${CHROMIUM} is missing (scripts/ensure-chromium.sh installs it)`);
+  // CI installs it (scripts/ensure-test-tools.sh); a machine without it cannot run this test.
+  if (process.env.CI) t.fail(`${CHROMIUM} is missing: run scripts/ensure-test-tools.sh`);
+  else t.plan(0, `${CHROMIUM} is missing (scripts/ensure-test-tools.sh installs it)`);
 } else {
   const { chromium } = await import('playwright-core');
   const browser = await chromium.launch({

@@ -4,7 +4,7 @@
 // console error (a Content-Security-Policy violation would be one). Then, without a browser: the event
 // stream's cap and its cleanup, the token on /events, and the dead-letter endpoints.
 //
-// Chromium is Debian's (/usr/bin/chromium, installed by scripts/ensure-chromium.sh). Without it the browser
+// Chromium is Debian's (/usr/bin/chromium, installed by scripts/ensure-test-tools.sh). Without it the browser
 // test fails under CI=true and is skipped elsewhere. UPDATE_SCREENSHOT=1 also writes docs/dashboard.png (not a
 // TASKWIRE_* name: the worker processes would read it as an option).
 
@@ -21,7 +21,7 @@ const CHROMIUM = '/usr/bin/chromium';
 const TOKEN = 'dash-s3cret';
 const SCREENSHOT = process.env.UPDATE_SCREENSHOT === '1';
 const missing = !existsSync(CHROMIUM);
-const why = `${CHROMIUM} is missing: run scripts/ensure-chromium.sh as root (apt-get install chromium) for the browser test`;
+const why = `${CHROMIUM} is missing: run scripts/ensure-test-tools.sh as root (apt-get install chromium) for the browser test`;
 
 /**
  * In the page (functions, not strings: the page's Content-Security-Policy forbids evaluating strings), the number
