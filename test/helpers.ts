@@ -16,6 +16,7 @@ import {
   type Handlers,
   type Scheduler,
   type SchedulerOptions,
+  type TaskwireError,
   type Worker,
   type WorkerOptions,
 } from '../lib/index.js';
@@ -137,6 +138,16 @@ export async function startServer(t: Teardown, args: string[] = []): Promise<{ c
   });
   if (!port) throw new Error(`server did not start: ${child.stderr()}`);
   return { child, port };
+}
+
+/** What a synchronous call threw; a test failure if it did not. */
+export function thrown(fn: () => unknown): TaskwireError {
+  try {
+    fn();
+  } catch (err) {
+    return err as TaskwireError;
+  }
+  throw new Error('did not throw');
 }
 
 /** The garbage collector, exposed at run time if the process was not started with --expose-gc; null if it cannot be. */

@@ -19,16 +19,8 @@ import {
   type WorkerOptions,
 } from '../lib/index.js';
 import { nearestName } from '../lib/options.js';
-import { startClient, startScheduler, startWorker, within } from './helpers.js';
+import { startClient, startScheduler, startWorker, thrown, within } from './helpers.js';
 
-function thrown(fn: () => unknown): TaskwireError {
-  try {
-    fn();
-  } catch (err) {
-    return err as TaskwireError;
-  }
-  throw new Error('did not throw');
-}
 
 async function rejected(promise: Promise<unknown>): Promise<TaskwireError> {
   try {

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { builtinJobs, createWorker, defineJob, ErrorCode, TaskFailedError, TaskwireError, type JobCodec } from '../lib/index.js';
 import { multiply, stats } from './fixtures/typed-jobs.js';
-import { root, runCli, sha256, spawnChild, startClient, startScheduler, startServer, startWorker, waitFor, within } from './helpers.js';
+import { root, runCli, sha256, spawnChild, startClient, startScheduler, startServer, startWorker, thrown, waitFor, within } from './helpers.js';
 
 const HELLO_SHA = '185f8db32271fe25f561a6fc938b2e264306ec304eda518007d1764826381969';
 
@@ -21,15 +21,6 @@ async function rejection(promise: Promise<unknown>, what: string): Promise<Taskw
   return outcome.error as TaskwireError;
 }
 
-/** What a synchronous call threw. */
-function thrown(fn: () => unknown): TaskwireError {
-  try {
-    fn();
-  } catch (err) {
-    return err as TaskwireError;
-  }
-  throw new Error('did not throw');
-}
 
 const upper = defineJob({ type: 'upper', codec: 'text', run: (text: string) => text.toUpperCase() });
 const none = defineJob({ type: 'none', run: (payload: undefined) => (payload === undefined ? 'nothing' : 'something') });
