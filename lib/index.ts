@@ -10,7 +10,7 @@ export { createWorker, Worker, WORKER_DEFAULTS } from './worker/index.js';
 export type { WorkerOptions, WorkerEvents } from './worker/index.js';
 export { createClient, Client, CLIENT_DEFAULTS, PRIORITIES } from './client/index.js';
 export { evaluateDistributed } from './client/arith.js';
-export type { ClientOptions, ClientEvents, GraphNode, Job, RunOptions, JobInfo, JobState, Payload, Progress, SubmitOptions } from './client/index.js';
+export type { ClientOptions, ClientEvents, GraphNode, Job, JobsOptions, RunOptions, JobInfo, JobState, Payload, Progress, SubmitOptions, WaitOptions } from './client/index.js';
 export { builtinHandlers, SHA256_INLINE_BELOW, ArithError, evaluate, evaluateToString, compileArith, parse as parseArith, evaluateTree, MAX_SUMSQ_RANGE } from './jobs/index.js';
 export type { Handler, HandlerResult, Handlers, TaskContext, ThreadHandler, ArithNode, ArithGraphNode } from './jobs/index.js';
 export { defineJob, builtinJobs } from './jobs/define.js';

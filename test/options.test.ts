@@ -119,6 +119,8 @@ t.test('createScheduler', async (t) => {
 
   const scheduler = await startScheduler(t);
   invalid(t, await rejected(scheduler.close({ gracems: 10 } as never)), 'unknown option options.gracems for scheduler.close(); did you mean graceMs?');
+  invalid(t, await rejected(scheduler.close({ graceMs: -1 })), 'options.graceMs of scheduler.close() must be a whole number of ms from 0, got -1');
+  invalid(t, await rejected(scheduler.close({ graceMs: '5' } as never)), 'options.graceMs of scheduler.close() must be a whole number of ms from 0, got 5');
   await within(10_000, 'a client after the refused close()', startClient(t, scheduler.port).connect());
   t.pass('a refused close() leaves the scheduler running');
   await scheduler.close({ graceMs: undefined });
@@ -199,6 +201,10 @@ t.test('createClient, submit options and run options', async (t) => {
   invalid(t, await rejected(c.run(sumsq, '1 10', { chunk: 2 } as never)), 'unknown option options.chunk for submit(); did you mean chunks?');
   t.equal(await within(10_000, 'submit', c.submit('arith', '1+2', { timeoutMs: undefined, retries: undefined, priority: undefined, tenant: undefined })), '3');
   t.equal(await within(10_000, 'run', c.run(sumsq, '1 10', { chunks: 2, detach: undefined })), '385');
+  invalid(t, await rejected(c.wait(1, { onprogress: () => {} } as never)), 'unknown option options.onprogress for wait(); did you mean onProgress?');
+  invalid(t, await rejected(c.jobs({ limt: 5 } as never)), 'unknown option options.limt for jobs(); did you mean limit?');
+  invalid(t, await rejected(c.jobs({ state: 'done' } as never)), 'options.state must be one of queued, delayed, running, completed, failed, cancelled, got "done"');
+  t.ok(Array.isArray(await within(10_000, 'jobs', c.jobs({ state: 'completed', limit: undefined }))), 'known options are accepted');
   t.equal(c.pendingCount, 0);
 });
 

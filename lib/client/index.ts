@@ -29,7 +29,7 @@ import {
 } from '../protocol/index.js';
 import { DEFAULT_MAX_PAYLOAD, FrameWriter, MAX_PAYLOAD_LIMIT } from '../protocol/frame.js';
 import { combineType, decodeResult, encodePayload, isJobDefinition, type JobDefinition } from '../jobs/define.js';
-import type { JobInfo, JobState } from '../scheduler/finished.js';
+import { JOB_STATES, type JobInfo, type JobState } from '../scheduler/finished.js';
 import { Session } from '../transport/session.js';
 import { schedulerAddress } from '../transport/dial.js';
 import type { TlsClientOptions } from '../transport/tcp.js';
@@ -108,6 +108,26 @@ export interface RunOptions extends SubmitOptions {
    */
   chunks?: number;
 }
+
+/** wait()'s options. */
+export interface WaitOptions {
+  /** Called with the job's progress as its handler reports it (at most about 10 times a second). */
+  onProgress?: (progress: Progress) => void;
+}
+
+/** jobs()'s options. */
+export interface JobsOptions {
+  /** Only jobs in this state. */
+  state?: JobState;
+  /** At most this many (default 100). */
+  limit?: number;
+}
+
+const WAIT_OPTIONS = optionKeys({ onProgress: true } satisfies Record<keyof WaitOptions, true>);
+const JOBS_OPTIONS = optionKeys({ state: true, limit: true } satisfies Record<keyof JobsOptions, true>);
+
+/** An E_INVALID error for a problem checkKnown's kin described, or null. */
+const invalid = (problem: string | null): TaskwireError | null => (problem === null ? null : new TaskwireError(ErrorCode.INVALID, problem));
 
 /** The most parts a split job may have (one less than a graph's default node limit). */
 const MAX_CHUNKS = 9_999;
@@ -334,8 +354,8 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   /** Resolves with a job's result (or rejects with its error) once it has one; at once for a finished one on record. */
-  wait(id: number, options: { onProgress?: (progress: Progress) => void } = {}): Promise<string> {
-    const check = this.jobsCheck('wait');
+  wait(id: number, options: WaitOptions = {}): Promise<string> {
+    const check = this.jobsCheck('wait') ?? invalid(unknownOption('wait()', options, WAIT_OPTIONS));
     if (check) return Promise.reject(check);
     let jobId: number;
     try {
@@ -360,10 +380,15 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   /** The latest jobs (up to 1,024 back), newest first: unsettled ones, and finished detached ones on record. */
-  async jobs(options: { state?: JobState; limit?: number } = {}): Promise<JobInfo[]> {
+  async jobs(options: JobsOptions = {}): Promise<JobInfo[]> {
     const limit = options.limit ?? 100;
+    const problem = invalid(unknownOption('jobs()', options, JOBS_OPTIONS));
+    if (problem) throw problem;
     if (!Number.isInteger(limit) || limit < 1 || limit > 0xffff_ffff) {
-      return Promise.reject(new TaskwireError(ErrorCode.INVALID, `options.limit must be a whole number from 1, got ${String(limit)}`));
+      throw new TaskwireError(ErrorCode.INVALID, `options.limit must be a whole number from 1, got ${String(limit)}`);
+    }
+    if (options.state !== undefined && !JOB_STATES.includes(options.state)) {
+      throw new TaskwireError(ErrorCode.INVALID, `options.state must be one of ${JOB_STATES.join(', ')}, got ${JSON.stringify(options.state)}`);
     }
     const reply = await this.ask<{ jobs: JobInfo[] }>('jobs', (w, requestId) => writeList(w, requestId, limit, options.state ?? ''));
     return reply.jobs;

@@ -668,9 +668,12 @@ export class Scheduler extends EventEmitter<SchedulerEvents> implements RemoteWo
    * an ERROR E_SHUTDOWN frame and resolves when the server is fully closed.
    */
   close(options: CloseOptions = {}): Promise<void> {
-    const problem = unknownOption('scheduler.close()', options, CLOSE_OPTIONS);
+    const graceMs = options?.graceMs ?? 0;
+    const problem =
+      unknownOption('scheduler.close()', options, CLOSE_OPTIONS) ??
+      (Number.isSafeInteger(graceMs) && graceMs >= 0 ? null : `options.graceMs of scheduler.close() must be a whole number of ms from 0, got ${String(graceMs)}`);
     if (problem !== null) return Promise.reject(new TaskwireError(ErrorCode.INVALID, problem));
-    this.closing ??= this.shutdown(options.graceMs ?? 0);
+    this.closing ??= this.shutdown(graceMs);
     return this.closing;
   }
 
