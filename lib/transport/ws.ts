@@ -12,10 +12,10 @@ import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import WebSocket, { WebSocketServer } from 'ws';
 import { ErrorCode, ProtocolError, TaskwireError } from '../errors.js';
-import { DEFAULT_MAX_PAYLOAD, FrameDecoder, type FrameHandler, FrameWriter, HEADER_SIZE, MAX_SLAB } from '../protocol/frame.js';
-import { isKnownCommand, writeError } from '../protocol/index.js';
+import { DEFAULT_MAX_PAYLOAD, HEADER_SIZE, MAX_SLAB } from '../protocol/frame.js';
 import type { ByteBudget } from './budget.js';
-import type { CloseInfo, Connection } from './connection.js';
+import type { Connection } from './connection.js';
+import { asProtocolError, FramedConnection } from './framed.js';
 import type { DialOptions } from './session.js';
 import type { TcpOptions } from './tcp.js';
 
@@ -38,9 +38,6 @@ const WS_LIMIT_CEILING = 0x7fff_ffff;
 const CLOSE_WITH_ERROR = 1008;
 
 const noop = (): void => {};
-
-/** What frames() returns once a connection is closing: cleared on every call, never sent. */
-const SINK = new FrameWriter();
 
 /** The largest message the connection accepts, for a maxPayload and whether any command is skippable. */
 export function messageLimit(maxPayload: number, skips: boolean): number {
@@ -99,40 +96,17 @@ interface Receiver {
   _maxPayload: number;
 }
 
-export class WsConnection implements Connection {
+export class WsConnection extends FramedConnection {
   readonly remote: string;
   readonly transport = 'ws';
-  onFrame: FrameHandler = noop;
-  onSkipped: (cmd: number, head: Buffer, length: number) => void = noop;
-  onClose: (info: CloseInfo) => void = noop;
-  onDrain: () => void = noop;
-  onRead: () => void = noop;
   private readonly ws: WebSocket;
   /** The socket under the WebSocket: a server's messages are written to it, a client's corked in it; null: neither. */
   private readonly socket: Duplex | null;
   private readonly masked: boolean;
   private readonly receiver: Receiver;
-  private readonly decoder: FrameDecoder;
   private skips: boolean;
-  private readonly highWaterBytes: number;
-  private readonly slowConsumerMs: number;
-  private readonly out = new FrameWriter();
-  /** Whether this connection is in this turn's flush list. */
-  private queued = false;
-  private ending = false;
-  private done = false;
-  private closeError: Error | undefined;
-  private pauses = 0;
-  /** `saturated` was seen true: onDrain is owed once the socket has handed every byte to the kernel. */
-  private drainOwed = false;
-  /** Bytes handed to ws in all, with their WebSocket headers; what the kernel took is this minus bufferedAmount. */
-  private sent = 0;
-  /** Bytes the kernel had taken at the last progress check, and when that last grew. */
-  private taken = 0;
-  private progressAt = 0;
   /** onRead has been called for the messages of the read being handled. */
   private inRead = false;
-  private readonly afterSend = (): void => this.drained();
   private readonly endRead = (): void => {
     this.inRead = false;
   };
@@ -145,6 +119,8 @@ export class WsConnection implements Connection {
    *   turn's messages in one write; null to do without
    */
   constructor(ws: WebSocket, side: 'server' | 'client', socket: Duplex | null, options: WsOptions = {}) {
+    // No budget: ws hands over each message whole, so no frame straddles reads here (see `budget`).
+    super({ ...options, budget: null });
     this.ws = ws;
     this.socket = socket;
     const s = socket as { remoteAddress?: string; remotePort?: number } | null;
@@ -156,44 +132,27 @@ export class WsConnection implements Connection {
     const receiver = (ws as unknown as { _receiver?: Receiver })._receiver;
     if (typeof receiver?._maxPayload !== 'number') throw new Error('this version of ws does not let a connection set its message limit');
     this.receiver = receiver;
-    this.highWaterBytes = options.highWaterBytes ?? Infinity;
-    this.slowConsumerMs = options.slowConsumerMs ?? Infinity;
     this.skips = anySkippable(options.skippable ?? (() => 0));
-    // No budget: ws hands over each message whole, so no frame straddles reads here (see `budget`).
-    this.decoder = new FrameDecoder((cmd, buf, start, end) => this.onFrame(cmd, buf, start, end), {
-      maxPayload: options.maxPayload,
-      isKnownCommand,
-      skippable: options.skippable,
-      onSkipped: (cmd, head, length) => this.onSkipped(cmd, head, length),
-    });
     this.limitMessages();
     ws.on('message', (data: Buffer, isBinary: boolean) => this.receive(data, isBinary));
     ws.on('error', (err: Error & { code?: string }) => this.failed(err));
-    ws.on('close', (code: number, reason: Buffer) => this.finish(code, reason));
+    ws.on('close', (code: number, reason: Buffer) => this.ended(code, reason));
   }
 
-  get closed(): boolean {
-    return this.ending || this.done;
-  }
-
-  get maxPayload(): number {
+  override get maxPayload(): number {
     return this.decoder.maxPayload;
   }
 
   /** Also bounds the messages ws takes in, so an oversized one is refused at its header, before it is held. */
-  set maxPayload(bytes: number) {
+  override set maxPayload(bytes: number) {
     this.decoder.maxPayload = bytes;
     this.limitMessages();
   }
 
-  set skippable(headOf: (cmd: number) => number) {
+  override set skippable(headOf: (cmd: number) => number) {
     this.decoder.skippable = headOf;
     this.skips = anySkippable(headOf);
     this.limitMessages();
-  }
-
-  set frameTooLarge(describe: (cmd: number, length: number, maxPayload: number) => Error) {
-    this.decoder.tooLarge = describe;
   }
 
   /**
@@ -205,119 +164,39 @@ export class WsConnection implements Connection {
    */
   set budget(_budget: ByteBudget | null) {}
 
-  get pendingBytes(): number {
-    return this.ws.bufferedAmount + this.out.length;
+  protected unsent(): number {
+    return this.ws.bufferedAmount;
   }
 
-  /** As TcpConnection's: reading it true obliges the connection to call onDrain once every byte has gone. */
-  get saturated(): boolean {
-    if (this.ws.bufferedAmount + this.out.length <= this.highWaterBytes) return false;
-    if (!this.ending && !this.done) this.drainOwed = true;
-    return true;
+  /** Whole frames, one message each (see writeMessages and sendMessages). */
+  protected transmit(bytes: Buffer): boolean {
+    return !this.masked && this.socket !== null ? this.writeMessages(this.socket, bytes) : this.sendMessages(bytes);
   }
 
-  get readPaused(): boolean {
-    return this.pauses > 0;
-  }
-
-  /** Stops reading the socket until as many resumeReading() calls: TCP then pushes back on the sender. */
-  pauseReading(): void {
-    if (this.pauses++ === 0) this.ws.pause();
-  }
-
-  resumeReading(): void {
-    if (this.pauses === 0) return;
-    if (--this.pauses === 0 && !this.done) this.ws.resume();
-  }
-
-  frames(): FrameWriter {
-    if (this.ending || this.done) {
-      SINK.clear();
-      return SINK;
-    }
-    if (!this.queued) {
-      this.queued = true;
-      if (dirty.length === 0) setImmediate(flushAll);
-      dirty.push(this);
-    }
-    return this.out;
-  }
-
-  send(frame: Buffer): void {
-    if (frame.length < MAX_SLAB) return this.frames().append(frame);
-    // A large prebuilt frame is not worth copying: what is pending goes first, then the frame as it is.
-    if (this.ending || this.done) return;
-    this.writePending();
-    this.sendFrames(frame);
-  }
-
-  close(error?: Error & { code?: string }): void {
-    if (this.ending || this.done) return;
-    this.ending = true;
-    this.drainOwed = false;
-    if (error) {
-      this.closeError = error;
-      writeError(this.out, error.code ?? ErrorCode.PROTOCOL, error.message); // after every frame already written
-    }
-    const rest = this.out.take();
-    if (rest) this.sendFrames(rest);
+  protected shut(rest: Buffer | null, error: (Error & { code?: string }) | undefined): void {
+    if (rest) this.push(rest);
     this.decoder.stop();
     // The closing handshake needs the peer's close frame read, even from a peer this side had stopped reading.
-    if (this.pauses > 0) this.ws.resume();
+    if (this.readPaused) this.ws.resume();
     this.ws.close(error ? CLOSE_WITH_ERROR : 1000, error ? (error.code ?? ErrorCode.PROTOCOL).slice(0, 123) : undefined);
     // A peer that never reads would hold the closing handshake for ws's 30 s; don't wait on it.
     setTimeout(() => this.ws.terminate(), CLOSE_FLUSH_MS).unref();
   }
 
-  /** @internal Called once per turn in which frames() was: sends the turn's frames, one message each. */
-  flush(): void {
-    this.queued = false;
-    if (!this.ending && !this.done) this.writePending();
-    else this.out.clear();
+  protected abort(): void {
+    this.ws.terminate();
   }
 
-  /** @internal Called every second for connections with bytes waiting: drops a peer that takes none. */
-  checkProgress(now: number): boolean {
-    const waiting = this.ws.bufferedAmount;
-    const taken = this.sent - waiting;
-    // Only growth counts: a pong ws sends on its own lowers `taken`, and must not pass for the peer reading.
-    const moved = taken > this.taken;
-    this.taken = taken;
-    if (moved || waiting === 0) {
-      this.progressAt = now;
-      return waiting > 0;
-    }
-    if (now - this.progressAt < this.slowConsumerMs) return true;
-    this.close(new TaskwireError(ErrorCode.SLOW_CONSUMER, `the peer read none of ${waiting} waiting bytes for ${this.slowConsumerMs} ms`));
-    this.ws.terminate(); // it does not read: the ERROR frame above would only wait behind the backlog
-    return false;
+  protected pauseSource(): void {
+    this.ws.pause();
+  }
+
+  protected resumeSource(): void {
+    this.ws.resume();
   }
 
   private limitMessages(): void {
     this.receiver._maxPayload = messageLimit(this.decoder.maxPayload, this.skips);
-  }
-
-  private writePending(): void {
-    const bytes = this.out.take();
-    if (!bytes) return;
-    const copied = this.sendFrames(bytes);
-    // As over TCP: once nothing refers to the slab's bytes any more, it is written from its start again.
-    if (copied || this.ws.bufferedAmount === 0) this.out.rewind();
-    if (this.drainOwed && this.ws.bufferedAmount === 0) this.drained();
-  }
-
-  /**
-   * Sends whole frames, one message each; the last one's callback tells when the socket has taken them all.
-   * Returns whether `bytes` were copied (the caller may then write over them).
-   */
-  private sendFrames(bytes: Buffer): boolean {
-    const copied = !this.masked && this.socket !== null ? this.writeMessages(this.socket, bytes) : this.sendMessages(bytes);
-    if (this.ws.bufferedAmount > 0 && this.slowConsumerMs !== Infinity && !watched.has(this)) {
-      this.taken = this.sent - this.ws.bufferedAmount;
-      this.progressAt = Date.now();
-      watch(this);
-    }
-    return copied;
   }
 
   /**
@@ -382,13 +261,6 @@ export class WsConnection implements Connection {
     return false;
   }
 
-  /** A send completed; once the socket has every byte, a saturated connection tells its owner. */
-  private drained(): void {
-    if (!this.drainOwed || this.ws.bufferedAmount > 0 || this.out.length > this.highWaterBytes) return;
-    this.drainOwed = false;
-    if (!this.ending && !this.done) this.onDrain();
-  }
-
   private receive(data: Buffer, isBinary: boolean): void {
     if (this.ending || this.done) return;
     // ws hands over every message of a read in one go: the read's clock reading is taken once, before the first.
@@ -413,22 +285,15 @@ export class WsConnection implements Connection {
   private failed(err: Error & { code?: string }): void {
     this.closeError ??= wsError(err, this.receiver._maxPayload);
     if (this.ending || this.done) return;
-    this.ending = true;
-    this.drainOwed = false;
-    this.out.clear();
+    this.failing();
     this.decoder.stop();
     setTimeout(() => this.ws.terminate(), CLOSE_FLUSH_MS).unref();
   }
 
-  private finish(code: number, reason: Buffer): void {
-    if (this.done) return;
+  private ended(code: number, reason: Buffer): void {
     // The peer closed without an ERROR frame this side answered: its close code is all there is to say why.
-    if (!this.ending) this.closeError ??= closeCodeError(code, reason.toString('utf8'));
-    this.done = true;
-    this.drainOwed = false;
-    this.decoder.stop();
-    watched.delete(this);
-    this.onClose(this.closeError ? { error: this.closeError } : {});
+    if (!this.ending && !this.done) this.closeError ??= closeCodeError(code, reason.toString('utf8'));
+    this.finish();
   }
 }
 
@@ -449,38 +314,6 @@ function closeCodeError(code: number, reason: string): Error | undefined {
   if (code === 1002 || code === 1003 || code === 1007) return new ProtocolError(`the peer closed the WebSocket with ${code}: ${reason}`);
   if (/^E_[A-Z_]+$/.test(reason)) return new TaskwireError(reason, `the peer closed the WebSocket with ${reason}`);
   return new TaskwireError(ErrorCode.DISCONNECTED, `the peer closed the WebSocket with ${code}${reason ? `: ${reason}` : ''}`);
-}
-
-/** Connections with bytes waiting and a slow-consumer bound, checked once a second while there are any. */
-const watched = new Set<WsConnection>();
-let watchTimer: NodeJS.Timeout | null = null;
-
-function watch(conn: WsConnection): void {
-  watched.add(conn);
-  if (watchTimer) return;
-  watchTimer = setInterval(() => {
-    const now = Date.now();
-    for (const c of watched) if (!c.checkProgress(now)) watched.delete(c);
-    if (watched.size === 0) {
-      clearInterval(watchTimer!);
-      watchTimer = null;
-    }
-  }, 1000);
-  watchTimer.unref();
-}
-
-/** Connections written to in this turn; one setImmediate sends them all, as TcpConnection does. */
-const dirty: WsConnection[] = [];
-function flushAll(): void {
-  for (let i = 0; i < dirty.length; i++) dirty[i]!.flush();
-  dirty.length = 0;
-}
-
-function asProtocolError(err: unknown): Error & { code: string } {
-  if (err instanceof TaskwireError) return err;
-  // A bug on this side must not take the process down; the peer gets a reason and the others carry on.
-  const message = err instanceof Error ? err.message : String(err);
-  return new ProtocolError(`internal error while handling a frame: ${message}`);
 }
 
 /** What acceptWebSockets() needs of a scheduler: its Scheduler passes. */
