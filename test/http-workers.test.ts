@@ -51,6 +51,27 @@ async function endpoint(t: Parameters<typeof startScheduler>[0], port = 0): Prom
   return state;
 }
 
+/** The dashboard's first event: its snapshot of the scheduler. */
+async function dashboardSnapshot(base: string): Promise<{ workers: unknown[] }> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), 10_000);
+  try {
+    const res = await fetch(`${base}/events`, { signal: controller.signal });
+    const reader = res.body!.getReader();
+    let text = '';
+    const event = (): string | undefined => text.split('\n\n').slice(0, -1).flatMap((block) => block.split('\n')).find((line) => line.startsWith('data: '));
+    while (event() === undefined) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`the event stream ended before its first event: ${text}`);
+      text += Buffer.from(value).toString('utf8');
+    }
+    return JSON.parse(event()!.slice('data: '.length)) as { workers: unknown[] };
+  } finally {
+    clearTimeout(timer);
+    controller.abort();
+  }
+}
+
 async function post(base: string, path: string, body: unknown, method = 'POST'): Promise<{ status: number; body: any }> {
   const res = await fetch(`${base}${path}`, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(10_000) });
   return { status: res.status, body: await res.json() };
@@ -95,6 +116,7 @@ t.test('an endpoint that goes away is marked down, its tasks run elsewhere, and 
   await waitFor('marked down', () => scheduler.stats().workers === 0);
   const listed = await post(base, '/workers', undefined, 'GET');
   t.match(listed.body.workers, [{ worker_id: body.worker_id, status: 'down', down_reason: String }]);
+  t.match((await dashboardSnapshot(base)).workers, [{ worker_id: body.worker_id, status: 'down', down_reason: String }], 'the dashboard shows it as the API does');
   worker(t, scheduler.port); // a TCP worker takes what the endpoint held
   t.same(await within(10_000, 'the requeued tasks', Promise.all(pending)), [sha('a'), sha('b')]);
   t.ok(scheduler.stats().requeued >= 2, 'requeued as for a lost worker');

@@ -6,11 +6,25 @@ import type { Client, SubmitOptions } from '../client/index.js';
 import { ErrorCode } from '../errors.js';
 import type { JobInfo, JobState } from '../scheduler/finished.js';
 import { JOB_STATES } from '../scheduler/finished.js';
-import type { Scheduler } from '../scheduler/index.js';
+import type { Scheduler, WorkerStatus } from '../scheduler/index.js';
 import { HttpError, readJson, sendJson, type HttpServer } from './server.js';
 
 /** The longest long poll (`GET /job/{id}?wait=S`), in seconds. */
 export const MAX_WAIT_S = 60;
+
+/** A worker registered over HTTP, up or down. */
+export interface RegisteredWorker {
+  id: string;
+  name: string;
+  url: string;
+  types: string[];
+  concurrency: number;
+  up: boolean;
+  /** Its id in the scheduler while it is up. */
+  coreId: number | null;
+  /** Why it is down. */
+  down: string | null;
+}
 
 export interface ApiContext {
   readonly scheduler: Scheduler;
@@ -18,8 +32,32 @@ export interface ApiContext {
   client(): Client;
   readonly maxBodyBytes: number;
   readonly startedAt: number;
-  /** The workers registered over HTTP, up or down. */
-  httpWorkers(): { id: string; name: string; url: string; types: string[]; concurrency: number; up: boolean; coreId: number | null; down: string | null }[];
+  httpWorkers(): RegisteredWorker[];
+}
+
+/**
+ * The workers as GET /workers and the dashboard show them: the connected ones, then those registered over HTTP
+ * that are down. An HTTP worker keeps the id it was registered with, whatever its id in the scheduler this time.
+ */
+export function workersJson(workers: readonly WorkerStatus[], registered: readonly RegisteredWorker[], now: number): Record<string, unknown>[] {
+  const byCoreId = new Map(registered.filter((r) => r.coreId !== null).map((r) => [r.coreId!, r.id]));
+  const out: Record<string, unknown>[] = workers.map((w) => ({
+    worker_id: byCoreId.get(w.id) ?? w.id,
+    status: 'up',
+    name: w.name,
+    address: w.remote,
+    transport: w.transport,
+    types: w.types,
+    concurrency: w.concurrency,
+    in_flight: w.inFlight,
+    last_seen: new Date(w.lastSeenAt).toISOString(),
+    last_seen_ms_ago: Math.max(0, now - w.lastSeenAt),
+  }));
+  for (const r of registered) {
+    if (r.up) continue;
+    out.push({ worker_id: r.id, status: 'down', name: r.name, address: r.url, transport: 'http', types: r.types, concurrency: r.concurrency, in_flight: 0, down_reason: r.down });
+  }
+  return out;
 }
 
 /** A job as GET /job/{id} answers it: the REST design's fields (job_id, finished, answer) and the job's status. */
@@ -132,26 +170,7 @@ export function addJobRoutes(http: HttpServer, ctx: ApiContext): void {
   });
 
   http.route('GET', '/workers', ({ res }) => {
-    const registered = ctx.httpWorkers();
-    const byCoreId = new Map(registered.filter((r) => r.coreId !== null).map((r) => [r.coreId!, r.id]));
-    const workers: Record<string, unknown>[] = ctx.scheduler.workers().map((w) => ({
-      // An HTTP worker keeps the id it was registered with, whatever the worker it is in the core this time.
-      worker_id: byCoreId.get(w.id) ?? w.id,
-      status: 'up',
-      name: w.name,
-      address: w.remote,
-      transport: w.transport,
-      types: w.types,
-      concurrency: w.concurrency,
-      in_flight: w.inFlight,
-      last_seen: new Date(w.lastSeenAt).toISOString(),
-      last_seen_ms_ago: Date.now() - w.lastSeenAt,
-    }));
-    for (const r of registered) {
-      if (r.up) continue;
-      workers.push({ worker_id: r.id, status: 'down', name: r.name, address: r.url, transport: 'http', types: r.types, concurrency: r.concurrency, in_flight: 0, down_reason: r.down });
-    }
-    sendJson(res, 200, { workers });
+    sendJson(res, 200, { workers: workersJson(ctx.scheduler.workers(), ctx.httpWorkers(), Date.now()) });
   });
 
   http.route('GET', '/healthz', ({ res }) => {

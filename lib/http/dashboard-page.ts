@@ -230,7 +230,8 @@ const SCRIPT = `
       var load = el('td', { class: 'num' }, [int(w.in_flight) + ' / ' + int(w.concurrency), bar]);
       return el('tr', { 'data-name': w.name }, [
         cell(w.name, null, w.name), cell(w.address, 'mono', w.address), cell(w.transport),
-        cell(w.types.join(', '), 'mono types', w.types.join(', ')), load, cell(age(w.last_seen_ms_ago) + ' ago', 'num'),
+        cell(w.types.join(', '), 'mono types', w.types.join(', ')), load,
+        w.status === 'down' ? cell('down: ' + w.down_reason, null, w.down_reason) : cell(age(w.last_seen_ms_ago) + ' ago', 'num'),
       ]);
     }), 6, 'No workers connected');
   }

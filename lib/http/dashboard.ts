@@ -11,6 +11,7 @@ import { ErrorCode } from '../errors.js';
 import type { QueueDepth } from '../scheduler/counters.js';
 import type { DeadLetter } from '../scheduler/core.js';
 import type { Scheduler, SchedulerStats } from '../scheduler/index.js';
+import { workersJson, type RegisteredWorker } from './api.js';
 import { DASHBOARD_CSP, DASHBOARD_HTML } from './dashboard-page.js';
 import { HttpError, sendJson, type HttpServer } from './server.js';
 
@@ -31,6 +32,7 @@ export interface DashboardContext {
   readonly scheduler: Scheduler;
   /** The in-process client jobs are submitted with (the API's). */
   client(): Client;
+  httpWorkers(): RegisteredWorker[];
 }
 
 /** One sample: time (ms since the epoch), then submitted, completed and failed per second since the last one. */
@@ -173,7 +175,7 @@ export class Dashboard {
   private snapshot(stats: SchedulerStats, now: number, withHistory: boolean): Record<string, unknown> {
     const s = this.ctx.scheduler;
     const point = this.history.at(-1) ?? [now, 0, 0, 0];
-    const workers = s.workers();
+    const workers = workersJson(s.workers(), this.ctx.httpWorkers(), now);
     const queues = s.queueDepths();
     const dead = s.deadLetters();
     return {
@@ -196,16 +198,7 @@ export class Dashboard {
       },
       rate: { submitted: point[1], completed: point[2], failed: point[3] },
       ...(withHistory ? { history: this.history } : { point }),
-      workers: workers.slice(0, ROWS.workers).map((w) => ({
-        worker_id: w.id,
-        name: w.name,
-        address: w.remote,
-        transport: w.transport,
-        types: w.types,
-        concurrency: w.concurrency,
-        in_flight: w.inFlight,
-        last_seen_ms_ago: Math.max(0, now - w.lastSeenAt),
-      })),
+      workers: workers.slice(0, ROWS.workers),
       workers_total: workers.length,
       queues: largest(queues, ROWS.queues).map((q) => ({ type: q.type, priority: q.priority, count: q.count, oldest_ms: Math.max(0, now - q.oldestAt) })),
       queues_total: queues.length,

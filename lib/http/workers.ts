@@ -11,6 +11,7 @@ import { FrameWriter } from '../protocol/frame.js';
 import type { BodyRange } from '../protocol/index.js';
 import type { ByteBudget } from '../transport/budget.js';
 import type { CloseInfo, Connection } from '../transport/connection.js';
+import type { RegisteredWorker } from './api.js';
 import { HttpError, readJson, sendJson, type HttpServer } from './server.js';
 
 /** A task as the scheduler hands it to an HTTP worker. */
@@ -289,7 +290,7 @@ export class HttpWorkers {
     private readonly maxConcurrency: number,
   ) {}
 
-  list(): { id: string; name: string; url: string; types: string[]; concurrency: number; up: boolean; coreId: number | null; down: string | null }[] {
+  list(): RegisteredWorker[] {
     return [...this.workers.values()].map((w) => ({ id: w.id, name: w.spec.name, url: w.spec.url, types: w.spec.types, concurrency: w.spec.concurrency, up: w.up, coreId: w.coreId, down: w.downReason }));
   }
 

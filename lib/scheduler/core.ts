@@ -750,16 +750,11 @@ export class SchedulerCore<H, R = unknown> {
     if (refusal) {
       queue.counters.rejected++;
       this.dropQueueIfIdle(type);
-      this.counters.rejected++;
-      this.out.sendFailed(client, requestId, refusal.code, refusal.message);
+      this.refuse(client, requestId, refusal.code, refusal.message);
       return 0;
     }
-    const seq = this.nextSeq++;
-    this.recent[this.recentCount++ % RECENT_JOBS] = seq;
+    const seq = this.admit(client, size);
     const settings = options ? this.settings(options) : this.defaults;
-    client.pending++;
-    client.pendingBytes += size;
-    this.counters.submitted++;
     queue.counters.submitted++;
     if (delayed) {
       const task = this.adopt(newTask(seq, type, detachBody(body), requestId, client, settings, this.now, queue.counters));
@@ -802,29 +797,37 @@ export class SchedulerCore<H, R = unknown> {
         ? { code: ErrorCode.INVALID, message: 'a graph job takes no delay' }
         : mapShape(checkGraph(specs, { maxNodes: c.maxGraphNodes, maxEdges: c.maxGraphEdges })) ?? this.refusal(client, size, true);
     if (refusal) {
-      this.counters.rejected++;
-      this.out.sendFailed(client, requestId, refusal.code, refusal.message);
+      this.refuse(client, requestId, refusal.code, refusal.message);
       return 0;
     }
-    const seq = this.nextSeq++;
-    this.recent[this.recentCount++ % RECENT_JOBS] = seq;
+    const seq = this.admit(client, size);
     const settings = options ? this.settings(options) : this.defaults;
     const nodes = specs.map((spec) => ({ type: spec.type, body: detachBody(spec.body), inputs: spec.inputs }));
     const graph: Graph<H> = new GraphRun(seq, requestId, client, settings, this.now, nodes, size);
-    client.pending++;
-    client.pendingBytes += size;
     (client.graphs ??= new Set()).add(graph);
-    this.counters.submitted++;
     this.jobs.set(seq, graph);
     for (const index of graph.sources()) this.launch(graph, index);
     return seq;
   }
 
-  /** Refuses a submission the shell could not accept (too large to read or to send on), answering that request alone. */
+  /**
+   * Refuses a submission: one under a limit here, or one the shell could not accept (too large to read or to send
+   * on). Answers that request alone.
+   */
   refuse(client: ClientRecord<H>, requestId: number, code: string, message: string): void {
     if (!this.clients.has(client)) return;
     this.counters.rejected++;
     this.out.sendFailed(client, requestId, code, message);
+  }
+
+  /** An accepted job's id, its bytes counted against its client until it settles; in the latest jobs' ring. */
+  private admit(client: ClientRecord<H>, size: number): number {
+    const seq = this.nextSeq++;
+    this.recent[this.recentCount++ % RECENT_JOBS] = seq;
+    client.pending++;
+    client.pendingBytes += size;
+    this.counters.submitted++;
+    return seq;
   }
 
   /**

@@ -532,7 +532,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> implements RemoteWo
       this.webSockets = ws;
       http.onUpgrade = (req, socket, head) => ws.handleUpgrade(req, socket, head);
       addMetricsRoutes(http, { scheduler: this });
-      addDashboardRoutes(http, { scheduler: this, client: () => this.httpClient! });
+      addDashboardRoutes(http, { scheduler: this, client: () => this.httpClient!, httpWorkers: () => this.httpWorkers?.list() ?? [] });
       await http.listen();
       // The HTTP API's jobs go in as any client's do: over the scheduler's own TCP listener.
       const host = this.host === '0.0.0.0' ? '127.0.0.1' : this.host === '::' ? '::1' : this.host;
