@@ -405,8 +405,11 @@ export class Scheduler extends EventEmitter<SchedulerEvents> implements RemoteWo
 
   constructor(options: SchedulerOptions = {}) {
     super();
+    // A replaced option says what replaced it, before the check of names that would only call it unknown.
     for (const [name, replacement] of Object.entries(REPLACED_OPTIONS)) {
-      if (name in options) invalidOption(name, `replaced by ${replacement}; it is no longer read`, (options as Record<string, unknown>)[name]);
+      if (typeof options === 'object' && options !== null && name in options) {
+        invalidOption(name, `replaced by ${replacement}; it is no longer read`, (options as Record<string, unknown>)[name]);
+      }
     }
     checkKnown('createScheduler()', options, SCHEDULER_OPTIONS);
     const o = { ...SCHEDULER_DEFAULTS, ...stripUndefined(options) };
