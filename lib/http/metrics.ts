@@ -52,6 +52,11 @@ export function renderMetrics(m: SchedulerMetrics, now: number): string {
   const sample = (name: string, value: number, labels = ''): void => {
     out.push(`${name}${labels} ${num(value)}`);
   };
+  /** A family of one sample without labels. */
+  const single = (name: string, type: 'gauge' | 'counter', help: string, value: number): void => {
+    family(name, type, help);
+    sample(name, value);
+  };
   const s = m.stats;
 
   const depths = new Map<string, { type: string; priority: string; count: number; oldestAt: number }>();
@@ -73,22 +78,14 @@ export function renderMetrics(m: SchedulerMetrics, now: number): string {
   family('taskwire_queue_oldest_age_seconds', 'gauge', 'Age of the oldest task waiting (since its submission), by job type and priority');
   [...depths.values()].forEach((d, i) => sample('taskwire_queue_oldest_age_seconds', Math.max(0, now - d.oldestAt) / 1000, depthLabels[i]));
 
-  family('taskwire_tasks_queued', 'gauge', 'Tasks waiting for a worker');
-  sample('taskwire_tasks_queued', s.queued);
-  family('taskwire_tasks_queued_bytes', 'gauge', 'Bytes of the payloads of the tasks waiting for a worker');
-  sample('taskwire_tasks_queued_bytes', s.queuedBytes);
-  family('taskwire_tasks_in_flight', 'gauge', 'Tasks running on a worker');
-  sample('taskwire_tasks_in_flight', s.inFlight);
-  family('taskwire_tasks_delayed', 'gauge', 'Tasks waiting out a delay or a retry backoff');
-  sample('taskwire_tasks_delayed', s.delayed);
-  family('taskwire_workers_connected', 'gauge', 'Workers connected');
-  sample('taskwire_workers_connected', s.workers);
-  family('taskwire_worker_slots', 'gauge', "Connected workers' concurrency, summed: tasks they may hold at once");
-  sample('taskwire_worker_slots', m.workerSlots);
-  family('taskwire_clients_connected', 'gauge', 'Clients connected');
-  sample('taskwire_clients_connected', s.clients);
-  family('taskwire_connections', 'gauge', 'Open connections, handshakes included');
-  sample('taskwire_connections', s.connections);
+  single('taskwire_tasks_queued', 'gauge', 'Tasks waiting for a worker', s.queued);
+  single('taskwire_tasks_queued_bytes', 'gauge', 'Bytes of the payloads of the tasks waiting for a worker', s.queuedBytes);
+  single('taskwire_tasks_in_flight', 'gauge', 'Tasks running on a worker', s.inFlight);
+  single('taskwire_tasks_delayed', 'gauge', 'Tasks waiting out a delay or a retry backoff', s.delayed);
+  single('taskwire_workers_connected', 'gauge', 'Workers connected', s.workers);
+  single('taskwire_worker_slots', 'gauge', "Connected workers' concurrency, summed: tasks they may hold at once", m.workerSlots);
+  single('taskwire_clients_connected', 'gauge', 'Clients connected', s.clients);
+  single('taskwire_connections', 'gauge', 'Open connections, handshakes included', s.connections);
 
   const typeLabels = m.types.map((t) => labels({ type: t.type }));
   for (const [suffix, help, field] of TYPE_COUNTERS) {
@@ -104,14 +101,10 @@ export function renderMetrics(m: SchedulerMetrics, now: number): string {
   sample('taskwire_task_latency_seconds_sum', h.sumSeconds);
   sample('taskwire_task_latency_seconds_count', h.count);
 
-  family('taskwire_results_late_total', 'counter', 'Results that arrived for a lease already taken back (timed out), dropped');
-  sample('taskwire_results_late_total', s.late);
-  family('taskwire_results_discarded_total', 'counter', 'Results dropped because their client had left or the job was cancelled');
-  sample('taskwire_results_discarded_total', s.discarded);
-  family('taskwire_dead_letters', 'gauge', 'Failed tasks kept for inspection (bounded by deadLetterLimit)');
-  sample('taskwire_dead_letters', s.deadLetters);
-  family('taskwire_finished_jobs', 'gauge', 'Records of finished detached jobs kept for status and wait');
-  sample('taskwire_finished_jobs', s.finishedJobs);
+  single('taskwire_results_late_total', 'counter', 'Results that arrived for a lease already taken back (timed out), dropped', s.late);
+  single('taskwire_results_discarded_total', 'counter', 'Results dropped because their client had left or the job was cancelled', s.discarded);
+  single('taskwire_dead_letters', 'gauge', 'Failed tasks kept for inspection (bounded by deadLetterLimit)', s.deadLetters);
+  single('taskwire_finished_jobs', 'gauge', 'Records of finished detached jobs kept for status and wait', s.finishedJobs);
 
   family('taskwire_received_bytes_total', 'counter', "Bytes read from the scheduler's sockets, by listener (tcp: peers; http: API, dashboard, WebSocket peers)");
   sample('taskwire_received_bytes_total', m.traffic.tcp.received, labels({ transport: 'tcp' }));
@@ -121,12 +114,9 @@ export function renderMetrics(m: SchedulerMetrics, now: number): string {
   sample('taskwire_sent_bytes_total', m.traffic.http.sent, labels({ transport: 'http' }));
 
   const cpu = process.cpuUsage();
-  family('process_cpu_seconds_total', 'counter', 'User and system CPU time spent, in seconds');
-  sample('process_cpu_seconds_total', (cpu.user + cpu.system) / 1e6);
-  family('process_resident_memory_bytes', 'gauge', 'Resident memory size, in bytes');
-  sample('process_resident_memory_bytes', process.memoryUsage.rss());
-  family('process_start_time_seconds', 'gauge', 'Start time of the process since the epoch, in seconds');
-  sample('process_start_time_seconds', Math.round(PROCESS_START_MS / 10) / 100);
+  single('process_cpu_seconds_total', 'counter', 'User and system CPU time spent, in seconds', (cpu.user + cpu.system) / 1e6);
+  single('process_resident_memory_bytes', 'gauge', 'Resident memory size, in bytes', process.memoryUsage.rss());
+  single('process_start_time_seconds', 'gauge', 'Start time of the process since the epoch, in seconds', Math.round(PROCESS_START_MS / 10) / 100);
   return `${out.join('\n')}\n`;
 }
 
