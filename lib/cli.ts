@@ -153,6 +153,8 @@ function configFile(): ConfigFile | null {
   }
   file ??= process.env.TASKWIRE_CONFIG || undefined;
   if (file === undefined || file.startsWith('-')) return (loaded = null); // yargs says what is missing
+  // --help and --version answer whatever the file holds: they are how one finds out what it may hold.
+  if (args.slice(0, end).some((arg) => ['--help', '-h', '--version'].includes(arg))) return (loaded = null);
   const where = path.resolve(file);
   let data: unknown;
   try {

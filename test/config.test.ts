@@ -93,6 +93,9 @@ t.test('a file the program cannot use is one line and exit 2', async (t) => {
   }
   const r = await runCli(t, 'server', ['--config', path.join(d, 'missing.json')]);
   t.same([r.code, r.stderr], [2, `taskwire-server: --config ${path.join(d, 'missing.json')}: no such file (see --help)\n`]);
+  const help = await runCli(t, 'worker', ['--help'], { TASKWIRE_CONFIG: path.join(d, 'typo.json') });
+  t.same([help.code, help.stderr], [0, ''], '--help answers whatever the file holds');
+  t.match(help.stdout, /--config/);
 });
 
 t.test('the settings of a file take effect: a scheduler, its local worker and a client configured by files', async (t) => {
