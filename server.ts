@@ -112,16 +112,24 @@ function httpOptions(): { httpPort?: number; httpHost?: string; httpOpen?: boole
 function logEvents(scheduler: Scheduler, log: Logger): void {
   const names = new Map<number, string>();
   const worker = (id: number | null): string => (id === null ? '-' : (names.get(id) ?? `#${id}`));
+  // A worker announces itself again whenever its prefetch window moves: only a new worker, or new job types, is
+  // news at the default level; a new credit count alone is for -vv.
+  const announced = new Map<number, string>();
   scheduler.on('workerReady', (w) => {
     names.set(w.id, w.name);
     const types = w.types.join(', ');
-    log.info(`worker ${w.name} (${w.remote}) ready: ${types} x${w.concurrency}${w.mayBlock ? ', handlers may block it' : ''}`, {
+    const level = announced.get(w.id) === types ? 'trace' : 'info';
+    announced.set(w.id, types);
+    log.log(level, `worker ${w.name} (${w.remote}) ready: ${types} x${w.concurrency}${w.mayBlock ? ', handlers may block it' : ''}`, {
       event: 'workerReady', workerId: w.id, worker: w.name, remote: w.remote, types, concurrency: w.concurrency,
     });
   });
   scheduler.on('clientJoined', (c) => log.verbose(`client ${c.name} (${c.remote}) connected`, { event: 'clientJoined', clientId: c.id, client: c.name, remote: c.remote }));
   scheduler.on('peerLeft', (l) => {
-    if (l.role === 'worker') names.delete(l.id);
+    if (l.role === 'worker') {
+      names.delete(l.id);
+      announced.delete(l.id);
+    }
     const requeued = l.requeued ? `, ${l.requeued} task(s) requeued` : '';
     log.log(l.role === 'client' ? 'verbose' : 'info', `${l.role} ${l.name} left: ${l.reason}${requeued}`, { event: 'peerLeft', role: l.role, id: l.id, name: l.name, reason: l.reason, requeued: l.requeued });
   });

@@ -69,6 +69,10 @@ t.test('the default level logs peers but no task events; --quiet logs neither', 
   t.match(server.stderr(), /taskwire-server: listening on 127\.0\.0\.1:\d+ with 1 local worker\(s\)\n/);
   t.match(server.stderr(), /taskwire-server: worker local-1 \(127\.0\.0\.1:\d+\) ready: sha256, arith/);
   t.notMatch(server.stderr(), /dead letter|->|client/, 'no task or client lines without -v');
+  // Tasks move the worker's prefetch window, which it announces again: not news at the default level.
+  r = await runCli(t, 'client', ['--port', String(port), ...Array.from({ length: 300 }, (_, i) => `x${i}`)]);
+  t.equal(r.code, 0);
+  t.equal((server.stderr().match(/worker local-1 .* ready:/g) ?? []).length, 1, 'one line for the worker, whatever its window does');
 
   // A quiet scheduler says nothing, not even where it listens: it gets a port known to be free.
   const free = await freePort();
