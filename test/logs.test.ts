@@ -52,7 +52,7 @@ t.test('-v logs each retry, timeout, requeue and dead letter; -vv each dispatch;
   const client = spawnChild(t, process.execPath, [path.join(root, 'dist', 'client.js'), '--port', String(port), '--type', 'slow', '--task-timeout', '0', '60000']);
   await waitFor('the dispatch', () => dispatches() > before);
   wa.proc.kill('SIGKILL');
-  await waitFor('the requeue', () => /requeued from worker wa/.test(server.stderr()));
+  await waitFor('the requeue and the departure', () => /requeued from worker wa[^]*worker wa left/.test(server.stderr()));
   t.match(server.stderr(), /taskwire-server: task \d+ \(slow\) requeued from worker wa: worker wa was lost: [^\n]+\n/);
   t.match(server.stderr(), /taskwire-server: worker wa left: [^\n]+, 1 task\(s\) requeued\n/);
   client.proc.kill('SIGKILL');
