@@ -89,6 +89,9 @@ const verbosity = (argv: { verbose?: number }): number => (argv.verbose ? argv.v
 /** The options parser() gives every program, listed after each program's own. */
 const COMMON = ['config', 'print-config', 'quiet', 'verbose', 'log-format'];
 
+/** The programs' positional arguments, and yargs' own lists of them: lists whatever their length. */
+const POSITIONALS = ['_', '--', 'inputs', 'ids'];
+
 /** The program whose parser was made last, and its arguments: ownEnv() finds --config among them. */
 let current: { program: string; args: readonly string[] } = { program: 'taskwire', args: [] };
 
@@ -99,8 +102,16 @@ let current: { program: string; args: readonly string[] } = { program: 'taskwire
  */
 export function parser(program: string, args: readonly string[]) {
   current = { program, args };
-  return yargs(args)
+  const y = yargs(args);
+  return y
     .scriptName(program)
+    // A flag given twice takes its last value, as `npm start -- --local-workers 2` gives it after the script's own
+    // --local-workers 1: yargs makes an array of them, which no single-valued option takes. (Numeric options
+    // take the last one in whole(), which runs before this.)
+    .middleware((argv) => {
+      const lists = new Set([...(y as unknown as { getOptions(): { array: string[] } }).getOptions().array, ...POSITIONALS]);
+      for (const [key, value] of Object.entries(argv)) if (Array.isArray(value) && !lists.has(key)) argv[key] = value.at(-1);
+    }, true)
     .wrap(helpWidth())
     // Named first, so each program's own options come before the ones every program shares.
     .group(['help', 'version'], 'Options:')
@@ -240,7 +251,7 @@ export function ownEnv<T>(y: Argv<T>, commands: ((y: Argv) => Argv<unknown>)[] =
 export function printConfig(y: Argv<unknown>, argv: Record<string, unknown>, fallbacks: Record<string, unknown> = {}, command?: (y: Argv) => Argv<unknown>): never {
   const settings: Record<string, unknown> = {};
   const names = new Set([...declared(y), ...(command ? declared(command(yargs([]))) : [])]);
-  for (const name of [...names].filter((n) => !['inputs', 'ids'].includes(n)).sort()) {
+  for (const name of [...names].filter((n) => !POSITIONALS.includes(n)).sort()) {
     const value = name === 'verbose' ? verbosity(argv) : (argv[name] ?? fallbacks[name] ?? null);
     settings[name] = name === 'token' && value !== null ? '********' : value;
   }
@@ -253,12 +264,13 @@ export function printConfig(y: Argv<unknown>, argv: Record<string, unknown>, fal
  * NaN, which then surfaced as a library error about `options.port`.
  */
 export function whole(flag: string, what: string, min = 0, max = Number.MAX_SAFE_INTEGER): (value: unknown) => number {
-  return (value) => {
+  return (given) => {
+    const value: unknown = Array.isArray(given) ? given.at(-1) : given; // given twice: the last one
     if (value === undefined) return value as unknown as number;
     const n = typeof value === 'number' ? value : typeof value === 'string' && value.trim() !== '' ? Number(value) : Number.NaN;
     if (!Number.isSafeInteger(n) || n < min || n > max) {
       const range = max === Number.MAX_SAFE_INTEGER ? `from ${min}` : `from ${min} to ${max}`;
-      throw new Error(`--${flag} must be a whole number${what ? ` of ${what}` : ''} ${range}, got ${JSON.stringify(Array.isArray(value) ? value.map(String).join(' ') : String(value))}`);
+      throw new Error(`--${flag} must be a whole number${what ? ` of ${what}` : ''} ${range}, got ${JSON.stringify(String(value))}`);
     }
     return n;
   };

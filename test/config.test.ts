@@ -73,6 +73,18 @@ t.test('precedence: the command line, then TASKWIRE_*, then the file, then the d
   t.match(s, { 'local-workers': 4, 'log-format': 'json', verbose: 2 }, 'camelCase keys name the same options');
 });
 
+t.test('a flag given twice takes its last value; a list takes them all', async (t) => {
+  // As `npm start -- --local-workers 2` runs `server.js --local-workers 1 --local-workers 2`.
+  let s = await settings(t, 'server', ['--local-workers', '1', '--local-workers', '2', '--host', 'a', '--host', '127.0.0.2', '-v', '-v']);
+  t.match(s, { 'local-workers': 2, host: '127.0.0.2', verbose: 2 });
+  s = await settings(t, 'worker', ['--jobs', 'a.mjs', '--jobs', 'b.mjs', '--port', '7', '--port', '8']);
+  t.match(s, { jobs: ['a.mjs', 'b.mjs'], port: 8 });
+  s = await settings(t, 'client', ['--type', 'sha256', '--type', 'arith', 'x', 'y']);
+  t.equal(s.type, 'arith');
+  const r = await runCli(t, 'server', ['--local-workers', '1', '--local-workers', 'x']);
+  t.same([r.code, r.stderr], [2, 'taskwire-server: --local-workers must be a whole number from 0, got "x" (see --help)\n'], 'the last one is the one checked');
+});
+
 t.test('a file the program cannot use is one line and exit 2', async (t) => {
   const d = await dir(t);
   const cases: [string, string | object, 'server' | 'worker' | 'client', RegExp][] = [
